@@ -1,0 +1,41 @@
+# qmcp-agents developer tasks. `make demo` runs the main job, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck unit bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ needed (PYTHON=$(PYTHON))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	mkdir -p .dev/qmcp_agents
+	ln -sfn ../../domain .dev/qmcp_agents/domain
+	ln -sfn ../../adapters .dev/qmcp_agents/adapters
+	ln -sfn ../../testing .dev/qmcp_agents/testing
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m benchmarks.demo
+
+lint: install
+	$(VENV)/bin/ruff check domain adapters testing tests benchmarks
+
+typecheck: install
+	$(VENV)/bin/mypy -p qmcp_agents tests benchmarks
+
+unit: install
+	tests/run-with-services $(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+bench: install
+	tests/run-with-services $(PY) -m benchmarks.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .dev build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis qmcp-agents.db

@@ -1,0 +1,54 @@
+"""The library's error types.
+
+Every error a store raises derives from :class:`QmcpError`, so an application can catch
+the library's failures in one place while still telling a missing row from a lost race.
+Bad *input* is reported by Pydantic's ``ValidationError`` instead: it names the field and
+the value, and it is raised before anything touches a store.
+"""
+
+from __future__ import annotations
+
+
+class QmcpError(Exception):
+    """Base class of every error raised by qmcp-agents."""
+
+
+class NotFound(QmcpError, LookupError):
+    """The entity asked for does not exist (``get``, ``update``, ``delete``)."""
+
+
+class AlreadyExists(QmcpError):
+    """A unique key (a name, an id) is already taken."""
+
+
+class ConcurrencyError(QmcpError):
+    """The entity changed since it was read: its ``revision`` is stale.
+
+    Re-read the entity, re-apply the change and try again.
+    """
+
+
+class InvalidTransition(QmcpError):
+    """An execution was asked to move to a status its state machine does not allow."""
+
+
+class IntegrityError(QmcpError):
+    """A reference is dangling or restricted (e.g. deleting an agent type still in use)."""
+
+
+class StoreUnavailable(QmcpError):
+    """The backend could not be reached or timed out; wraps the driver's error.
+
+    Nothing was written when this is raised from inside a transaction.
+    """
+
+
+__all__ = [
+    "AlreadyExists",
+    "ConcurrencyError",
+    "IntegrityError",
+    "InvalidTransition",
+    "NotFound",
+    "QmcpError",
+    "StoreUnavailable",
+]

@@ -183,7 +183,8 @@ def test_update_state_merges_and_stamps() -> None:
     assert instance.last_active is None
     instance.update_state({"b": 3, "c": [1]})
     assert instance.state == {"a": 1, "b": 3, "c": [1]}
-    assert instance.last_active is not None and instance.last_active >= instance.created_at
+    assert instance.last_active is not None
+    assert instance.last_active >= instance.created_at
     with pytest.raises(ValidationError, match="state"):
         instance.update_state({"bad": float("nan")})
     assert instance.state == {"a": 1, "b": 3, "c": [1]}
@@ -197,7 +198,8 @@ def test_metadata_accepts_both_names_and_serialises_as_metadata() -> None:
         instance = AgentInstance.model_validate({"agent_type_id": 1, key: {"k": 1}})
         assert instance.metadata == {"k": 1} == instance.metadata_
         dumped = instance.model_dump()
-        assert dumped["metadata"] == {"k": 1} and "metadata_" not in dumped
+        assert dumped["metadata"] == {"k": 1}
+        assert "metadata_" not in dumped
         execution = Execution.model_validate({"topology_id": 1, "input_data": {}, key: {"k": 2}})
         assert execution.model_dump()["metadata"] == {"k": 2}
     assert ExecutionCreate(topology_name="t", input_data={}, metadata_={"a": 1}).metadata == {"a": 1}

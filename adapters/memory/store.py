@@ -1,0 +1,689 @@
+"""Dict-backed store with the exact semantics every other backend must match.
+
+Concurrency: the store is safe under asyncio. Each operation runs without awaiting in the
+middle, so it is atomic; a transaction holds the store's lock for its duration, so other
+tasks' operations wait and never see its partial writes. Transactions snapshot the state
+and restore it on error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from qmcp_agents.domain import (
+    AgentInstance,
+    AgentRole,
+    AgentType,
+    AlreadyExists,
+    Execution,
+    ExecutionStatus,
+    IntegrityError,
+    Message,
+    MessageCreate,
+    NotFound,
+    Result,
+    Topology,
+    TopologyType,
+    utc_now,
+)
+from qmcp_agents.domain.integrity import describe, for_insert, for_update, refuse_if_final
+from qmcp_agents.domain.ports import Capabilities
+from qmcp_agents.domain.queries import (
+    AgentInstanceFilter,
+    AgentTypeFilter,
+    ExecutionFilter,
+    MessageFilter,
+    Page,
+    PurgeRequest,
+    ResultFilter,
+    TopologyFilter,
+    check_limit,
+    int_cursor,
+    uuid_cursor,
+)
+from qmcp_agents.domain.topology_rules import check_topology_rules
+
+from .state import State
+
+K = TypeVar("K", int, UUID)
+E = TypeVar("E", bound=BaseModel)
+
+
+def _copy(entity: E) -> E:
+    return entity.model_copy(deep=True)
+
+
+class _Repository(Generic[K, E]):
+    """Behaviour shared by the keyed repositories: reads, paging and batch adds."""
+
+    label: str
+    cursor: Callable[[str | None], Any]
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    @property
+    def _state(self) -> State:
+        return self._store._state
+
+    def _rows(self) -> dict[K, E]:
+        raise NotImplementedError
+
+    def _insert(self, entity: E) -> E:
+        raise NotImplementedError
+
+    async def add(self, entity: E) -> E:
+        async with self._store._exclusive():
+            return _copy(self._insert(entity))
+
+    async def add_many(self, entities: Sequence[E]) -> list[E]:
+        async with self._store._exclusive():
+            snapshot = self._state.snapshot()
+            try:
+                return [_copy(self._insert(entity)) for entity in entities]
+            except BaseException:
+                self._state.restore(snapshot)
+                raise
+
+    async def find(self, id: K) -> E | None:
+        async with self._store._exclusive():
+            entity = self._rows().get(id)
+            return None if entity is None else _copy(entity)
+
+    async def get(self, id: K) -> E:
+        entity = await self.find(id)
+        if entity is None:
+            raise NotFound(f"{self.label} {id} does not exist")
+        return entity
+
+    def _stored(self, id: K | None) -> E:
+        entity = self._rows().get(id) if id is not None else None  # type: ignore[arg-type]
+        if entity is None:
+            raise NotFound(f"{self.label} {id} does not exist")
+        return entity
+
+    async def _page(self, matches: Callable[[E], bool], limit: int, after: str | None) -> Page[E]:
+        check_limit(limit)
+        start = self.cursor(after)
+        async with self._store._exclusive():
+            rows = self._rows()
+            keys = sorted(k for k in rows if start is None or k > start)
+            items: list[E] = []
+            last_key: K | None = None
+            for key in keys:
+                if matches(rows[key]):
+                    if len(items) == limit:
+                        return Page(items, str(last_key))
+                    items.append(_copy(rows[key]))
+                    last_key = key
+            return Page(items, None)
+
+    async def _count(self, matches: Callable[[E], bool]) -> int:
+        async with self._store._exclusive():
+            return sum(1 for entity in self._rows().values() if matches(entity))
+
+
+class _NamedRepository(_Repository[int, E]):
+    async def find_by_name(self, name: str) -> E | None:
+        async with self._store._exclusive():
+            key = name.lower() if isinstance(name, str) else name
+            for entity in self._rows().values():
+                if getattr(entity, "name") == key:  # noqa: B009
+                    return _copy(entity)
+            return None
+
+    async def get_by_name(self, name: str) -> E:
+        entity = await self.find_by_name(name)
+        if entity is None:
+            raise NotFound(f"{self.label} named {name!r} does not exist")
+        return entity
+
+    def _check_name_free(self, name: str, except_id: int | None = None) -> None:
+        for entity in self._rows().values():
+            if getattr(entity, "name") == name and getattr(entity, "id") != except_id:  # noqa: B009
+                raise AlreadyExists(f"{self.label} named {name!r} already exists")
+
+    def _check_new(self, entity: E) -> None:
+        if getattr(entity, "id") is not None:  # noqa: B009
+            raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
+        self._check_name_free(getattr(entity, "name"))  # noqa: B009
+
+
+class MemoryAgentTypes(_NamedRepository[AgentType]):
+    label = "agent type"
+    cursor = staticmethod(int_cursor)
+
+    def _rows(self) -> dict[int, AgentType]:
+        return self._state.agent_types
+
+    def _insert(self, entity: AgentType) -> AgentType:
+        self._check_new(entity)
+        stored = for_insert(entity, id=self._state.take_id("agent_type"))
+        self._state.agent_types[stored.id] = stored  # type: ignore[index]
+        return stored
+
+    async def update(self, agent_type: AgentType) -> AgentType:
+        async with self._store._exclusive():
+            stored = for_update(self._stored(agent_type.id), agent_type)
+            self._state.agent_types[stored.id] = stored  # type: ignore[index]
+            return _copy(stored)
+
+    async def delete(self, id: int) -> None:
+        async with self._store._exclusive():
+            entity = self._stored(id)
+            users = [
+                t.name
+                for t in self._state.topologies.values()
+                if any(m.agent_type_id == id for m in t.memberships)
+            ]
+            instances = sum(1 for i in self._state.instances.values() if i.agent_type_id == id)
+            if users or instances:
+                raise IntegrityError(
+                    f"{describe(entity)} is in use by topologies {sorted(users)} and {instances} instance(s)"
+                )
+            del self._state.agent_types[id]
+
+    async def list(
+        self, *, role: AgentRole | None = None, limit: int = 50, after: str | None = None
+    ) -> Page[AgentType]:
+        return await self._page(AgentTypeFilter(role=role).matches, limit, after)
+
+    async def count(self, *, role: AgentRole | None = None) -> int:
+        return await self._count(AgentTypeFilter(role=role).matches)
+
+
+class MemoryTopologies(_NamedRepository[Topology]):
+    label = "topology"
+    cursor = staticmethod(int_cursor)
+
+    def _rows(self) -> dict[int, Topology]:
+        return self._state.topologies
+
+    async def _sub_topologies_of(self, name: str) -> list[str] | None:
+        for topology in self._state.topologies.values():
+            if topology.name == name:
+                config = topology.config
+                return (
+                    list(config.get("sub_topologies", []))
+                    if topology.topology_type is TopologyType.COMPOUND
+                    else []
+                )
+        return None
+
+    def _with_membership_ids(self, topology: Topology, topology_id: int) -> list[Any]:
+        return [
+            m.model_copy(update={"topology_id": topology_id, "id": m.id or self._state.take_id("membership")})
+            for m in topology.memberships
+        ]
+
+    async def _checked(self, topology: Topology) -> None:
+        names = {
+            m.agent_type_id: self._state.agent_types[m.agent_type_id].name
+            for m in topology.memberships
+            if m.agent_type_id in self._state.agent_types
+        }
+        await check_topology_rules(topology, names, self._sub_topologies_of)
+
+    def _insert(self, entity: Topology) -> Topology:  # pragma: no cover - async path below
+        raise NotImplementedError
+
+    async def add(self, entity: Topology) -> Topology:
+        async with self._store._exclusive():
+            return _copy(await self._insert_async(entity))
+
+    async def add_many(self, entities: Sequence[Topology]) -> list[Topology]:
+        async with self._store._exclusive():
+            snapshot = self._state.snapshot()
+            try:
+                return [_copy(await self._insert_async(entity)) for entity in entities]
+            except BaseException:
+                self._state.restore(snapshot)
+                raise
+
+    async def _insert_async(self, entity: Topology) -> Topology:
+        self._check_new(entity)
+        await self._checked(entity)
+        new_id = self._state.take_id("topology")
+        stored = for_insert(entity, id=new_id, memberships=self._with_membership_ids(entity, new_id))
+        self._state.topologies[new_id] = stored
+        return stored
+
+    async def update(self, topology: Topology) -> Topology:
+        async with self._store._exclusive():
+            stored = for_update(self._stored(topology.id), topology)
+            await self._checked(stored)
+            assert stored.id is not None
+            stored = stored.model_copy(update={"memberships": self._with_membership_ids(stored, stored.id)})
+            self._state.topologies[stored.id] = stored
+            return _copy(stored)
+
+    async def delete(self, id: int) -> None:
+        async with self._store._exclusive():
+            entity = self._stored(id)
+            runs = sum(1 for e in self._state.executions.values() if e.topology_id == id)
+            parents = [
+                t.name
+                for t in self._state.topologies.values()
+                if t.topology_type is TopologyType.COMPOUND
+                and entity.name in t.config.get("sub_topologies", [])
+            ]
+            if runs or parents:
+                raise IntegrityError(
+                    f"{describe(entity)} has {runs} execution(s) and is a sub-topology of {sorted(parents)}"
+                )
+            del self._state.topologies[id]
+
+    async def list(
+        self, *, topology_type: TopologyType | None = None, limit: int = 50, after: str | None = None
+    ) -> Page[Topology]:
+        return await self._page(TopologyFilter(topology_type=topology_type).matches, limit, after)
+
+    async def count(self, *, topology_type: TopologyType | None = None) -> int:
+        return await self._count(TopologyFilter(topology_type=topology_type).matches)
+
+
+class _UuidRepository(_Repository[UUID, E]):
+    cursor = staticmethod(uuid_cursor)
+
+    def _check_new_id(self, entity: E) -> None:
+        entity_id = getattr(entity, "id")  # noqa: B009
+        if entity_id in self._rows():
+            raise AlreadyExists(f"{self.label} {entity_id} already exists")
+
+    def _require(self, rows: dict[Any, Any], key: Any, what: str, owner: BaseModel) -> Any:
+        if key not in rows:
+            raise IntegrityError(f"{describe(owner)}: {what} {key} does not exist")
+        return rows[key]
+
+
+class MemoryAgentInstances(_UuidRepository[AgentInstance]):
+    label = "agent instance"
+
+    def _rows(self) -> dict[UUID, AgentInstance]:
+        return self._state.instances
+
+    def _check_refs(self, entity: AgentInstance) -> None:
+        self._require(self._state.agent_types, entity.agent_type_id, "agent_type_id", entity)
+        if entity.execution_id is not None:
+            self._require(self._state.executions, entity.execution_id, "execution_id", entity)
+
+    def _insert(self, entity: AgentInstance) -> AgentInstance:
+        self._check_new_id(entity)
+        self._check_refs(entity)
+        stored = for_insert(entity)
+        self._state.instances[stored.id] = stored
+        return stored
+
+    async def update(self, instance: AgentInstance) -> AgentInstance:
+        async with self._store._exclusive():
+            stored = for_update(self._stored(instance.id), instance)
+            self._check_refs(stored)
+            self._state.instances[stored.id] = stored
+            return _copy(stored)
+
+    async def delete(self, id: UUID) -> None:
+        async with self._store._exclusive():
+            entity = self._stored(id)
+            messages = sum(1 for m in self._state.messages.values() if id in (m.sender_id, m.recipient_id))
+            results = sum(1 for r in self._state.results.values() if r.agent_instance_id == id)
+            if messages or results:
+                raise IntegrityError(
+                    f"{describe(entity)} is referenced by {messages} message(s) and {results} result(s)"
+                )
+            del self._state.instances[id]
+
+    async def list(
+        self,
+        *,
+        agent_type_id: int | None = None,
+        execution_id: UUID | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[AgentInstance]:
+        flt = AgentInstanceFilter(agent_type_id=agent_type_id, execution_id=execution_id)
+        return await self._page(flt.matches, limit, after)
+
+    async def count(self, *, agent_type_id: int | None = None, execution_id: UUID | None = None) -> int:
+        return await self._count(
+            AgentInstanceFilter(agent_type_id=agent_type_id, execution_id=execution_id).matches
+        )
+
+
+class MemoryExecutions(_UuidRepository[Execution]):
+    label = "execution"
+
+    def _rows(self) -> dict[UUID, Execution]:
+        return self._state.executions
+
+    def _insert(self, entity: Execution) -> Execution:
+        self._check_new_id(entity)
+        self._require(self._state.topologies, entity.topology_id, "topology_id", entity)
+        if entity.parent_id is not None:
+            self._require(self._state.executions, entity.parent_id, "parent_id", entity)
+        stored = for_insert(entity)
+        self._state.executions[stored.id] = stored
+        return stored
+
+    async def update(self, execution: Execution) -> Execution:
+        async with self._store._exclusive():
+            stored = for_update(self._stored(execution.id), execution)
+            self._state.executions[stored.id] = stored
+            return _copy(stored)
+
+    def _cascade(self, root: UUID) -> int:
+        """Delete an execution, its children, and everything they own. Returns executions deleted."""
+        doomed = [root]
+        index = 0
+        while index < len(doomed):
+            parent = doomed[index]
+            doomed.extend(e.id for e in self._state.executions.values() if e.parent_id == parent)
+            index += 1
+        gone = set(doomed)
+        state = self._state
+        for execution_id in gone:
+            for message_id in state.message_log.pop(execution_id, []):
+                del state.messages[message_id]
+        state.results = {k: r for k, r in state.results.items() if r.execution_id not in gone}
+        state.instances = {k: i for k, i in state.instances.items() if i.execution_id not in gone}
+        for execution_id in gone:
+            del state.executions[execution_id]
+        return len(gone)
+
+    async def delete(self, id: UUID) -> None:
+        async with self._store._exclusive():
+            self._stored(id)
+            self._cascade(id)
+
+    @staticmethod
+    def _filter(**fields: Any) -> ExecutionFilter:
+        return ExecutionFilter(**fields)
+
+    async def list(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        topology_id: int | None = None,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Execution]:
+        flt = ExecutionFilter(
+            status=status,
+            topology_id=topology_id,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            started_after=started_after,
+            started_before=started_before,
+        )
+        return await self._page(flt.matches, limit, after)
+
+    async def count(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        topology_id: int | None = None,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> int:
+        flt = ExecutionFilter(
+            status=status,
+            topology_id=topology_id,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            started_after=started_after,
+            started_before=started_before,
+        )
+        return await self._count(flt.matches)
+
+    async def purge(
+        self,
+        *,
+        older_than: datetime,
+        statuses: frozenset[ExecutionStatus] | None = None,
+        batch_size: int = 500,
+    ) -> int:
+        request = PurgeRequest.model_validate(
+            {
+                "older_than": older_than,
+                "batch_size": batch_size,
+                **({"statuses": statuses} if statuses else {}),
+            }
+        )
+        deleted = 0
+        while True:
+            async with self._store._exclusive():
+                batch = [e.id for e in self._state.executions.values() if request.matches(e)][
+                    : request.batch_size
+                ]
+                for execution_id in batch:
+                    if execution_id in self._state.executions:  # may have gone with its parent
+                        deleted += self._cascade(execution_id)
+            if len(batch) < request.batch_size:
+                return deleted
+            await asyncio.sleep(0)  # let other tasks in between batches
+
+
+class MemoryMessages:
+    label = "message"
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    @property
+    def _state(self) -> State:
+        return self._store._state
+
+    async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> list[Message]:
+        drafts = [MessageCreate.model_validate(m) for m in messages]
+        async with self._store._exclusive():
+            state = self._state
+            execution = state.executions.get(execution_id)
+            if execution is None:
+                raise NotFound(f"execution {execution_id} does not exist")
+            refuse_if_final(execution, "messages")
+            for draft in drafts:
+                for role, instance_id in (
+                    ("sender_id", draft.sender_id),
+                    ("recipient_id", draft.recipient_id),
+                ):
+                    if instance_id is None:
+                        continue
+                    instance = state.instances.get(instance_id)
+                    if instance is None:
+                        raise IntegrityError(f"message {role} {instance_id} is not an agent instance")
+                    if instance.execution_id not in (None, execution_id):
+                        raise IntegrityError(
+                            f"message {role} {instance_id} belongs to execution {instance.execution_id}, "
+                            f"not {execution_id}"
+                        )
+            log = state.message_log.setdefault(execution_id, [])
+            now = utc_now()
+            stored = [
+                Message(
+                    **draft.model_dump(),
+                    execution_id=execution_id,
+                    sequence_number=len(log) + offset,
+                    created_at=now,
+                    revision=1,
+                )
+                for offset, draft in enumerate(drafts, start=1)
+            ]
+            for message in stored:
+                state.messages[message.id] = message
+                log.append(message.id)
+            return [_copy(m) for m in stored]
+
+    async def find(self, id: UUID) -> Message | None:
+        async with self._store._exclusive():
+            message = self._state.messages.get(id)
+            return None if message is None else _copy(message)
+
+    async def get(self, id: UUID) -> Message:
+        message = await self.find(id)
+        if message is None:
+            raise NotFound(f"message {id} does not exist")
+        return message
+
+    async def list(
+        self,
+        execution_id: UUID,
+        *,
+        limit: int = 50,
+        after: str | None = None,
+        round_number: int | None = None,
+        sender_id: UUID | None = None,
+    ) -> Page[Message]:
+        check_limit(limit)
+        start = int_cursor(after) or 0
+        matches = MessageFilter(round_number=round_number, sender_id=sender_id).matches
+        async with self._store._exclusive():
+            log = self._state.message_log.get(execution_id, [])
+            items: list[Message] = []
+            for message_id in log[start:]:  # sequence n sits at index n - 1
+                message = self._state.messages[message_id]
+                if matches(message):
+                    if len(items) == limit:
+                        return Page(items, str(items[-1].sequence_number))
+                    items.append(_copy(message))
+            return Page(items, None)
+
+    async def last(self, execution_id: UUID, n: int) -> list[Message]:
+        check_limit(n)
+        async with self._store._exclusive():
+            log = self._state.message_log.get(execution_id, [])
+            return [_copy(self._state.messages[m]) for m in log[-n:]]
+
+    async def count(self, execution_id: UUID | None = None) -> int:
+        async with self._store._exclusive():
+            if execution_id is None:
+                return len(self._state.messages)
+            return len(self._state.message_log.get(execution_id, []))
+
+
+class MemoryResults(_UuidRepository[Result]):
+    label = "result"
+
+    def _rows(self) -> dict[UUID, Result]:
+        return self._state.results
+
+    def _check_refs(self, entity: Result) -> None:
+        execution = self._require(self._state.executions, entity.execution_id, "execution_id", entity)
+        self._require(self._state.instances, entity.agent_instance_id, "agent_instance_id", entity)
+        refuse_if_final(execution, "results")
+
+    def _insert(self, entity: Result) -> Result:
+        self._check_new_id(entity)
+        self._check_refs(entity)
+        stored = for_insert(entity)
+        self._state.results[stored.id] = stored
+        return stored
+
+    async def update(self, result: Result) -> Result:
+        async with self._store._exclusive():
+            stored = for_update(self._stored(result.id), result)
+            self._check_refs(stored)
+            self._state.results[stored.id] = stored
+            return _copy(stored)
+
+    async def delete(self, id: UUID) -> None:
+        async with self._store._exclusive():
+            self._stored(id)
+            del self._state.results[id]
+
+    async def list(
+        self,
+        *,
+        execution_id: UUID | None = None,
+        agent_instance_id: UUID | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Result]:
+        flt = ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id)
+        return await self._page(flt.matches, limit, after)
+
+    async def count(self, *, execution_id: UUID | None = None, agent_instance_id: UUID | None = None) -> int:
+        return await self._count(
+            ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id).matches
+        )
+
+
+class MemoryStore:
+    """The in-memory :class:`~qmcp_agents.domain.ports.Store`."""
+
+    def __init__(self) -> None:
+        self._state = State()
+        self._lock = asyncio.Lock()
+        self._owner: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"memory-store-{id(self)}", default=False
+        )
+        self.agent_types = MemoryAgentTypes(self)
+        self.topologies = MemoryTopologies(self)
+        self.agent_instances = MemoryAgentInstances(self)
+        self.executions = MemoryExecutions(self)
+        self.messages = MemoryMessages(self)
+        self.results = MemoryResults(self)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(backend="memory", transactions=True, multi_process=False)
+
+    @asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        if self._owner.get():
+            yield
+            return
+        async with self._lock:
+            yield
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        if self._owner.get():  # nested: a savepoint
+            snapshot = self._state.snapshot()
+            try:
+                yield
+            except BaseException:
+                self._state.restore(snapshot)
+                raise
+            return
+        async with self._lock:
+            token = self._owner.set(True)
+            snapshot = self._state.snapshot()
+            try:
+                yield
+            except BaseException:
+                self._state.restore(snapshot)
+                raise
+            finally:
+                self._owner.reset(token)
+
+    async def create_schema(self) -> None:
+        """Nothing to create in memory."""
+
+    async def drop_schema(self) -> None:
+        async with self._exclusive():
+            self._state.restore(State())
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,82 @@
+"""Write rules shared by every store: revisions, immutable fields, status moves.
+
+Adapters load the stored version, call these, then write; so optimistic concurrency and
+the status machine mean the same on every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from .clock import utc_now
+from .enums import FINAL_STATUSES
+from .errors import ConcurrencyError, IntegrityError, InvalidTransition
+from .execution import Execution, can_transition
+
+E = TypeVar("E", bound=BaseModel)
+
+IMMUTABLE: dict[str, tuple[str, ...]] = {
+    "AgentType": ("name",),
+    "Topology": ("name",),
+    "Execution": ("topology_id", "parent_id", "started_at"),
+    "AgentInstance": ("created_at",),
+    "Result": ("execution_id", "agent_instance_id"),
+}
+
+
+def describe(entity: BaseModel) -> str:
+    """``AgentType 'planner' (id 3)``: how errors name an entity."""
+    kind = type(entity).__name__
+    name = getattr(entity, "name", None)
+    ident = getattr(entity, "id", None)
+    return f"{kind} {name!r} (id {ident})" if name is not None else f"{kind} {ident}"
+
+
+def for_insert(entity: E, **changes: Any) -> E:
+    """The stored form of a new entity: a private copy with ``revision=1``."""
+    return entity.model_copy(update={"revision": 1, **changes}, deep=True)
+
+
+def for_update(stored: E, new: E) -> E:
+    """Check ``new`` may replace ``stored``; return what to write (revision + 1).
+
+    Raises ConcurrencyError for a stale revision, IntegrityError for a change to an
+    immutable field, InvalidTransition for an illegal status move.
+    """
+    stored_revision: int = getattr(stored, "revision")  # noqa: B009 - every entity has it
+    new_revision: int = getattr(new, "revision")  # noqa: B009
+    if new_revision != stored_revision:
+        raise ConcurrencyError(
+            f"{describe(new)} was changed by someone else: you have revision "
+            f"{new_revision}, the store has {stored_revision}; re-read and retry"
+        )
+    for field in IMMUTABLE.get(type(new).__name__, ()):
+        if getattr(new, field) != getattr(stored, field):
+            raise IntegrityError(
+                f"{describe(stored)}: {field} cannot change ({getattr(stored, field)!r} -> "
+                f"{getattr(new, field)!r})"
+            )
+    if (
+        isinstance(stored, Execution)
+        and isinstance(new, Execution)
+        and not (new.status is stored.status or can_transition(stored.status, new.status))
+    ):
+        raise InvalidTransition(
+                f"execution {stored.id} cannot move from {stored.status.value!r} to {new.status.value!r}"
+            )
+    changes: dict[str, Any] = {"revision": stored_revision + 1}
+    if "updated_at" in type(new).model_fields:
+        changes["updated_at"] = max(utc_now(), getattr(stored, "updated_at"))  # noqa: B009
+    return new.model_copy(update=changes, deep=True)
+
+
+def refuse_if_final(execution: Execution, what: str) -> None:
+    if execution.status in FINAL_STATUSES:
+        raise InvalidTransition(
+            f"execution {execution.id} is {execution.status.value}; it takes no more {what}"
+        )
+
+
+__all__ = ["IMMUTABLE", "describe", "for_insert", "for_update", "refuse_if_final"]

@@ -1,0 +1,251 @@
+"""Repository ports: what every store offers, whatever its backend.
+
+Adapters implement these protocols; the use cases in :mod:`.services`, the topology engine
+and applications depend only on them. Semantics (errors, cascades, ordering) are defined
+here once and checked on every backend by :mod:`qmcp_agents.testing`.
+
+Conventions shared by every repository:
+
+* ``add`` / ``add_many`` return the stored entity with its id and ``revision=1``; the
+  argument is never mutated. ``add_many`` is all-or-nothing.
+* ``get`` raises :class:`~.errors.NotFound`; ``find`` returns ``None``.
+* ``update`` takes the entity as last read; if its ``revision`` is not the stored one it
+  raises :class:`~.errors.ConcurrencyError`. It returns the entity with ``revision + 1``.
+  Names and an execution's topology never change.
+* ``delete`` raises ``NotFound`` for a missing id and :class:`~.errors.IntegrityError` for
+  an entity still referenced (see each method).
+* ``list`` returns a :class:`~.queries.Page` in ascending key order (ids; sequence numbers
+  for messages); ``count`` takes the same filters.
+* A reference to a missing entity raises ``IntegrityError`` and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+from .agent import AgentInstance, AgentType
+from .enums import AgentRole, ExecutionStatus, TopologyType
+from .execution import Execution
+from .message import Message, MessageCreate, Result
+from .queries import DEFAULT_LIMIT, Page
+from .topology import Topology
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend guarantees; see ``docs/backends.md``.
+
+    ``transactions``: ``store.transaction()`` is all-or-nothing across repositories.
+    ``multi_process``: several processes may share the store safely (SQL, MongoDB).
+    """
+
+    backend: str
+    transactions: bool
+    multi_process: bool
+
+
+class AgentTypeRepository(Protocol):
+    async def add(self, agent_type: AgentType) -> AgentType: ...
+    async def add_many(self, agent_types: Sequence[AgentType]) -> list[AgentType]: ...
+    async def get(self, id: int) -> AgentType: ...
+    async def find(self, id: int) -> AgentType | None: ...
+    async def get_by_name(self, name: str) -> AgentType: ...
+    async def find_by_name(self, name: str) -> AgentType | None: ...
+    async def update(self, agent_type: AgentType) -> AgentType: ...
+    async def delete(self, id: int) -> None:
+        """Refused (IntegrityError) while a topology or an instance uses the type."""
+
+    async def list(
+        self, *, role: AgentRole | None = None, limit: int = DEFAULT_LIMIT, after: str | None = None
+    ) -> Page[AgentType]: ...
+    async def count(self, *, role: AgentRole | None = None) -> int: ...
+
+
+class TopologyRepository(Protocol):
+    """Topologies with their memberships (one aggregate, always loaded whole)."""
+
+    async def add(self, topology: Topology) -> Topology:
+        """Checks the topology rules (members exist, mediator/fallback are members, ...)."""
+
+    async def add_many(self, topologies: Sequence[Topology]) -> list[Topology]: ...
+    async def get(self, id: int) -> Topology: ...
+    async def find(self, id: int) -> Topology | None: ...
+    async def get_by_name(self, name: str) -> Topology: ...
+    async def find_by_name(self, name: str) -> Topology | None: ...
+    async def update(self, topology: Topology) -> Topology: ...
+    async def delete(self, id: int) -> None:
+        """Refused while executions of it exist or a compound topology names it."""
+
+    async def list(
+        self,
+        *,
+        topology_type: TopologyType | None = None,
+        limit: int = DEFAULT_LIMIT,
+        after: str | None = None,
+    ) -> Page[Topology]: ...
+    async def count(self, *, topology_type: TopologyType | None = None) -> int: ...
+
+
+class AgentInstanceRepository(Protocol):
+    async def add(self, instance: AgentInstance) -> AgentInstance: ...
+    async def add_many(self, instances: Sequence[AgentInstance]) -> list[AgentInstance]: ...
+    async def get(self, id: UUID) -> AgentInstance: ...
+    async def find(self, id: UUID) -> AgentInstance | None: ...
+    async def update(self, instance: AgentInstance) -> AgentInstance: ...
+    async def delete(self, id: UUID) -> None:
+        """Refused while messages or results refer to the instance."""
+
+    async def list(
+        self,
+        *,
+        agent_type_id: int | None = None,
+        execution_id: UUID | None = None,
+        limit: int = DEFAULT_LIMIT,
+        after: str | None = None,
+    ) -> Page[AgentInstance]: ...
+    async def count(self, *, agent_type_id: int | None = None, execution_id: UUID | None = None) -> int: ...
+
+
+class ExecutionRepository(Protocol):
+    async def add(self, execution: Execution) -> Execution: ...
+    async def add_many(self, executions: Sequence[Execution]) -> list[Execution]: ...
+    async def get(self, id: UUID) -> Execution: ...
+    async def find(self, id: UUID) -> Execution | None: ...
+    async def update(self, execution: Execution) -> Execution:
+        """Also refuses a status change the status machine does not allow."""
+
+    async def delete(self, id: UUID) -> None:
+        """Deletes the execution's messages, results, bound instances and child executions."""
+
+    async def list(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        topology_id: int | None = None,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        limit: int = DEFAULT_LIMIT,
+        after: str | None = None,
+    ) -> Page[Execution]: ...
+    async def count(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        topology_id: int | None = None,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> int: ...
+    async def purge(
+        self,
+        *,
+        older_than: datetime,
+        statuses: frozenset[ExecutionStatus] | None = None,
+        batch_size: int = 500,
+    ) -> int:
+        """Delete final executions completed before ``older_than`` (with all they own).
+
+        Works in batches of ``batch_size``, each its own transaction; returns how many
+        executions were deleted (children included).
+        """
+
+
+class MessageRepository(Protocol):
+    async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> list[Message]:
+        """Append atomically, numbering 1, 2, 3... per execution with no gaps.
+
+        NotFound for an unknown execution, InvalidTransition for a final one, IntegrityError
+        for an unknown sender or recipient (or one bound to another execution).
+        """
+
+    async def get(self, id: UUID) -> Message: ...
+    async def find(self, id: UUID) -> Message | None: ...
+    async def list(
+        self,
+        execution_id: UUID,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        after: str | None = None,
+        round_number: int | None = None,
+        sender_id: UUID | None = None,
+    ) -> Page[Message]: ...
+    async def last(self, execution_id: UUID, n: int) -> list[Message]:
+        """The newest ``n`` messages, oldest first."""
+
+    async def count(self, execution_id: UUID | None = None) -> int: ...
+
+
+class ResultRepository(Protocol):
+    async def add(self, result: Result) -> Result:
+        """IntegrityError for a missing execution or instance; InvalidTransition if final."""
+
+    async def add_many(self, results: Sequence[Result]) -> list[Result]: ...
+    async def get(self, id: UUID) -> Result: ...
+    async def find(self, id: UUID) -> Result | None: ...
+    async def update(self, result: Result) -> Result: ...
+    async def delete(self, id: UUID) -> None: ...
+    async def list(
+        self,
+        *,
+        execution_id: UUID | None = None,
+        agent_instance_id: UUID | None = None,
+        limit: int = DEFAULT_LIMIT,
+        after: str | None = None,
+    ) -> Page[Result]: ...
+    async def count(
+        self, *, execution_id: UUID | None = None, agent_instance_id: UUID | None = None
+    ) -> int: ...
+
+
+class Store(Protocol):
+    """A backend: six repositories and a unit of work. Use it as an async context manager."""
+
+    agent_types: AgentTypeRepository
+    topologies: TopologyRepository
+    agent_instances: AgentInstanceRepository
+    executions: ExecutionRepository
+    messages: MessageRepository
+    results: ResultRepository
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """All-or-nothing unit of work over every repository; nests as a savepoint."""
+
+    async def create_schema(self) -> None:
+        """Create (or migrate to the current version) everything the store needs. Idempotent."""
+
+    async def drop_schema(self) -> None:
+        """Remove this library's tables or collections, and nothing else."""
+
+    async def close(self) -> None: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+__all__ = [
+    "AgentInstanceRepository",
+    "AgentTypeRepository",
+    "Capabilities",
+    "ExecutionRepository",
+    "MessageRepository",
+    "Page",
+    "ResultRepository",
+    "Store",
+    "TopologyRepository",
+]

@@ -27,7 +27,8 @@ lint: install
 	$(VENV)/bin/ruff check domain adapters testing tests benchmarks
 
 typecheck: install
-	$(VENV)/bin/mypy -p qmcp_agents tests benchmarks
+	$(VENV)/bin/mypy -p qmcp_agents
+	$(VENV)/bin/mypy tests benchmarks
 
 unit: install
 	tests/run-with-services $(PY) -m pytest $(PYTEST_ARGS)

@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 
 from qmcp_agents.domain.ports import Store
 
-_EXTRAS = {"sqlite": "sql", "postgresql": "sql", "postgres": "sql", "mongodb": "mongo", "mongodb+srv": "mongo"}
+_EXTRAS = {
+    "sqlite": "sql",
+    "postgresql": "sql",
+    "postgres": "sql",
+    "mongodb": "mongo",
+    "mongodb+srv": "mongo",
+}
 
 
 def _scheme(url: str) -> str:
@@ -34,18 +40,8 @@ def open_store(url: str, **options: Any) -> Store:
         from .memory import MemoryStore
 
         return MemoryStore()
-    if scheme in ("sqlite", "postgresql", "postgres"):
-        try:
-            from .sql import SqlStore
-        except ImportError as error:
-            raise _missing_extra(url, scheme, error) from error
-        return SqlStore(url, **options)
-    if scheme in ("mongodb",):
-        try:
-            from .mongo import MongoStore
-        except ImportError as error:
-            raise _missing_extra(url, scheme, error) from error
-        return MongoStore.from_url(url, **options)
+    if scheme in _EXTRAS:
+        raise _missing_extra(url, scheme, ImportError(f"no adapter for {scheme!r} is installed"))
     raise ValueError(
         f"store url {url!r}: unknown scheme {scheme!r}; use memory://, sqlite://, postgresql:// or mongodb://"
     )

@@ -41,8 +41,24 @@ _MILLISECOND = timedelta(milliseconds=1)
 
 
 def can_transition(source: ExecutionStatus, target: ExecutionStatus) -> bool:
-    """Whether the status machine allows ``source -> target``."""
+    """Whether the status machine allows ``source -> target`` in one move."""
     return target in ALLOWED_TRANSITIONS[source]
+
+
+def can_reach(source: ExecutionStatus, target: ExecutionStatus) -> bool:
+    """Whether ``target`` is ``source`` or reachable from it by legal moves.
+
+    A store sees only the status it holds and the one it is asked to write, and a client
+    may make several moves in between (``resume`` then ``mark_complete``); what must never
+    be written is a status the machine cannot reach, such as leaving a final status.
+    """
+    seen, frontier = {source}, [source]
+    while frontier:
+        for nxt in ALLOWED_TRANSITIONS[frontier.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return target in seen
 
 
 class ExecutionCreate(DomainModel):
@@ -186,5 +202,6 @@ __all__ = [
     "Execution",
     "ExecutionCreate",
     "ExecutionRead",
+    "can_reach",
     "can_transition",
 ]

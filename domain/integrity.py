@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from .clock import utc_now
 from .enums import FINAL_STATUSES
 from .errors import ConcurrencyError, IntegrityError, InvalidTransition
-from .execution import Execution, can_transition
+from .execution import Execution, can_reach
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -34,9 +34,18 @@ def describe(entity: BaseModel) -> str:
     return f"{kind} {name!r} (id {ident})" if name is not None else f"{kind} {ident}"
 
 
+def revalidated(entity: E, **changes: Any) -> E:
+    """A private, fully validated copy of ``entity`` with ``changes`` applied.
+
+    Stores write only what passes validation, even for an entity built with
+    ``model_construct`` or changed behind Pydantic's back.
+    """
+    return type(entity).model_validate({**entity.model_dump(by_alias=False), **changes})
+
+
 def for_insert(entity: E, **changes: Any) -> E:
-    """The stored form of a new entity: a private copy with ``revision=1``."""
-    return entity.model_copy(update={"revision": 1, **changes}, deep=True)
+    """The stored form of a new entity: a validated private copy with ``revision=1``."""
+    return revalidated(entity, revision=1, **changes)
 
 
 def for_update(stored: E, new: E) -> E:
@@ -61,15 +70,15 @@ def for_update(stored: E, new: E) -> E:
     if (
         isinstance(stored, Execution)
         and isinstance(new, Execution)
-        and not (new.status is stored.status or can_transition(stored.status, new.status))
+        and not can_reach(stored.status, new.status)
     ):
         raise InvalidTransition(
-                f"execution {stored.id} cannot move from {stored.status.value!r} to {new.status.value!r}"
-            )
+            f"execution {stored.id} cannot move from {stored.status.value!r} to {new.status.value!r}"
+        )
     changes: dict[str, Any] = {"revision": stored_revision + 1}
     if "updated_at" in type(new).model_fields:
         changes["updated_at"] = max(utc_now(), getattr(stored, "updated_at"))  # noqa: B009
-    return new.model_copy(update=changes, deep=True)
+    return revalidated(new, **changes)
 
 
 def refuse_if_final(execution: Execution, what: str) -> None:
@@ -79,4 +88,4 @@ def refuse_if_final(execution: Execution, what: str) -> None:
         )
 
 
-__all__ = ["IMMUTABLE", "describe", "for_insert", "for_update", "refuse_if_final"]
+__all__ = ["IMMUTABLE", "describe", "for_insert", "for_update", "refuse_if_final", "revalidated"]

@@ -60,8 +60,12 @@ async def create_topology(store: Store, data: TopologyCreate) -> TopologyRead:
         for position, (name, slot) in enumerate(zip(data.agent_names, _slot_names(data), strict=True)):
             agent_type = await store.agent_types.find_by_name(name)
             if agent_type is None or agent_type.id is None:
-                raise IntegrityError(f"topology {data.name!r}: agent_names lists {name!r}, which does not exist")
-            memberships.append(TopologyMembership(agent_type_id=agent_type.id, slot_name=slot, position=position))
+                raise IntegrityError(
+                    f"topology {data.name!r}: agent_names lists {name!r}, which does not exist"
+                )
+            memberships.append(
+                TopologyMembership(agent_type_id=agent_type.id, slot_name=slot, position=position)
+            )
         topology = Topology(**data.model_dump(exclude={"agent_names"}), memberships=memberships)
         stored = await store.topologies.add(topology)
     return TopologyRead.from_entity(stored)
@@ -89,7 +93,9 @@ async def start_execution(store: Store, data: ExecutionCreate) -> Execution:
     return await store.executions.add(execution)
 
 
-async def append_messages(store: Store, execution_id: UUID, messages: Sequence[MessageCreate]) -> list[MessageRead]:
+async def append_messages(
+    store: Store, execution_id: UUID, messages: Sequence[MessageCreate]
+) -> list[MessageRead]:
     return [MessageRead.from_entity(m) for m in await store.messages.append(execution_id, messages)]
 
 

@@ -63,7 +63,7 @@ def _require_member(where: str, field: str, name: str, members: set[str]) -> Non
 
 async def _check_compound(root: str, subs: list[str], sub_topologies_of: SubTopologies, where: str) -> None:
     """Every sub-topology exists and the nesting never leads back to ``root``."""
-    stack = [(sub, (root, sub)) for sub in subs]
+    stack: list[tuple[str, tuple[str, ...]]] = [(sub, (root, sub)) for sub in subs]
     seen: set[str] = set()
     while stack:
         name, path = stack.pop()

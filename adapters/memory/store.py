@@ -9,6 +9,7 @@ and restore it on error.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextvars
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -85,7 +86,7 @@ class _Repository(Generic[K, E]):
         async with self._store._exclusive():
             return _copy(self._insert(entity))
 
-    async def add_many(self, entities: Sequence[E]) -> list[E]:
+    async def add_many(self, entities: Sequence[E]) -> builtins.list[E]:
         async with self._store._exclusive():
             snapshot = self._state.snapshot()
             try:
@@ -106,7 +107,7 @@ class _Repository(Generic[K, E]):
         return entity
 
     def _stored(self, id: K | None) -> E:
-        entity = self._rows().get(id) if id is not None else None  # type: ignore[arg-type]
+        entity = self._rows().get(id) if id is not None else None
         if entity is None:
             raise NotFound(f"{self.label} {id} does not exist")
         return entity
@@ -208,7 +209,7 @@ class MemoryTopologies(_NamedRepository[Topology]):
     def _rows(self) -> dict[int, Topology]:
         return self._state.topologies
 
-    async def _sub_topologies_of(self, name: str) -> list[str] | None:
+    async def _sub_topologies_of(self, name: str) -> builtins.list[str] | None:
         for topology in self._state.topologies.values():
             if topology.name == name:
                 config = topology.config
@@ -219,7 +220,7 @@ class MemoryTopologies(_NamedRepository[Topology]):
                 )
         return None
 
-    def _with_membership_ids(self, topology: Topology, topology_id: int) -> list[Any]:
+    def _with_membership_ids(self, topology: Topology, topology_id: int) -> builtins.list[Any]:
         return [
             m.model_copy(update={"topology_id": topology_id, "id": m.id or self._state.take_id("membership")})
             for m in topology.memberships
@@ -240,7 +241,7 @@ class MemoryTopologies(_NamedRepository[Topology]):
         async with self._store._exclusive():
             return _copy(await self._insert_async(entity))
 
-    async def add_many(self, entities: Sequence[Topology]) -> list[Topology]:
+    async def add_many(self, entities: Sequence[Topology]) -> builtins.list[Topology]:
         async with self._store._exclusive():
             snapshot = self._state.snapshot()
             try:
@@ -261,9 +262,10 @@ class MemoryTopologies(_NamedRepository[Topology]):
         async with self._store._exclusive():
             stored = for_update(self._stored(topology.id), topology)
             await self._checked(stored)
-            assert stored.id is not None
-            stored = stored.model_copy(update={"memberships": self._with_membership_ids(stored, stored.id)})
-            self._state.topologies[stored.id] = stored
+            topology_id = self._stored(topology.id).id
+            assert topology_id is not None
+            stored = stored.model_copy(update={"memberships": self._with_membership_ids(stored, topology_id)})
+            self._state.topologies[topology_id] = stored
             return _copy(stored)
 
     async def delete(self, id: int) -> None:
@@ -487,7 +489,7 @@ class MemoryMessages:
     def _state(self) -> State:
         return self._store._state
 
-    async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> list[Message]:
+    async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
         drafts = [MessageCreate.model_validate(m) for m in messages]
         async with self._store._exclusive():
             state = self._state
@@ -552,7 +554,7 @@ class MemoryMessages:
         matches = MessageFilter(round_number=round_number, sender_id=sender_id).matches
         async with self._store._exclusive():
             log = self._state.message_log.get(execution_id, [])
-            items: list[Message] = []
+            items: builtins.list[Message] = []
             for message_id in log[start:]:  # sequence n sits at index n - 1
                 message = self._state.messages[message_id]
                 if matches(message):
@@ -561,7 +563,7 @@ class MemoryMessages:
                     items.append(_copy(message))
             return Page(items, None)
 
-    async def last(self, execution_id: UUID, n: int) -> list[Message]:
+    async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
         check_limit(n)
         async with self._store._exclusive():
             log = self._state.message_log.get(execution_id, [])

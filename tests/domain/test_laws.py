@@ -15,8 +15,7 @@ from pydantic import ValidationError
 from qmcp_agents.domain import Execution, ExecutionStatus, InvalidTransition, to_utc_ms
 from qmcp_agents.domain.base import normalize_name
 from qmcp_agents.domain.json_payload import JsonPayloadError, check_json_object
-
-from .strategies import json_objects, objects_with_one_bad_leaf
+from qmcp_agents.testing.strategies import json_objects, objects_with_one_bad_leaf
 
 # --- names -----------------------------------------------------------------------------
 

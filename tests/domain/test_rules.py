@@ -202,7 +202,9 @@ def test_metadata_accepts_both_names_and_serialises_as_metadata() -> None:
         assert "metadata_" not in dumped
         execution = Execution.model_validate({"topology_id": 1, "input_data": {}, key: {"k": 2}})
         assert execution.model_dump()["metadata"] == {"k": 2}
-    assert ExecutionCreate(topology_name="t", input_data={}, metadata_={"a": 1}).metadata == {"a": 1}
+    assert ExecutionCreate.model_validate(
+        {"topology_name": "t", "input_data": {}, "metadata_": {"a": 1}}
+    ).metadata == {"a": 1}
 
 
 def test_uuids_are_version_7_and_time_ordered() -> None:

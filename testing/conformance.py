@@ -1,0 +1,721 @@
+"""Repository behaviour, checked the same way on every backend (API.md §4-§5).
+
+One class of tests; each backend's test module subclasses it and implements
+:meth:`StoreConformance.make_store`. Nothing here knows which backend it runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
+
+from qmcp_agents.domain import (
+    AgentInstance,
+    AgentRole,
+    AgentType,
+    AlreadyExists,
+    ConcurrencyError,
+    Execution,
+    ExecutionStatus,
+    IntegrityError,
+    InvalidTransition,
+    MessageType,
+    NotFound,
+    Result,
+    TopologyType,
+    uuid7,
+)
+from qmcp_agents.domain.ports import Store
+
+from .builders import World, agent_type, message, topology
+from .inspect import all_pages, dump_store
+from .runner import StoreSession, with_store_session
+from .stateful import run_state_machine
+from .strategies import json_objects
+
+
+class StoreConformance:
+    """The conformance suite. Subclass it and implement :meth:`make_store`."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
+
+    #: How many Hypothesis examples the property and stateful tests run on this backend.
+    hypothesis_examples = 60
+
+    def make_store(self) -> AbstractAsyncContextManager[Store]:
+        """An async context manager yielding a fresh, empty store with its schema created."""
+        raise NotImplementedError
+
+    @pytest_asyncio.fixture
+    async def store(self) -> AsyncIterator[Store]:
+        async with self.make_store() as store:
+            yield store
+
+    @pytest_asyncio.fixture
+    async def world(self, store: Store) -> World:
+        return await World(store).build()
+
+    # --- agent types ------------------------------------------------------------------
+
+    async def test_add_assigns_id_and_first_revision(self, store: Store) -> None:
+        draft = agent_type("Planner")
+        stored = await store.agent_types.add(draft)
+        assert stored.id is not None
+        assert stored.revision == 1
+        assert stored.name == "planner"
+        assert draft.id is None  # the argument is not changed
+        assert draft.revision == 0
+        assert await store.agent_types.get(stored.id) == stored
+        assert await store.agent_types.get_by_name("PLANNER") == stored
+        assert await store.agent_types.find_by_name("nobody") is None
+        second = await store.agent_types.add(agent_type("critic"))
+        assert second.id != stored.id
+
+    async def test_entities_round_trip_exactly(self, world: World) -> None:
+        store = world.store
+        rich = agent_type(
+            "rich",
+            role=AgentRole.SYNTHESIZER,
+            version="2.3.4",
+            config={"temperature": 0.25, "system_prompt": "Be exact", "capabilities": [{"name": "search"}]},
+        )
+        stored = await store.agent_types.add(rich)
+        assert (await store.agent_types.get(stored.id)).model_dump() == stored.model_dump()  # type: ignore[arg-type]
+        assert stored.config == rich.config
+        assert stored.created_at == rich.created_at
+        assert await store.topologies.get(world.topology.id) == world.topology  # type: ignore[arg-type]
+        assert await store.executions.get(world.execution.id) == world.execution
+        assert await store.agent_instances.get(world.instance.id) == world.instance
+        assert world.execution.started_at.tzinfo is UTC
+
+    async def test_get_missing_raises_not_found_and_find_returns_none(self, store: Store) -> None:
+        with pytest.raises(NotFound, match="agent type 999"):
+            await store.agent_types.get(999)
+        assert await store.agent_types.find(999) is None
+        with pytest.raises(NotFound, match="missing"):
+            await store.topologies.get_by_name("missing")
+        ghost = uuid7()
+        with pytest.raises(NotFound, match=str(ghost)):
+            await store.executions.get(ghost)
+        assert await store.executions.find(ghost) is None
+        assert await store.agent_instances.find(ghost) is None
+        assert await store.results.find(ghost) is None
+        assert await store.messages.find(ghost) is None
+        with pytest.raises(NotFound):
+            await store.messages.get(ghost)
+
+    async def test_duplicate_name_is_refused_and_store_unchanged(self, store: Store) -> None:
+        await store.agent_types.add(agent_type("planner"))
+        before = await dump_store(store)
+        with pytest.raises(AlreadyExists, match="planner"):
+            await store.agent_types.add(agent_type("PLANNER"))
+        assert await dump_store(store) == before
+
+    async def test_add_of_an_entity_with_an_id_is_refused(self, store: Store) -> None:
+        with pytest.raises(IntegrityError, match="already has an id"):
+            await store.agent_types.add(agent_type(id=5))
+        assert await store.agent_types.count() == 0
+
+    async def test_add_many_is_all_or_nothing(self, store: Store) -> None:
+        await store.agent_types.add(agent_type("taken"))
+        with pytest.raises(AlreadyExists, match="taken"):
+            await store.agent_types.add_many([agent_type("a"), agent_type("b"), agent_type("taken")])
+        with pytest.raises(AlreadyExists, match="'c'"):
+            await store.agent_types.add_many([agent_type("c"), agent_type("C")])
+        assert await store.agent_types.count() == 1
+        stored = await store.agent_types.add_many([agent_type(f"n{i}") for i in range(5)])
+        assert [t.name for t in stored] == [f"n{i}" for i in range(5)]
+        assert len({t.id for t in stored}) == 5
+        assert await store.agent_types.add_many([]) == []
+
+    async def test_update_bumps_revision_and_refuses_stale_writes(self, store: Store) -> None:
+        stored = await store.agent_types.add(agent_type())
+        stored.description = "changed"
+        updated = await store.agent_types.update(stored)
+        assert updated.revision == 2
+        assert updated.description == "changed"
+        assert updated.updated_at >= stored.updated_at
+        stored.description = "stale"
+        with pytest.raises(ConcurrencyError, match="revision 1"):
+            await store.agent_types.update(stored)
+        assert (await store.agent_types.get(updated.id)).description == "changed"  # type: ignore[arg-type]
+
+    async def test_update_of_missing_entity_raises_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFound):
+            await store.agent_types.update(agent_type(id=42, revision=1))
+
+    async def test_names_cannot_change(self, store: Store) -> None:
+        stored = await store.agent_types.add(agent_type("fixed"))
+        stored.name = "other"
+        with pytest.raises(IntegrityError, match="name cannot change"):
+            await store.agent_types.update(stored)
+        assert await store.agent_types.find_by_name("fixed") is not None
+
+    async def test_returned_entities_are_copies(self, store: Store) -> None:
+        stored = await store.agent_types.add(agent_type(config={"capabilities": [{"name": "x"}]}))
+        stored.description = "mutated locally"
+        stored.config.capabilities[0].name = "y"
+        again = await store.agent_types.get(stored.id)  # type: ignore[arg-type]
+        assert again.description == "planner agent"
+        assert again.config.capabilities[0].name == "x"
+
+    async def test_agent_type_in_use_cannot_be_deleted(self, world: World) -> None:
+        store = world.store
+        with pytest.raises(IntegrityError, match="in use"):
+            await store.agent_types.delete(world.agent_type.id)  # type: ignore[arg-type]
+        spare = await store.agent_types.add(agent_type("spare"))
+        await store.agent_types.delete(spare.id)  # type: ignore[arg-type]
+        assert await store.agent_types.find(spare.id) is None  # type: ignore[arg-type]
+        with pytest.raises(NotFound):
+            await store.agent_types.delete(spare.id)  # type: ignore[arg-type]
+
+    async def test_list_filters_and_pages_through_many(self, store: Store) -> None:
+        roles = [AgentRole.PLANNER, AgentRole.CRITIC, AgentRole.REVIEWER]
+        made = await store.agent_types.add_many(
+            [agent_type(f"t{i:03d}", role=roles[i % 3]) for i in range(57)]
+        )
+        everything = await all_pages(lambda a: store.agent_types.list(limit=7, after=a))
+        assert [t.id for t in everything] == [t.id for t in made]
+        critics = await all_pages(lambda a: store.agent_types.list(role=AgentRole.CRITIC, limit=4, after=a))
+        assert [t.name for t in critics] == [t.name for t in made if t.role is AgentRole.CRITIC]
+        assert await store.agent_types.count(role=AgentRole.CRITIC) == 19
+        assert await store.agent_types.count() == 57
+        exact = await store.agent_types.list(role=AgentRole.PLANNER, limit=19)
+        assert len(exact.items) == 19
+        assert exact.next_cursor is None
+        with pytest.raises(ValueError, match="limit"):
+            await store.agent_types.list(limit=0)
+        with pytest.raises(ValueError, match="cursor"):
+            await store.agent_types.list(after="not-a-cursor")
+
+    # --- topologies ---------------------------------------------------------------------
+
+    async def test_topology_is_saved_and_loaded_with_its_memberships(self, store: Store) -> None:
+        a, b = await store.agent_types.add_many([agent_type("a"), agent_type("b")])
+        draft = topology("duo", members=[a, b], slots=["first", "second"])
+        draft.memberships[1].config_overrides = {"temperature": 0.1}
+        stored = await store.topologies.add(draft)
+        assert stored.id is not None
+        assert [m.slot_name for m in stored.memberships] == ["first", "second"]
+        assert all(m.topology_id == stored.id and m.id is not None for m in stored.memberships)
+        assert stored.memberships[1].config_overrides == {"temperature": 0.1}
+        assert draft.memberships[0].topology_id is None
+        loaded = await store.topologies.get_by_name("DUO")
+        assert loaded == stored
+        loaded.memberships = loaded.memberships[:1]
+        trimmed = await store.topologies.update(loaded)
+        assert [m.slot_name for m in (await store.topologies.get(stored.id)).memberships] == ["first"]
+        assert trimmed.revision == 2
+
+    @pytest.mark.parametrize(
+        ("kind", "config", "slots", "match"),
+        [
+            (TopologyType.DEBATE, {"mediator_agent_name": "judge"}, None, "mediator_agent_name 'judge'"),
+            (TopologyType.DELEGATION, {"fallback_agent_name": "judge"}, None, "fallback_agent_name 'judge'"),
+            (TopologyType.CROSS_CHECK, {"num_checkers": 3}, None, "num_checkers is 3"),
+            (TopologyType.PIPELINE, {"stages": ["draft", "edit"]}, ["draft", "other"], r"stages \['edit'\]"),
+            (TopologyType.COMPOUND, {"sub_topologies": ["ghost"]}, None, "'ghost', which does not exist"),
+        ],
+    )
+    async def test_topology_rules_are_checked_on_save(
+        self, store: Store, kind: TopologyType, config: dict[str, Any], slots: list[str] | None, match: str
+    ) -> None:
+        a, b = await store.agent_types.add_many([agent_type("a"), agent_type("b")])
+        with pytest.raises(IntegrityError, match=match):
+            await store.topologies.add(
+                topology("t", members=[a, b], topology_type=kind, config=config, slots=slots)
+            )
+        assert await store.topologies.count() == 0
+
+    async def test_topology_rules_accept_valid_shapes(self, store: Store) -> None:
+        a, b = await store.agent_types.add_many([agent_type("a"), agent_type("b")])
+        await store.topologies.add(
+            topology("d", [a, b], TopologyType.DEBATE, {"mediator_agent_name": "A", "max_rounds": 2})
+        )
+        await store.topologies.add(
+            topology("p", [a, b], TopologyType.PIPELINE, {"stages": ["s1", "s2"]}, slots=["s1", "s2"])
+        )
+        await store.topologies.add(topology("x", [a, b], TopologyType.CROSS_CHECK, {"num_checkers": 2}))
+        nested = await store.topologies.add(
+            topology("c", [], TopologyType.COMPOUND, {"sub_topologies": ["d", "p"]})
+        )
+        assert nested.config == {"sub_topologies": ["d", "p"]}
+        assert await store.topologies.count(topology_type=TopologyType.PIPELINE) == 1
+
+    async def test_compound_nesting_must_be_acyclic(self, store: Store) -> None:
+        await store.topologies.add(topology("leaf", [], TopologyType.COMPOUND))
+        await store.topologies.add(topology("mid", [], TopologyType.COMPOUND, {"sub_topologies": ["leaf"]}))
+        await store.topologies.add(topology("top", [], TopologyType.COMPOUND, {"sub_topologies": ["mid"]}))
+        leaf = await store.topologies.get_by_name("leaf")
+        leaf.config = {"sub_topologies": ["top"]}
+        with pytest.raises(IntegrityError, match="cycle: leaf -> top -> mid -> leaf"):
+            await store.topologies.update(leaf)
+        assert (await store.topologies.get_by_name("leaf")).config == {}
+
+    async def test_membership_of_a_missing_agent_type_is_refused(self, store: Store) -> None:
+        ghost = agent_type("ghost", id=404)
+        with pytest.raises(IntegrityError, match="404"):
+            await store.topologies.add(topology("t", members=[ghost]))
+
+    async def test_topology_with_executions_or_parents_cannot_be_deleted(self, world: World) -> None:
+        store = world.store
+        with pytest.raises(IntegrityError, match="1 execution"):
+            await store.topologies.delete(world.topology.id)  # type: ignore[arg-type]
+        child = await store.topologies.add(topology("child", []))
+        await store.topologies.add(
+            topology("parent", [], TopologyType.COMPOUND, {"sub_topologies": ["child"]})
+        )
+        with pytest.raises(IntegrityError, match="parent"):
+            await store.topologies.delete(child.id)  # type: ignore[arg-type]
+        lonely = await store.topologies.add(topology("lonely", [world.agent_type]))
+        await store.topologies.delete(lonely.id)  # type: ignore[arg-type]
+        assert await store.topologies.find_by_name("lonely") is None
+
+    # --- agent instances -------------------------------------------------------------
+
+    async def test_instance_references_must_exist(self, world: World) -> None:
+        store = world.store
+        with pytest.raises(IntegrityError, match="agent_type_id 999"):
+            await store.agent_instances.add(AgentInstance(agent_type_id=999))
+        ghost = uuid7()
+        with pytest.raises(IntegrityError, match=f"execution_id {ghost}"):
+            await store.agent_instances.add(
+                AgentInstance(agent_type_id=world.agent_type.id, execution_id=ghost)
+            )
+        with pytest.raises(AlreadyExists):
+            await store.agent_instances.add(world.instance)
+
+    async def test_instance_state_updates(self, world: World) -> None:
+        instance = await world.store.agent_instances.get(world.instance.id)
+        instance.update_state({"memory": ["a", "b"], "$set": {"a.b": 1}})
+        stored = await world.store.agent_instances.update(instance)
+        again = await world.store.agent_instances.get(instance.id)
+        assert again == stored
+        assert again.state == {"memory": ["a", "b"], "$set": {"a.b": 1}}
+        assert again.last_active == instance.last_active
+        assert await world.store.agent_instances.count(execution_id=world.execution.id) == 1
+        unbound = await world.new_instance()
+        page = await world.store.agent_instances.list(agent_type_id=world.agent_type.id)
+        assert {i.id for i in page.items} == {world.instance.id, unbound.id}
+
+    async def test_referenced_instance_cannot_be_deleted(self, world: World) -> None:
+        await world.store.messages.append(world.execution.id, [message(world.instance.id)])
+        with pytest.raises(IntegrityError, match="1 message"):
+            await world.store.agent_instances.delete(world.instance.id)
+        spare = await world.new_instance()
+        await world.store.agent_instances.delete(spare.id)
+        assert await world.store.agent_instances.find(spare.id) is None
+
+    # --- executions ----------------------------------------------------------------------
+
+    async def test_execution_needs_its_topology(self, store: Store) -> None:
+        with pytest.raises(IntegrityError, match="topology_id 77"):
+            await store.executions.add(Execution(topology_id=77, input_data={}))
+        assert await store.executions.count() == 0
+
+    async def test_status_moves_are_checked_by_the_store(self, world: World) -> None:
+        store = world.store
+        execution = await store.executions.get(world.execution.id)
+        execution.pause()
+        paused = await store.executions.update(execution)
+        assert paused.status is ExecutionStatus.PAUSED
+        paused.resume()
+        paused.mark_complete({"answer": 42})  # two moves between saves are fine
+        done = await store.executions.update(paused)
+        assert done.status is ExecutionStatus.COMPLETED
+        assert done.duration_ms is not None
+        loaded = await store.executions.get(done.id)
+        assert loaded.completed_at == done.completed_at
+        assert loaded.output_data == {"answer": 42}
+        # Bypass the methods: build a running copy of the completed execution directly.
+        forged = Execution.model_validate({**loaded.model_dump(), "status": "running", "completed_at": None})
+        with pytest.raises(InvalidTransition, match="'completed' to 'running'"):
+            await store.executions.update(forged)
+        running = await world.new_execution()
+        pending = Execution.model_validate({**running.model_dump(), "status": "pending"})
+        with pytest.raises(InvalidTransition, match="'running' to 'pending'"):
+            await store.executions.update(pending)
+        assert (await store.executions.get(done.id)).status is ExecutionStatus.COMPLETED
+        assert (await store.executions.get(running.id)).status is ExecutionStatus.RUNNING
+
+    async def test_execution_topology_cannot_change(self, world: World) -> None:
+        other = await world.store.topologies.add(topology("other", [world.agent_type]))
+        execution = await world.store.executions.get(world.execution.id)
+        forged = Execution.model_validate({**execution.model_dump(), "topology_id": other.id})
+        with pytest.raises(IntegrityError, match="topology_id cannot change"):
+            await world.store.executions.update(forged)
+
+    async def test_deleting_an_execution_deletes_what_it_owns(self, world: World) -> None:
+        store = world.store
+        await store.messages.append(world.execution.id, [message(world.instance.id) for _ in range(3)])
+        await store.results.add(world.result())
+        child = await world.new_execution(parent_id=world.execution.id)
+        child_instance = await world.new_instance(child.id)
+        await store.messages.append(child.id, [message(child_instance.id)])
+        unbound = await world.new_instance()
+        survivor = await world.new_execution()
+        await store.executions.delete(world.execution.id)
+        assert await store.executions.find(world.execution.id) is None
+        assert await store.executions.find(child.id) is None
+        assert await store.messages.count() == 0
+        assert await store.results.count() == 0
+        assert {i.id for i in (await store.agent_instances.list()).items} == {unbound.id}
+        assert await store.executions.find(survivor.id) is not None
+        with pytest.raises(NotFound):
+            await store.executions.delete(world.execution.id)
+
+    async def test_execution_filters(self, world: World) -> None:
+        store = world.store
+        second_topology = await store.topologies.add(topology("second", [world.agent_type]))
+        pending = await store.executions.add(
+            Execution(topology_id=second_topology.id, input_data={}, correlation_id="req-7")
+        )
+        child = await world.new_execution(parent_id=world.execution.id)
+        assert {e.id for e in (await store.executions.list(status=ExecutionStatus.PENDING)).items} == {
+            pending.id
+        }
+        assert await store.executions.count(status=ExecutionStatus.RUNNING) == 2
+        assert await store.executions.count(topology_id=second_topology.id) == 1
+        assert [e.id for e in (await store.executions.list(correlation_id="req-7")).items] == [pending.id]
+        assert [e.id for e in (await store.executions.list(parent_id=world.execution.id)).items] == [child.id]
+        cut = world.execution.started_at + timedelta(milliseconds=1)
+        early = {e.id for e in (await store.executions.list(started_before=cut)).items}
+        late = {e.id for e in (await store.executions.list(started_after=cut)).items}
+        assert world.execution.id in early
+        assert early.isdisjoint(late)
+        assert early | late == {world.execution.id, pending.id, child.id}
+
+    async def test_purge_deletes_old_final_executions_only(self, world: World) -> None:
+        store = world.store
+        old = datetime(2020, 1, 1, tzinfo=UTC)
+        finished = []
+        for i in range(7):
+            execution = Execution(topology_id=world.topology.id, input_data={"i": i}, started_at=old)
+            execution.cancel() if i % 2 else execution.mark_failed("x")
+            finished.append(await store.executions.add(execution))
+        instance = await world.new_instance(finished[0].id)
+        assert instance.execution_id == finished[0].id
+        await store.messages.append(world.execution.id, [message(world.instance.id)])
+        with pytest.raises(ValidationError, match="only final"):
+            await store.executions.purge(older_than=old, statuses=frozenset({ExecutionStatus.RUNNING}))
+        cutoff = datetime.now(UTC) + timedelta(minutes=1)
+        only_cancelled = await store.executions.purge(
+            older_than=cutoff, statuses=frozenset({ExecutionStatus.CANCELLED}), batch_size=2
+        )
+        assert only_cancelled == 3
+        assert await store.executions.purge(older_than=cutoff, batch_size=2) == 4
+        assert await store.agent_instances.find(instance.id) is None
+        assert await store.executions.count() == 1  # the running one stays, with its message
+        assert await store.messages.count(world.execution.id) == 1
+
+    # --- messages -----------------------------------------------------------------------
+
+    async def test_append_numbers_messages_without_gaps(self, world: World) -> None:
+        store = world.store
+        first = await store.messages.append(
+            world.execution.id, [message(world.instance.id) for _ in range(3)]
+        )
+        assert [m.sequence_number for m in first] == [1, 2, 3]
+        assert all(m.execution_id == world.execution.id and m.revision == 1 for m in first)
+        second = await store.messages.append(
+            world.execution.id,
+            [
+                message(
+                    world.instance.id,
+                    round_number=1,
+                    message_type=MessageType.REQUEST,
+                    recipient_id=world.instance.id,
+                )
+            ],
+        )
+        assert second[0].sequence_number == 4
+        assert await store.messages.get(second[0].id) == second[0]
+        assert await store.messages.count(world.execution.id) == 4
+        other = await world.new_execution()
+        roaming = await world.new_instance()  # unbound instances may speak in any execution
+        assert [m.sequence_number for m in await store.messages.append(other.id, [message(roaming.id)])] == [
+            1
+        ]
+        assert await store.messages.count() == 5
+        assert await store.messages.append(world.execution.id, []) == []
+
+    async def test_append_refusals_leave_the_store_unchanged(self, world: World) -> None:
+        store = world.store
+        await store.messages.append(world.execution.id, [message(world.instance.id)])
+        other = await world.new_execution()
+        foreign = await world.new_instance(other.id)
+        before = await dump_store(store)
+        ghost = uuid7()
+        with pytest.raises(NotFound, match=str(ghost)):
+            await store.messages.append(ghost, [message(world.instance.id)])
+        with pytest.raises(IntegrityError, match=f"sender_id {ghost}"):
+            await store.messages.append(world.execution.id, [message(world.instance.id), message(ghost)])
+        with pytest.raises(IntegrityError, match=f"recipient_id {ghost}"):
+            await store.messages.append(
+                world.execution.id,
+                [message(world.instance.id, recipient_id=ghost, message_type=MessageType.REQUEST)],
+            )
+        with pytest.raises(IntegrityError, match="belongs to execution"):
+            await store.messages.append(world.execution.id, [message(foreign.id)])
+        with pytest.raises(ValidationError, match="content"):
+            await store.messages.append(
+                world.execution.id,
+                [
+                    message(world.instance.id),
+                    {"sender_id": world.instance.id, "message_type": "system", "content": 1},  # type: ignore[list-item]
+                ],
+            )
+        assert await dump_store(store) == before
+
+    async def test_final_executions_take_no_messages_or_results(self, world: World) -> None:
+        store = world.store
+        execution = await store.executions.get(world.execution.id)
+        execution.mark_complete({"done": True})
+        await store.executions.update(execution)
+        with pytest.raises(InvalidTransition, match="completed"):
+            await store.messages.append(execution.id, [message(world.instance.id)])
+        with pytest.raises(InvalidTransition, match="completed"):
+            await store.results.add(world.result())
+        assert await store.messages.count(execution.id) == 0
+
+    async def test_message_pages_filters_and_last(self, world: World) -> None:
+        store = world.store
+        other = await world.new_instance(world.execution.id)
+        drafts = [
+            message(world.instance.id if i % 3 else other.id, {"i": i}, round_number=i // 10)
+            for i in range(45)
+        ]
+        for start in range(0, 45, 9):
+            await store.messages.append(world.execution.id, drafts[start : start + 9])
+        pages = []
+        after = None
+        while True:
+            page = await store.messages.list(world.execution.id, limit=10, after=after)
+            pages.append(page.items)
+            if page.next_cursor is None:
+                break
+            after = page.next_cursor
+        assert [len(p) for p in pages] == [10, 10, 10, 10, 5]
+        assert [m.sequence_number for p in pages for m in p] == list(range(1, 46))
+        assert [m.content["i"] for p in pages for m in p] == list(range(45))
+        round_two = await all_pages(
+            lambda a: store.messages.list(world.execution.id, round_number=2, limit=3, after=a)
+        )
+        assert [m.content["i"] for m in round_two] == list(range(20, 30))
+        by_other = await all_pages(
+            lambda a: store.messages.list(world.execution.id, sender_id=other.id, limit=4, after=a)
+        )
+        assert [m.content["i"] for m in by_other] == list(range(0, 45, 3))
+        both = await store.messages.list(world.execution.id, sender_id=other.id, round_number=1, limit=50)
+        assert [m.content["i"] for m in both.items] == [12, 15, 18]
+        assert [m.sequence_number for m in await store.messages.last(world.execution.id, 5)] == [
+            41,
+            42,
+            43,
+            44,
+            45,
+        ]
+        assert len(await store.messages.last(world.execution.id, 100)) == 45
+        assert (await store.messages.list(uuid7())).items == []
+
+    async def test_concurrent_appends_have_no_gaps_or_duplicates(self, world: World) -> None:
+        store = world.store
+
+        async def writer(task: int) -> list[int]:
+            numbers: list[int] = []
+            for batch in range(5):
+                drafts = [
+                    message(world.instance.id, {"task": task, "batch": batch, "k": k}) for k in range(5)
+                ]
+                numbers.extend(
+                    m.sequence_number for m in await store.messages.append(world.execution.id, drafts)
+                )
+            return numbers
+
+        results = await asyncio.gather(*(writer(t) for t in range(16)))
+        numbers = sorted(n for r in results for n in r)
+        assert numbers == list(range(1, 16 * 25 + 1))
+        stored = await all_pages(lambda a: store.messages.list(world.execution.id, limit=100, after=a))
+        assert [m.sequence_number for m in stored] == numbers
+        assert len({(m.content["task"], m.content["batch"], m.content["k"]) for m in stored}) == 400
+        for task_numbers in results:  # each batch got a contiguous block
+            for start in range(0, 25, 5):
+                block = task_numbers[start : start + 5]
+                assert block == list(range(block[0], block[0] + 5))
+
+    async def test_concurrent_updates_one_wins(self, world: World) -> None:
+        store = world.store
+        first = await store.agent_instances.get(world.instance.id)
+        second = await store.agent_instances.get(world.instance.id)
+        first.update_state({"writer": "first"})
+        second.update_state({"writer": "second"})
+        outcomes = await asyncio.gather(
+            store.agent_instances.update(first), store.agent_instances.update(second), return_exceptions=True
+        )
+        winners = [o for o in outcomes if isinstance(o, AgentInstance)]
+        losers = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(winners) == 1
+        assert len(losers) == 1
+        assert isinstance(losers[0], ConcurrencyError)
+        stored = await store.agent_instances.get(world.instance.id)
+        assert stored.state == winners[0].state
+        assert stored.revision == 2
+
+    # --- results ------------------------------------------------------------------------
+
+    async def test_results_are_stored_listed_updated_and_deleted(self, world: World) -> None:
+        store = world.store
+        result = await store.results.add(
+            world.result(confidence=0.75, reasoning="because", token_usage={"input": 10, "output": 5})
+        )
+        assert await store.results.get(result.id) == result
+        with pytest.raises(IntegrityError, match="agent_instance_id"):
+            await store.results.add(world.result(agent_instance_id=uuid7()))
+        with pytest.raises(IntegrityError, match="execution_id"):
+            await store.results.add(world.result(execution_id=uuid7()))
+        other = await world.new_instance(world.execution.id)
+        await store.results.add_many([world.result(agent_instance_id=other.id) for _ in range(3)])
+        assert await store.results.count(execution_id=world.execution.id) == 4
+        assert await store.results.count(agent_instance_id=other.id) == 3
+        listed = await all_pages(
+            lambda a: store.results.list(execution_id=world.execution.id, limit=3, after=a)
+        )
+        assert len(listed) == 4
+        result.confidence = 0.9
+        updated = await store.results.update(result)
+        assert updated.revision == 2
+        assert (await store.results.get(result.id)).confidence == 0.9
+        await store.results.delete(result.id)
+        assert await store.results.find(result.id) is None
+        with pytest.raises(NotFound):
+            await store.results.delete(result.id)
+
+    # --- transactions -------------------------------------------------------------------
+
+    async def test_transaction_rolls_back_everything_on_error(self, world: World) -> None:
+        store = world.store
+        before = await dump_store(store)
+        with pytest.raises(RuntimeError, match="abort"):
+            async with store.transaction():
+                await store.agent_types.add(agent_type("inside"))
+                await store.messages.append(world.execution.id, [message(world.instance.id)])
+                execution = await store.executions.get(world.execution.id)
+                execution.cancel()
+                await store.executions.update(execution)
+                raise RuntimeError("abort")
+        assert await dump_store(store) == before
+        async with store.transaction():
+            await store.agent_types.add(agent_type("kept"))
+            appended = await store.messages.append(world.execution.id, [message(world.instance.id)])
+        assert await store.agent_types.find_by_name("kept") is not None
+        assert appended[0].sequence_number == 1
+
+    async def test_nested_transaction_is_a_savepoint(self, store: Store) -> None:
+        async with store.transaction():
+            await store.agent_types.add(agent_type("outer"))
+            with pytest.raises(RuntimeError):
+                async with store.transaction():
+                    await store.agent_types.add(agent_type("inner"))
+                    raise RuntimeError("inner only")
+            await store.agent_types.add(agent_type("after"))
+        names = {t.name for t in (await store.agent_types.list()).items}
+        assert names == {"outer", "after"}
+
+    async def test_store_errors_surface_inside_transactions(self, store: Store) -> None:
+        await store.agent_types.add(agent_type("dup"))
+        with pytest.raises(AlreadyExists):
+            async with store.transaction():
+                await store.agent_types.add(agent_type("fresh"))
+                await store.agent_types.add(agent_type("dup"))
+        assert await store.agent_types.find_by_name("fresh") is None
+
+    # --- bad input -----------------------------------------------------------------------
+
+    async def test_entities_that_bypassed_validation_are_refused(self, world: World) -> None:
+        store = world.store
+        before = await dump_store(store)
+        forged_type = AgentType.model_construct(
+            name="BAD NAME", description="d", role=AgentRole.PLANNER, config=agent_type().config
+        )
+        with pytest.raises(ValidationError, match="name"):
+            await store.agent_types.add(forged_type)
+        forged_result = Result.model_construct(
+            id=uuid7(),
+            execution_id=world.execution.id,
+            agent_instance_id=world.instance.id,
+            output={"x": float("nan")},
+            confidence=None,
+            reasoning=None,
+            token_usage=None,
+            started_at=datetime.now(UTC),
+            completed_at=None,
+            revision=0,
+        )
+        with pytest.raises(ValidationError, match="output"):
+            await store.results.add(forged_result)
+        instance = await store.agent_instances.get(world.instance.id)
+        instance.state["bad"] = {1, 2}  # mutated in place, behind Pydantic's back
+        with pytest.raises(ValidationError, match="state"):
+            await store.agent_instances.update(instance)
+        assert await dump_store(store) == before
+
+    # --- schema --------------------------------------------------------------------------
+
+    async def test_create_schema_is_idempotent(self, world: World) -> None:
+        before = await dump_store(world.store)
+        await world.store.create_schema()
+        await world.store.create_schema()
+        assert await dump_store(world.store) == before
+        assert isinstance(world.store.capabilities.transactions, bool)
+
+    # --- properties (Hypothesis; each runs on a store of its own) --------------------------
+
+    async def test_payloads_round_trip_exactly(self) -> None:
+        examples = self.hypothesis_examples
+
+        def body(session: StoreSession) -> None:
+            world = session.run(World(session.store).build())
+
+            @settings(max_examples=examples, suppress_health_check=list(HealthCheck), deadline=None)
+            @given(payload=json_objects)
+            def check(payload: dict[str, Any]) -> None:
+                session.run(_round_trip(world, payload))
+
+            check()
+
+        await asyncio.to_thread(with_store_session, self.make_store, body)
+
+    async def test_matches_the_reference_model(self) -> None:
+        await asyncio.to_thread(run_state_machine, self.make_store, self.hypothesis_examples)
+
+
+async def _round_trip(world: World, payload: dict[str, Any]) -> None:
+    store = world.store
+    instance = await store.agent_instances.add(
+        AgentInstance(
+            agent_type_id=world.agent_type.id,
+            execution_id=world.execution.id,
+            state=payload,
+            metadata=payload,
+        )
+    )
+    assert (await store.agent_instances.get(instance.id)).state == payload
+    assert (await store.agent_instances.get(instance.id)).metadata == payload
+    (stored,) = await store.messages.append(world.execution.id, [message(instance.id, payload)])
+    assert (await store.messages.get(stored.id)).content == payload
+    result = await store.results.add(world.result(agent_instance_id=instance.id, output=payload))
+    assert (await store.results.get(result.id)).output == payload
+    execution = await store.executions.add(
+        Execution(topology_id=world.topology.id, input_data=payload, metadata=payload, error_details=None)
+    )
+    loaded = await store.executions.get(execution.id)
+    assert loaded.input_data == payload
+    assert loaded.metadata == payload

@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m benchmarks.demo
+	$(PY) -m qmcp_agents.adapters.cli.demo $(DEMO_STORE)
 
 lint: install
 	$(VENV)/bin/ruff check domain adapters testing tests benchmarks

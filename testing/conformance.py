@@ -18,19 +18,26 @@ from hypothesis import HealthCheck, given, settings
 from pydantic import ValidationError
 
 from qmcp_agents.domain import (
+    AgentConfig,
     AgentInstance,
     AgentRole,
     AgentType,
+    AgentTypeCreate,
+    AgentTypeUpdate,
     AlreadyExists,
     ConcurrencyError,
     Execution,
+    ExecutionCreate,
     ExecutionStatus,
     IntegrityError,
     InvalidTransition,
     MessageType,
     NotFound,
     Result,
+    TopologyCreate,
     TopologyType,
+    TopologyUpdate,
+    services,
     uuid7,
 )
 from qmcp_agents.domain.ports import Store
@@ -675,6 +682,99 @@ class StoreConformance:
         await world.store.create_schema()
         assert await dump_store(world.store) == before
         assert isinstance(world.store.capabilities.transactions, bool)
+
+    # --- use cases (domain.services) --------------------------------------------------
+
+    async def test_use_cases_register_create_run_and_read(self, store: Store) -> None:
+        for name, role in (("writer", AgentRole.EXECUTOR), ("editor", AgentRole.REVIEWER)):
+            read = await services.register_agent_type(
+                store, AgentTypeCreate(name=name, description=f"{name}", role=role)
+            )
+            assert read.config["temperature"] == 0.7
+        with pytest.raises(AlreadyExists):
+            await services.register_agent_type(store, AgentTypeCreate(name="WRITER", description="d", role="critic"))
+        updated = await services.update_agent_type(
+            store, "writer", AgentTypeUpdate(description="writes", config=AgentConfig(temperature=0.3))
+        )
+        assert (updated.description, updated.config["temperature"], updated.role) == (
+            "writes",
+            0.3,
+            AgentRole.EXECUTOR,
+        )
+        pipeline = await services.create_topology(
+            store,
+            TopologyCreate(
+                name="article",
+                description="write then edit",
+                topology_type=TopologyType.PIPELINE,
+                config={"stages": ["draft", "review"], "checkpoint_after": ["draft"]},
+                agent_names=["writer", "editor"],
+            ),
+        )
+        assert pipeline.agent_count == 2
+        stored = await store.topologies.get_by_name("article")
+        assert [(m.slot_name, m.position) for m in stored.memberships] == [("draft", 0), ("review", 1)]
+        with pytest.raises(IntegrityError, match="'ghost'"):
+            await services.create_topology(
+                store,
+                TopologyCreate(name="bad", description="d", topology_type="ensemble", agent_names=["ghost"]),
+            )
+        with pytest.raises(IntegrityError, match="need exactly one agent each"):
+            await services.create_topology(
+                store,
+                TopologyCreate(
+                    name="bad",
+                    description="d",
+                    topology_type="pipeline",
+                    config={"stages": ["a", "b"]},
+                    agent_names=["writer"],
+                ),
+            )
+        assert await store.topologies.find_by_name("bad") is None
+        duo = await services.create_topology(
+            store,
+            TopologyCreate(name="duo", description="d", topology_type="ensemble", agent_names=["writer", "writer"]),
+        )
+        assert [m.slot_name for m in (await store.topologies.get(duo.id)).memberships] == ["writer", "writer-2"]
+        assert (await services.get_topology(store, "duo")).agent_count == 2
+        updated_topology = await services.update_topology(
+            store, "duo", TopologyUpdate(config={"aggregation_method": "vote"})
+        )
+        assert updated_topology.config == {"aggregation_method": "vote"}
+
+        execution = await services.start_execution(
+            store, ExecutionCreate(topology_name="article", input_data={"topic": "owls"}, correlation_id="c-1")
+        )
+        assert execution.status is ExecutionStatus.RUNNING
+        writer = await store.agent_instances.add(
+            AgentInstance(agent_type_id=stored.memberships[0].agent_type_id, execution_id=execution.id)
+        )
+        sent = await services.append_messages(
+            store, execution.id, [message(writer.id, {"draft": "Owls are..."}, message_type=MessageType.RESPONSE)]
+        )
+        assert sent[0].sequence_number == 1
+        await services.record_result(
+            store, Result(execution_id=execution.id, agent_instance_id=writer.id, output={"ok": True}, confidence=0.8)
+        )
+        done = await services.finish_execution(store, execution.id, {"article": "Owls are..."})
+        assert done.status is ExecutionStatus.COMPLETED
+        assert done.duration_ms is not None
+        assert (await services.get_execution(store, execution.id)) == done
+        assert [m.content for m in await services.list_messages(store, execution.id, limit=1)] == [
+            {"draft": "Owls are..."}
+        ]
+        with pytest.raises(InvalidTransition):
+            await services.fail_execution(store, execution.id, "too late")
+        second = await services.start_execution(store, ExecutionCreate(topology_name="duo", input_data={}))
+        failed = await services.fail_execution(store, second.id, "model timeout", {"after_s": 30})
+        assert (failed.status, failed.error, failed.error_details) == (
+            ExecutionStatus.FAILED,
+            "model timeout",
+            {"after_s": 30},
+        )
+        with pytest.raises(NotFound):
+            await services.start_execution(store, ExecutionCreate(topology_name="nope", input_data={}))
+        assert (await services.get_agent_type(store, "editor")).role is AgentRole.REVIEWER
 
     # --- properties (Hypothesis; each runs on a store of its own) --------------------------
 

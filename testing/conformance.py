@@ -692,7 +692,9 @@ class StoreConformance:
             )
             assert read.config["temperature"] == 0.7
         with pytest.raises(AlreadyExists):
-            await services.register_agent_type(store, AgentTypeCreate(name="WRITER", description="d", role="critic"))
+            await services.register_agent_type(
+                store, AgentTypeCreate(name="WRITER", description="d", role="critic")
+            )
         updated = await services.update_agent_type(
             store, "writer", AgentTypeUpdate(description="writes", config=AgentConfig(temperature=0.3))
         )
@@ -733,9 +735,14 @@ class StoreConformance:
         assert await store.topologies.find_by_name("bad") is None
         duo = await services.create_topology(
             store,
-            TopologyCreate(name="duo", description="d", topology_type="ensemble", agent_names=["writer", "writer"]),
+            TopologyCreate(
+                name="duo", description="d", topology_type="ensemble", agent_names=["writer", "writer"]
+            ),
         )
-        assert [m.slot_name for m in (await store.topologies.get(duo.id)).memberships] == ["writer", "writer-2"]
+        assert [m.slot_name for m in (await store.topologies.get(duo.id)).memberships] == [
+            "writer",
+            "writer-2",
+        ]
         assert (await services.get_topology(store, "duo")).agent_count == 2
         updated_topology = await services.update_topology(
             store, "duo", TopologyUpdate(config={"aggregation_method": "vote"})
@@ -743,18 +750,24 @@ class StoreConformance:
         assert updated_topology.config == {"aggregation_method": "vote"}
 
         execution = await services.start_execution(
-            store, ExecutionCreate(topology_name="article", input_data={"topic": "owls"}, correlation_id="c-1")
+            store,
+            ExecutionCreate(topology_name="article", input_data={"topic": "owls"}, correlation_id="c-1"),
         )
         assert execution.status is ExecutionStatus.RUNNING
         writer = await store.agent_instances.add(
             AgentInstance(agent_type_id=stored.memberships[0].agent_type_id, execution_id=execution.id)
         )
         sent = await services.append_messages(
-            store, execution.id, [message(writer.id, {"draft": "Owls are..."}, message_type=MessageType.RESPONSE)]
+            store,
+            execution.id,
+            [message(writer.id, {"draft": "Owls are..."}, message_type=MessageType.RESPONSE)],
         )
         assert sent[0].sequence_number == 1
         await services.record_result(
-            store, Result(execution_id=execution.id, agent_instance_id=writer.id, output={"ok": True}, confidence=0.8)
+            store,
+            Result(
+                execution_id=execution.id, agent_instance_id=writer.id, output={"ok": True}, confidence=0.8
+            ),
         )
         done = await services.finish_execution(store, execution.id, {"article": "Owls are..."})
         assert done.status is ExecutionStatus.COMPLETED

@@ -54,7 +54,7 @@ async def build(store: Store) -> UUID:
     for membership in topology.memberships:
         agent_type = await store.agent_types.get(membership.agent_type_id)
         agents[agent_type.name] = await store.agent_instances.add(
-            AgentInstance(agent_type_id=agent_type.id, execution_id=execution.id)  # type: ignore[arg-type]
+            AgentInstance(agent_type_id=agent_type.id, execution_id=execution.id)
         )
     script = [
         (0, "optimist", "Time-ordered keys keep indexes compact."),

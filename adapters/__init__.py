@@ -40,6 +40,12 @@ def open_store(url: str, **options: Any) -> Store:
         from .memory import MemoryStore
 
         return MemoryStore()
+    if scheme in ("sqlite", "postgresql", "postgres"):
+        try:
+            from .sql import SqlStore
+        except ImportError as error:
+            raise _missing_extra(url, scheme, error) from error
+        return SqlStore(url, **options)
     if scheme in _EXTRAS:
         raise _missing_extra(url, scheme, ImportError(f"no adapter for {scheme!r} is installed"))
     raise ValueError(

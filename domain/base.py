@@ -14,7 +14,9 @@ class DomainModel(BaseModel):
     """Pydantic model with the domain's defaults.
 
     Unknown fields are refused (a typo must not silently drop data), assignments are
-    validated like construction, and enum fields keep their enum type.
+    validated like construction, enum fields keep their enum type, and a model passed in
+    as a field value (or to ``model_validate``) is validated again and copied, so no two
+    models ever share a mutable payload.
     """
 
     model_config = ConfigDict(
@@ -23,6 +25,7 @@ class DomainModel(BaseModel):
         validate_default=True,
         populate_by_name=True,
         use_enum_values=False,
+        revalidate_instances="always",
     )
 
     def __setattr__(self, name: str, value: Any) -> None:

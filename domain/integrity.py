@@ -7,6 +7,7 @@ the status machine mean the same on every backend.
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -81,6 +82,18 @@ def for_update(stored: E, new: E) -> E:
     return revalidated(new, **changes)
 
 
+def check_instance_binding(
+    instance_id: UUID, bound_to: UUID | None, execution_id: UUID, role: str
+) -> None:
+    """An instance bound to one execution takes part in no other (unbound ones may roam).
+
+    Deleting an execution deletes its bound instances, so a message or result elsewhere
+    that named one would be left dangling.
+    """
+    if bound_to is not None and bound_to != execution_id:
+        raise IntegrityError(f"{role} {instance_id} belongs to execution {bound_to}, not {execution_id}")
+
+
 def refuse_if_final(execution: Execution, what: str) -> None:
     if execution.status in FINAL_STATUSES:
         raise InvalidTransition(
@@ -88,4 +101,4 @@ def refuse_if_final(execution: Execution, what: str) -> None:
         )
 
 
-__all__ = ["IMMUTABLE", "describe", "for_insert", "for_update", "refuse_if_final", "revalidated"]
+__all__ = ["IMMUTABLE", "check_instance_binding", "describe", "for_insert", "for_update", "refuse_if_final", "revalidated"]

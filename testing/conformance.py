@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from pydantic import ValidationError
 
 from qmcp_agents.domain import (
@@ -588,6 +588,9 @@ class StoreConformance:
             await store.results.add(world.result(agent_instance_id=uuid7()))
         with pytest.raises(IntegrityError, match="execution_id"):
             await store.results.add(world.result(execution_id=uuid7()))
+        elsewhere = await world.new_execution()
+        with pytest.raises(IntegrityError, match="belongs to execution"):
+            await store.results.add(world.result(execution_id=elsewhere.id))
         other = await world.new_instance(world.execution.id)
         await store.results.add_many([world.result(agent_instance_id=other.id) for _ in range(3)])
         assert await store.results.count(execution_id=world.execution.id) == 4
@@ -799,6 +802,16 @@ class StoreConformance:
 
             @settings(max_examples=examples, suppress_health_check=list(HealthCheck), deadline=None)
             @given(payload=json_objects)
+            @example(
+                payload={
+                    "big": 1e16,
+                    "odd": 4.748803069642371e16,
+                    "tiny": 5e-324,
+                    "max": 1.7976931348623157e308,
+                }
+            )
+            @example(payload={"neg": -2.5e-10, "one": 1.0, "zero": -0.0, "i": 2**63 - 1, "j": -(2**63)})
+            @example(payload={"$set": {"a.b": {"": [None, True, "\u2028", "\U0001f600"]}}, "$": {"_id": 1}})
             def check(payload: dict[str, Any]) -> None:
                 session.run(_round_trip(world, payload))
 

@@ -274,7 +274,9 @@ class StoreMachine(RuleBasedStateMachine):
                 Result(execution_id=execution_id, agent_instance_id=instance_id, output={})
             )
         )
-        if self.model.executions[execution_id].status in FINAL_STATUSES:
+        if self.model.instances[instance_id][1] not in (None, execution_id):
+            assert got is IntegrityError, got
+        elif self.model.executions[execution_id].status in FINAL_STATUSES:
             assert got is InvalidTransition, got
         else:
             assert not isinstance(got, type), got

@@ -36,7 +36,13 @@ from qmcp_agents.domain import (
     TopologyType,
     utc_now,
 )
-from qmcp_agents.domain.integrity import describe, for_insert, for_update, refuse_if_final
+from qmcp_agents.domain.integrity import (
+    check_instance_binding,
+    describe,
+    for_insert,
+    for_update,
+    refuse_if_final,
+)
 from qmcp_agents.domain.ports import Capabilities
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
@@ -507,11 +513,9 @@ class MemoryMessages:
                     instance = state.instances.get(instance_id)
                     if instance is None:
                         raise IntegrityError(f"message {role} {instance_id} is not an agent instance")
-                    if instance.execution_id not in (None, execution_id):
-                        raise IntegrityError(
-                            f"message {role} {instance_id} belongs to execution {instance.execution_id}, "
-                            f"not {execution_id}"
-                        )
+                    check_instance_binding(
+                        instance_id, instance.execution_id, execution_id, f"message {role}"
+                    )
             log = state.message_log.setdefault(execution_id, [])
             now = utc_now()
             stored = [
@@ -584,7 +588,8 @@ class MemoryResults(_UuidRepository[Result]):
 
     def _check_refs(self, entity: Result) -> None:
         execution = self._require(self._state.executions, entity.execution_id, "execution_id", entity)
-        self._require(self._state.instances, entity.agent_instance_id, "agent_instance_id", entity)
+        instance = self._require(self._state.instances, entity.agent_instance_id, "agent_instance_id", entity)
+        check_instance_binding(instance.id, instance.execution_id, entity.execution_id, "agent_instance_id")
         refuse_if_final(execution, "results")
 
     def _insert(self, entity: Result) -> Result:

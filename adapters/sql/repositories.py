@@ -1,0 +1,757 @@
+"""The six repositories on SQLAlchemy Core.
+
+Write rules come from :mod:`qmcp_agents.domain.integrity` and
+:mod:`qmcp_agents.domain.topology_rules`; this module only says how to read and write rows.
+References are checked with explicit queries first (so errors name the field and value);
+the foreign keys stay as a safety net against races between processes.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from qmcp_agents.domain import (
+    AgentInstance,
+    AgentRole,
+    AgentType,
+    AlreadyExists,
+    Execution,
+    ExecutionStatus,
+    IntegrityError,
+    Message,
+    MessageCreate,
+    NotFound,
+    Result,
+    Topology,
+    TopologyType,
+    utc_now,
+)
+from qmcp_agents.domain.enums import FINAL_STATUSES
+from qmcp_agents.domain.ids import uuid7
+from qmcp_agents.domain.integrity import (
+    check_instance_binding,
+    describe,
+    for_insert,
+    for_update,
+    refuse_if_final,
+)
+from qmcp_agents.domain.queries import (
+    AgentInstanceFilter,
+    ExecutionFilter,
+    Page,
+    PurgeRequest,
+    ResultFilter,
+    check_limit,
+    int_cursor,
+    uuid_cursor,
+)
+from qmcp_agents.domain.topology_rules import check_topology_rules
+from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
+
+from . import rows, schema
+
+if TYPE_CHECKING:
+    from .store import SqlStore
+
+E = TypeVar("E", bound=BaseModel)
+K = TypeVar("K", int, UUID)
+
+
+class _Repository(Generic[K, E]):
+    """Reads, paging, counting and deleting, shared by the keyed repositories."""
+
+    table: Table
+    label: str
+    cursor: Callable[[str | None], Any]
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    def _load(self, row: Mapping[str, Any]) -> E:
+        raise NotImplementedError
+
+    async def _load_many(self, conn: AsyncConnection, found: Sequence[Mapping[str, Any]]) -> builtins.list[E]:
+        return [self._load(row) for row in found]
+
+    async def _fetch(self, conn: AsyncConnection, where: ColumnElement[bool], lock: bool = False) -> E | None:
+        query = select(self.table).where(where)
+        if lock:
+            query = query.with_for_update()
+        row = (await conn.execute(query)).mappings().first()
+        if row is None:
+            return None
+        return (await self._load_many(conn, [row]))[0]
+
+    async def find(self, id: K) -> E | None:
+        async with self._store.connection() as conn:
+            return await self._fetch(conn, self.table.c.id == id)
+
+    async def get(self, id: K) -> E:
+        entity = await self.find(id)
+        if entity is None:
+            raise NotFound(f"{self.label} {id} does not exist")
+        return entity
+
+    async def _stored(self, conn: AsyncConnection, id: K | None) -> E:
+        entity = None if id is None else await self._fetch(conn, self.table.c.id == id, lock=True)
+        if entity is None:
+            raise NotFound(f"{self.label} {id} does not exist")
+        return entity
+
+    def _where(self, **filters: Any) -> builtins.list[ColumnElement[bool]]:
+        return [self.table.c[name] == value for name, value in filters.items() if value is not None]
+
+    async def _page(
+        self, conditions: builtins.list[ColumnElement[bool]], limit: int, after: str | None
+    ) -> Page[E]:
+        check_limit(limit)
+        start = self.cursor(after)
+        key = self.table.c.id
+        if start is not None:
+            conditions = [*conditions, key > start]
+        query: Select[Any] = select(self.table).where(*conditions).order_by(key).limit(limit + 1)
+        async with self._store.connection() as conn:
+            found = (await conn.execute(query)).mappings().all()
+            items = await self._load_many(conn, found[:limit])
+        more = len(found) > limit
+        return Page(items, str(found[limit - 1]["id"]) if more else None)
+
+    async def _count(self, conditions: builtins.list[ColumnElement[bool]]) -> int:
+        async with self._store.connection() as conn:
+            return int(
+                (
+                    await conn.execute(select(func.count()).select_from(self.table).where(*conditions))
+                ).scalar_one()
+            )
+
+    async def _exists(self, conn: AsyncConnection, table: Table, where: ColumnElement[bool]) -> int:
+        return int((await conn.execute(select(func.count()).select_from(table).where(where))).scalar_one())
+
+    async def _require(
+        self, conn: AsyncConnection, table: Table, key: Any, what: str, owner: BaseModel
+    ) -> Mapping[str, Any]:
+        row = (await conn.execute(select(table).where(table.c.id == key))).mappings().first()
+        if row is None:
+            raise IntegrityError(f"{describe(owner)}: {what} {key} does not exist")
+        return row
+
+    async def _insert(self, conn: AsyncConnection, entity: E) -> E:
+        raise NotImplementedError
+
+    async def add(self, entity: E) -> E:
+        async with self._store.connection() as conn:
+            return await self._insert(conn, entity)
+
+    async def add_many(self, entities: Sequence[E]) -> builtins.list[E]:
+        async with self._store.connection() as conn:
+            return [await self._insert(conn, entity) for entity in entities]
+
+    async def _write_update(
+        self, conn: AsyncConnection, stored: E, row: dict[str, Any], old_revision: int
+    ) -> None:
+        done = await conn.execute(
+            update(self.table)
+            .where(self.table.c.id == row["id"], self.table.c.revision == old_revision)
+            .values(**row)
+        )
+        if done.rowcount != 1:  # pragma: no cover - the row is locked, so only a bug gets here
+            raise IntegrityError(f"{describe(stored)} changed while it was being updated")
+
+
+class _NamedRepository(_Repository[int, E]):
+    cursor = staticmethod(int_cursor)
+
+    async def find_by_name(self, name: str) -> E | None:
+        async with self._store.connection() as conn:
+            return await self._fetch(
+                conn, self.table.c.name == (name.lower() if isinstance(name, str) else name)
+            )
+
+    async def get_by_name(self, name: str) -> E:
+        entity = await self.find_by_name(name)
+        if entity is None:
+            raise NotFound(f"{self.label} named {name!r} does not exist")
+        return entity
+
+    async def _check_new(self, conn: AsyncConnection, entity: BaseModel) -> None:
+        if getattr(entity, "id") is not None:  # noqa: B009
+            raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
+        name = getattr(entity, "name")  # noqa: B009
+        if await self._exists(conn, self.table, self.table.c.name == name):
+            raise AlreadyExists(f"{self.label} named {name!r} already exists")
+
+
+class SqlAgentTypes(_NamedRepository[AgentType]):
+    table = schema.agent_types
+    label = "agent type"
+
+    def _load(self, row: Mapping[str, Any]) -> AgentType:
+        return rows.agent_type_from(row)
+
+    async def _insert(self, conn: AsyncConnection, entity: AgentType) -> AgentType:
+        await self._check_new(conn, entity)
+        stored = for_insert(entity)
+        row = rows.agent_type_row(stored)
+        del row["id"]
+        new_id = (
+            await conn.execute(insert(self.table).values(**row).returning(self.table.c.id))
+        ).scalar_one()
+        return stored.model_copy(update={"id": new_id})
+
+    async def update(self, agent_type: AgentType) -> AgentType:
+        async with self._store.connection() as conn:
+            current = await self._stored(conn, agent_type.id)
+            stored = for_update(current, agent_type)
+            await self._write_update(conn, stored, rows.agent_type_row(stored), current.revision)
+            return stored
+
+    async def delete(self, id: int) -> None:
+        async with self._store.connection() as conn:
+            entity = await self._stored(conn, id)
+            users = (
+                (
+                    await conn.execute(
+                        select(schema.topologies.c.name)
+                        .join(schema.memberships, schema.memberships.c.topology_id == schema.topologies.c.id)
+                        .where(schema.memberships.c.agent_type_id == id)
+                        .distinct()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            instances = await self._exists(
+                conn, schema.agent_instances, schema.agent_instances.c.agent_type_id == id
+            )
+            if users or instances:
+                raise IntegrityError(
+                    f"{describe(entity)} is in use by topologies {sorted(users)} and {instances} instance(s)"
+                )
+            await conn.execute(delete(self.table).where(self.table.c.id == id))
+
+    async def list(
+        self, *, role: AgentRole | None = None, limit: int = 50, after: str | None = None
+    ) -> Page[AgentType]:
+        return await self._page(self._where(role=AgentRole(role).value if role else None), limit, after)
+
+    async def count(self, *, role: AgentRole | None = None) -> int:
+        return await self._count(self._where(role=AgentRole(role).value if role else None))
+
+
+class SqlTopologies(_NamedRepository[Topology]):
+    table = schema.topologies
+    label = "topology"
+
+    async def _load_many(
+        self, conn: AsyncConnection, found: Sequence[Mapping[str, Any]]
+    ) -> builtins.list[Topology]:
+        if not found:
+            return []
+        members = schema.memberships
+        ids = [row["id"] for row in found]
+        by_topology: dict[int, builtins.list[Mapping[str, Any]]] = {i: [] for i in ids}
+        query = (
+            select(members).where(members.c.topology_id.in_(ids)).order_by(members.c.position, members.c.id)
+        )
+        for row in (await conn.execute(query)).mappings():
+            by_topology[row["topology_id"]].append(row)
+        return [rows.topology_from(row, by_topology[row["id"]]) for row in found]
+
+    async def _check_rules(self, conn: AsyncConnection, topology: Topology) -> None:
+        type_ids = sorted({m.agent_type_id for m in topology.memberships})
+        names = dict(
+            (
+                await conn.execute(
+                    select(schema.agent_types.c.id, schema.agent_types.c.name).where(
+                        schema.agent_types.c.id.in_(type_ids)
+                    )
+                )
+            ).all()
+        )
+
+        async def sub_topologies_of(name: str) -> builtins.list[str] | None:
+            row = (
+                await conn.execute(
+                    select(self.table.c.topology_type, self.table.c.config).where(self.table.c.name == name)
+                )
+            ).first()
+            if row is None:
+                return None
+            return (
+                builtins.list(row.config.get("sub_topologies", []))
+                if row.topology_type == TopologyType.COMPOUND.value
+                else []
+            )
+
+        await check_topology_rules(topology, names, sub_topologies_of)
+
+    async def _write_members(self, conn: AsyncConnection, topology: Topology, topology_id: int) -> Topology:
+        members = schema.memberships
+        await conn.execute(delete(members).where(members.c.topology_id == topology_id))
+        saved = []
+        for membership in topology.memberships:  # few per topology; ids come back in order
+            row = rows.membership_row(membership, topology_id)
+            new_id = (await conn.execute(insert(members).values(**row).returning(members.c.id))).scalar_one()
+            saved.append(membership.model_copy(update={"id": new_id, "topology_id": topology_id}))
+        return topology.model_copy(update={"memberships": saved})
+
+    def _load(self, row: Mapping[str, Any]) -> Topology:  # pragma: no cover - _load_many is used
+        raise NotImplementedError
+
+    async def _insert(self, conn: AsyncConnection, entity: Topology) -> Topology:
+        await self._check_new(conn, entity)
+        stored = for_insert(entity)
+        await self._check_rules(conn, stored)
+        row = rows.topology_row(stored)
+        del row["id"]
+        new_id = (
+            await conn.execute(insert(self.table).values(**row).returning(self.table.c.id))
+        ).scalar_one()
+        return await self._write_members(conn, stored.model_copy(update={"id": new_id}), new_id)
+
+    async def update(self, topology: Topology) -> Topology:
+        async with self._store.connection() as conn:
+            current = await self._stored(conn, topology.id)
+            stored = for_update(current, topology)
+            await self._check_rules(conn, stored)
+            await self._write_update(conn, stored, rows.topology_row(stored), current.revision)
+            assert current.id is not None
+            return await self._write_members(conn, stored, current.id)
+
+    async def delete(self, id: int) -> None:
+        async with self._store.connection() as conn:
+            entity = await self._stored(conn, id)
+            runs = await self._exists(conn, schema.executions, schema.executions.c.topology_id == id)
+            compounds = (
+                await conn.execute(
+                    select(self.table.c.name, self.table.c.config).where(
+                        self.table.c.topology_type == TopologyType.COMPOUND.value
+                    )
+                )
+            ).all()
+            parents = [name for name, config in compounds if entity.name in config.get("sub_topologies", [])]
+            if runs or parents:
+                raise IntegrityError(
+                    f"{describe(entity)} has {runs} execution(s) and is a sub-topology of {sorted(parents)}"
+                )
+            await conn.execute(delete(self.table).where(self.table.c.id == id))
+
+    async def list(
+        self, *, topology_type: TopologyType | None = None, limit: int = 50, after: str | None = None
+    ) -> Page[Topology]:
+        kind = TopologyType(topology_type).value if topology_type else None
+        return await self._page(self._where(topology_type=kind), limit, after)
+
+    async def count(self, *, topology_type: TopologyType | None = None) -> int:
+        kind = TopologyType(topology_type).value if topology_type else None
+        return await self._count(self._where(topology_type=kind))
+
+
+class _UuidRepository(_Repository[UUID, E]):
+    cursor = staticmethod(uuid_cursor)
+
+    async def _check_new_id(self, conn: AsyncConnection, entity: BaseModel) -> None:
+        entity_id = getattr(entity, "id")  # noqa: B009
+        if await self._exists(conn, self.table, self.table.c.id == entity_id):
+            raise AlreadyExists(f"{self.label} {entity_id} already exists")
+
+
+class SqlAgentInstances(_UuidRepository[AgentInstance]):
+    table = schema.agent_instances
+    label = "agent instance"
+
+    def _load(self, row: Mapping[str, Any]) -> AgentInstance:
+        return rows.instance_from(row)
+
+    async def _check_refs(self, conn: AsyncConnection, entity: AgentInstance) -> None:
+        await self._require(conn, schema.agent_types, entity.agent_type_id, "agent_type_id", entity)
+        if entity.execution_id is not None:
+            await self._require(conn, schema.executions, entity.execution_id, "execution_id", entity)
+
+    async def _insert(self, conn: AsyncConnection, entity: AgentInstance) -> AgentInstance:
+        stored = for_insert(entity)
+        await self._check_new_id(conn, stored)
+        await self._check_refs(conn, stored)
+        await conn.execute(insert(self.table).values(**rows.instance_row(stored)))
+        return stored
+
+    async def update(self, instance: AgentInstance) -> AgentInstance:
+        async with self._store.connection() as conn:
+            current = await self._stored(conn, instance.id)
+            stored = for_update(current, instance)
+            await self._check_refs(conn, stored)
+            await self._write_update(conn, stored, rows.instance_row(stored), current.revision)
+            return stored
+
+    async def delete(self, id: UUID) -> None:
+        async with self._store.connection() as conn:
+            entity = await self._stored(conn, id)
+            m = schema.messages
+            messages = await self._exists(conn, m, (m.c.sender_id == id) | (m.c.recipient_id == id))
+            results = await self._exists(conn, schema.results, schema.results.c.agent_instance_id == id)
+            if messages or results:
+                raise IntegrityError(
+                    f"{describe(entity)} is referenced by {messages} message(s) and {results} result(s)"
+                )
+            await conn.execute(delete(self.table).where(self.table.c.id == id))
+
+    async def list(
+        self,
+        *,
+        agent_type_id: int | None = None,
+        execution_id: UUID | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[AgentInstance]:
+        flt = AgentInstanceFilter(agent_type_id=agent_type_id, execution_id=execution_id)
+        return await self._page(self._where(**flt.model_dump()), limit, after)
+
+    async def count(self, *, agent_type_id: int | None = None, execution_id: UUID | None = None) -> int:
+        flt = AgentInstanceFilter(agent_type_id=agent_type_id, execution_id=execution_id)
+        return await self._count(self._where(**flt.model_dump()))
+
+
+class SqlExecutions(_UuidRepository[Execution]):
+    table = schema.executions
+    label = "execution"
+
+    def _load(self, row: Mapping[str, Any]) -> Execution:
+        return rows.execution_from(row)
+
+    async def _insert(self, conn: AsyncConnection, entity: Execution) -> Execution:
+        stored = for_insert(entity)
+        await self._check_new_id(conn, stored)
+        await self._require(conn, schema.topologies, stored.topology_id, "topology_id", stored)
+        if stored.parent_id is not None:
+            await self._require(conn, self.table, stored.parent_id, "parent_id", stored)
+        await conn.execute(insert(self.table).values(**rows.execution_row(stored)))
+        return stored
+
+    async def update(self, execution: Execution) -> Execution:
+        async with self._store.connection() as conn:
+            current = await self._stored(conn, execution.id)
+            stored = for_update(current, execution)
+            await self._write_update(conn, stored, rows.execution_row(stored), current.revision)
+            return stored
+
+    async def _tree_size(self, conn: AsyncConnection, roots: builtins.list[UUID]) -> int:
+        """How many executions deleting ``roots`` removes (children cascade)."""
+        e = self.table
+        tree = select(e.c.id).where(e.c.id.in_(roots)).cte("tree", recursive=True)
+        tree = tree.union(select(e.c.id).join(tree, e.c.parent_id == tree.c.id))
+        return int((await conn.execute(select(func.count()).select_from(tree))).scalar_one())
+
+    async def delete(self, id: UUID) -> None:
+        async with self._store.connection() as conn:
+            await self._stored(conn, id)
+            await conn.execute(delete(self.table).where(self.table.c.id == id))  # cascades
+
+    def _conditions(self, flt: ExecutionFilter) -> builtins.list[ColumnElement[bool]]:
+        c = self.table.c
+        conditions = self._where(
+            status=flt.status.value if flt.status else None,
+            topology_id=flt.topology_id,
+            correlation_id=flt.correlation_id,
+            parent_id=flt.parent_id,
+        )
+        if flt.started_after is not None:
+            conditions.append(c.started_at >= flt.started_after)
+        if flt.started_before is not None:
+            conditions.append(c.started_at < flt.started_before)
+        return conditions
+
+    async def list(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        topology_id: int | None = None,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Execution]:
+        flt = ExecutionFilter(
+            status=status,
+            topology_id=topology_id,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            started_after=started_after,
+            started_before=started_before,
+        )
+        return await self._page(self._conditions(flt), limit, after)
+
+    async def count(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        topology_id: int | None = None,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> int:
+        flt = ExecutionFilter(
+            status=status,
+            topology_id=topology_id,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            started_after=started_after,
+            started_before=started_before,
+        )
+        return await self._count(self._conditions(flt))
+
+    async def purge(
+        self,
+        *,
+        older_than: datetime,
+        statuses: frozenset[ExecutionStatus] | None = None,
+        batch_size: int = 500,
+    ) -> int:
+        request = PurgeRequest.model_validate(
+            {
+                "older_than": older_than,
+                "batch_size": batch_size,
+                **({"statuses": statuses} if statuses else {}),
+            }
+        )
+        c = self.table.c
+        query = (
+            select(c.id)
+            .where(
+                c.status.in_(sorted(s.value for s in request.statuses)), c.completed_at < request.older_than
+            )
+            .order_by(c.completed_at)
+            .limit(request.batch_size)
+        )
+        deleted = 0
+        while True:
+            async with self._store.connection() as conn:
+                batch = builtins.list((await conn.execute(query)).scalars().all())
+                if batch:
+                    deleted += await self._tree_size(conn, batch)
+                    await conn.execute(delete(self.table).where(c.id.in_(batch)))
+            if len(batch) < request.batch_size:
+                return deleted
+
+
+class SqlMessages:
+    """Append-only; sequence numbers come from a counter on the execution's row, bumped in
+    the same statement that checks the execution, so concurrent writers (tasks or processes)
+    queue on that row and each batch gets a contiguous block."""
+
+    table = schema.messages
+    label = "message"
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        drafts = [MessageCreate.model_validate(m) for m in messages]
+        if not drafts:
+            async with self._store.connection() as conn:
+                if not await _count(conn, schema.executions, schema.executions.c.id == execution_id):
+                    raise NotFound(f"execution {execution_id} does not exist")
+            return []
+        e = schema.executions
+        async with self._store.connection() as conn:
+            bumped = (
+                await conn.execute(
+                    update(e)
+                    .where(e.c.id == execution_id)
+                    .values(last_sequence_number=e.c.last_sequence_number + len(drafts))
+                    .returning(e.c.last_sequence_number, e.c.status, e.c.completed_at, e.c.started_at)
+                )
+            ).first()
+            if bumped is None:
+                raise NotFound(f"execution {execution_id} does not exist")
+            if ExecutionStatus(bumped.status) in FINAL_STATUSES:
+                raise_final(execution_id, bumped.status)
+            await self._check_participants(conn, execution_id, drafts)
+            first = bumped.last_sequence_number - len(drafts) + 1
+            now = utc_now()
+            out = [
+                Message.model_construct(
+                    id=uuid7(),
+                    execution_id=execution_id,
+                    sender_id=d.sender_id,
+                    recipient_id=d.recipient_id,
+                    message_type=d.message_type,
+                    content=d.content,
+                    round_number=d.round_number,
+                    sequence_number=first + i,
+                    created_at=now,
+                    revision=1,
+                )
+                for i, d in enumerate(drafts)
+            ]
+            await conn.execute(insert(self.table), [_message_row(m) for m in out])
+            return out
+
+    async def _check_participants(
+        self, conn: AsyncConnection, execution_id: UUID, drafts: Sequence[MessageCreate]
+    ) -> None:
+        wanted = {d.sender_id for d in drafts} | {
+            d.recipient_id for d in drafts if d.recipient_id is not None
+        }
+        i = schema.agent_instances
+        bound = dict((await conn.execute(select(i.c.id, i.c.execution_id).where(i.c.id.in_(wanted)))).all())
+        for draft in drafts:
+            for role, instance_id in (("sender_id", draft.sender_id), ("recipient_id", draft.recipient_id)):
+                if instance_id is None:
+                    continue
+                if instance_id not in bound:
+                    raise IntegrityError(f"message {role} {instance_id} is not an agent instance")
+                check_instance_binding(instance_id, bound[instance_id], execution_id, f"message {role}")
+
+    async def find(self, id: UUID) -> Message | None:
+        async with self._store.connection() as conn:
+            row = (await conn.execute(select(self.table).where(self.table.c.id == id))).mappings().first()
+        return None if row is None else rows.message_from(row)
+
+    async def get(self, id: UUID) -> Message:
+        message = await self.find(id)
+        if message is None:
+            raise NotFound(f"message {id} does not exist")
+        return message
+
+    async def list(
+        self,
+        execution_id: UUID,
+        *,
+        limit: int = 50,
+        after: str | None = None,
+        round_number: int | None = None,
+        sender_id: UUID | None = None,
+    ) -> Page[Message]:
+        check_limit(limit)
+        start = int_cursor(after) or 0
+        c = self.table.c
+        conditions = [c.execution_id == execution_id, c.sequence_number > start]
+        if round_number is not None:
+            conditions.append(c.round_number == round_number)
+        if sender_id is not None:
+            conditions.append(c.sender_id == sender_id)
+        query = select(self.table).where(and_(*conditions)).order_by(c.sequence_number).limit(limit + 1)
+        async with self._store.connection() as conn:
+            found = (await conn.execute(query)).mappings().all()
+        items = [rows.message_from(row) for row in found[:limit]]
+        return Page(items, str(items[-1].sequence_number) if len(found) > limit else None)
+
+    async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        check_limit(n)
+        c = self.table.c
+        query = (
+            select(self.table)
+            .where(c.execution_id == execution_id)
+            .order_by(c.sequence_number.desc())
+            .limit(n)
+        )
+        async with self._store.connection() as conn:
+            found = (await conn.execute(query)).mappings().all()
+        return [rows.message_from(row) for row in reversed(found)]
+
+    async def count(self, execution_id: UUID | None = None) -> int:
+        where = (
+            literal_column("1") == 1 if execution_id is None else self.table.c.execution_id == execution_id
+        )
+        async with self._store.connection() as conn:
+            return await _count(conn, self.table, where)
+
+
+def raise_final(execution_id: UUID, status: str) -> None:
+    execution = Execution.model_construct(id=execution_id, status=ExecutionStatus(status))
+    refuse_if_final(execution, "messages")
+
+
+def _message_row(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "execution_id": message.execution_id,
+        "sender_id": message.sender_id,
+        "recipient_id": message.recipient_id,
+        "message_type": message.message_type.value,
+        "content": message.content,
+        "round_number": message.round_number,
+        "sequence_number": message.sequence_number,
+        "created_at": message.created_at,
+        "revision": 1,
+        "schema_version": CURRENT_SCHEMA_VERSION,
+    }
+
+
+async def _count(conn: AsyncConnection, table: Table, where: ColumnElement[bool]) -> int:
+    return int((await conn.execute(select(func.count()).select_from(table).where(where))).scalar_one())
+
+
+class SqlResults(_UuidRepository[Result]):
+    table = schema.results
+    label = "result"
+
+    def _load(self, row: Mapping[str, Any]) -> Result:
+        return rows.result_from(row)
+
+    async def _check_refs(self, conn: AsyncConnection, entity: Result) -> None:
+        execution = await self._require(conn, schema.executions, entity.execution_id, "execution_id", entity)
+        instance = await self._require(
+            conn, schema.agent_instances, entity.agent_instance_id, "agent_instance_id", entity
+        )
+        check_instance_binding(
+            instance["id"], instance["execution_id"], entity.execution_id, "agent_instance_id"
+        )
+        refuse_if_final(rows.execution_from(execution), "results")
+
+    async def _insert(self, conn: AsyncConnection, entity: Result) -> Result:
+        stored = for_insert(entity)
+        await self._check_new_id(conn, stored)
+        await self._check_refs(conn, stored)
+        await conn.execute(insert(self.table).values(**rows.result_row(stored)))
+        return stored
+
+    async def update(self, result: Result) -> Result:
+        async with self._store.connection() as conn:
+            current = await self._stored(conn, result.id)
+            stored = for_update(current, result)
+            await self._check_refs(conn, stored)
+            await self._write_update(conn, stored, rows.result_row(stored), current.revision)
+            return stored
+
+    async def delete(self, id: UUID) -> None:
+        async with self._store.connection() as conn:
+            await self._stored(conn, id)
+            await conn.execute(delete(self.table).where(self.table.c.id == id))
+
+    async def list(
+        self,
+        *,
+        execution_id: UUID | None = None,
+        agent_instance_id: UUID | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Result]:
+        flt = ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id)
+        return await self._page(self._where(**flt.model_dump()), limit, after)
+
+    async def count(self, *, execution_id: UUID | None = None, agent_instance_id: UUID | None = None) -> int:
+        flt = ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id)
+        return await self._count(self._where(**flt.model_dump()))

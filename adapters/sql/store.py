@@ -1,0 +1,223 @@
+"""The SQL store: engine, connections, transactions and schema management.
+
+Drivers: ``aiosqlite`` for SQLite and ``asyncpg`` for PostgreSQL (see docs/decisions.md).
+Outside a transaction each repository call runs in a transaction of its own; inside
+``store.transaction()`` every call shares one connection and runs in a savepoint, so a
+failed call leaves the transaction usable and unchanged.
+
+SQLite allows one writer at a time: transactions begin with ``BEGIN IMMEDIATE`` (so two
+writers queue on the file lock instead of failing half-way) and, within one process, an
+asyncio lock queues them before they reach the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, nullcontext
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from qmcp_agents.domain.ports import Capabilities
+
+from . import jsonb, migrate
+from .errors import translate
+from .repositories import (
+    SqlAgentInstances,
+    SqlAgentTypes,
+    SqlExecutions,
+    SqlMessages,
+    SqlResults,
+    SqlTopologies,
+)
+
+_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "postgres": "asyncpg"}
+
+
+def async_url(url: str | URL) -> URL:
+    """``sqlite:///f.db`` -> ``sqlite+aiosqlite:///f.db``; ``postgresql://`` -> ``+asyncpg``."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    driver = _DRIVERS.get(backend)
+    if driver is None:
+        raise ValueError(f"store url {url!s}: the SQL adapter supports sqlite:// and postgresql://")
+    given = parsed.get_driver_name()
+    if "+" in parsed.drivername and given != driver:
+        raise ValueError(
+            f"store url {url!s}: driver {given!r} is not supported; use {backend}+{driver} or none"
+        )
+    return parsed.set(drivername=f"{'postgresql' if backend == 'postgres' else backend}+{driver}")
+
+
+class SqlStore:
+    """SQLAlchemy Core store for SQLite and PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        schema: str | None = None,
+        pool_size: int = 5,
+        connect_timeout: float = 10.0,
+        echo: bool = False,
+    ) -> None:
+        self.url = async_url(url)
+        self.dialect = self.url.get_backend_name()
+        if schema is not None and self.dialect != "postgresql":
+            raise ValueError("schema= is supported on PostgreSQL only")
+        if schema is not None and not schema.replace("_", "").isalnum():
+            raise ValueError(f"schema {schema!r} must be letters, digits and '_'")
+        self.schema = schema
+        self.label = f"qmcp-agents-{uuid.uuid4().hex[:12]}"
+        self._options = {"pool_size": pool_size, "connect_timeout": connect_timeout, "echo": echo}
+        self._engine: AsyncEngine | None = None
+        self._current: contextvars.ContextVar[AsyncConnection | None] = contextvars.ContextVar(
+            self.label, default=None
+        )
+        self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.agent_types = SqlAgentTypes(self)
+        self.topologies = SqlTopologies(self)
+        self.agent_instances = SqlAgentInstances(self)
+        self.executions = SqlExecutions(self)
+        self.messages = SqlMessages(self)
+        self.results = SqlResults(self)
+
+    # --- engine ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    def _create_engine(self) -> AsyncEngine:
+        options: dict[str, Any] = {"echo": self._options["echo"], "pool_pre_ping": True}
+        if self.dialect == "sqlite":
+            database = self.url.database
+            if not database or database == ":memory:":
+                options["poolclass"] = StaticPool
+            options["connect_args"] = {"timeout": 30}
+            engine = create_async_engine(self.url, **options)
+            _setup_sqlite(engine, in_memory=options.get("poolclass") is StaticPool)
+            return engine
+        settings = {"application_name": self.label}
+        if self.schema is not None:
+            settings["search_path"] = self.schema
+        options["connect_args"] = {"server_settings": settings, "timeout": self._options["connect_timeout"]}
+        options["pool_size"] = self._options["pool_size"]
+        options["json_serializer"] = jsonb.dumps
+        return create_async_engine(self.url, **options)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            backend=self.dialect,
+            transactions=True,
+            multi_process=self.url.database not in (None, "", ":memory:"),
+        )
+
+    # --- connections and transactions -----------------------------------------------------
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A new transaction on a pooled connection (queued behind other writers on SQLite)."""
+        async with self._writer if self._writer is not None else nullcontext():
+            try:
+                async with self.engine.begin() as conn:
+                    yield conn
+            except BaseException as error:
+                raise translate(error) from error
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """The connection a repository call runs on: the open transaction's (in a savepoint)
+        or a transaction of its own."""
+        conn = self._current.get()
+        if conn is None:
+            async with self._begin() as fresh:
+                yield fresh
+            return
+        try:
+            async with conn.begin_nested():
+                yield conn
+        except BaseException as error:
+            raise translate(error) from error
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        conn = self._current.get()
+        if conn is not None:
+            try:
+                async with conn.begin_nested():
+                    yield
+            except BaseException as error:
+                raise translate(error) from error
+            return
+        async with self._begin() as fresh:
+            token = self._current.set(fresh)
+            try:
+                yield
+            finally:
+                self._current.reset(token)
+
+    # --- schema -----------------------------------------------------------------------------
+
+    async def create_schema(self) -> None:
+        """Bring the database to the newest migration (creating it if empty). Idempotent."""
+        async with self._begin() as conn:
+            if self.schema is not None:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            if self.dialect == "postgresql":  # one migrator at a time, across processes
+                await conn.execute(text("SELECT pg_advisory_xact_lock(727372)"))
+            await conn.run_sync(migrate.upgrade)
+
+    async def drop_schema(self) -> None:
+        """Drop this library's tables (and its version table); nothing else."""
+        async with self._begin() as conn:
+            await conn.run_sync(migrate.drop_all)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
+    """Foreign keys on, WAL for files, and ``BEGIN IMMEDIATE`` for every transaction.
+
+    The driver's own transaction handling is switched off (``isolation_level = None``) so
+    that SQLAlchemy's ``begin`` event decides how a transaction starts; this is also what
+    makes savepoints work on SQLite.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,97 @@
+"""The conformance suite on SQLite (file and memory) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from qmcp_agents.adapters import open_store
+from qmcp_agents.adapters.sql import SqlStore
+from qmcp_agents.adapters.sql.schema import ALL_TABLES
+from qmcp_agents.domain import StoreUnavailable
+from qmcp_agents.domain.ports import Store
+from qmcp_agents.testing import StoreConformance
+
+from .servers import POSTGRES_URL, unavailable, unique_schema
+
+
+async def empty_tables(store: SqlStore) -> None:
+    async with store.engine.begin() as conn:
+        for table in reversed(ALL_TABLES):
+            await conn.execute(table.delete())
+
+
+class TestSqliteFileStore(StoreConformance):
+    hypothesis_examples = 25
+
+    @pytest.fixture(autouse=True)
+    def _folder(self, tmp_path: Path) -> None:
+        self.folder = tmp_path
+
+    @asynccontextmanager
+    async def make_store(self) -> AsyncIterator[Store]:
+        path = self.folder / f"store-{id(object())}.db"
+        async with open_store(f"sqlite:///{path}") as store:
+            await store.create_schema()
+            yield store
+
+
+class TestSqliteMemoryStore(StoreConformance):
+    hypothesis_examples = 25
+
+    @asynccontextmanager
+    async def make_store(self) -> AsyncIterator[Store]:
+        async with open_store("sqlite://") as store:
+            await store.create_schema()
+            yield store
+
+
+@pytest.fixture(scope="module")
+def pg_schema() -> str:
+    return unique_schema()
+
+
+class TestPostgresStore(StoreConformance):
+    hypothesis_examples = 20
+
+    @pytest.fixture(autouse=True)
+    def _schema(self, pg_schema: str) -> None:
+        self.schema = pg_schema
+
+    @asynccontextmanager
+    async def make_store(self) -> AsyncIterator[Store]:
+        store = SqlStore(POSTGRES_URL, schema=self.schema)
+        try:
+            await store.create_schema()
+        except StoreUnavailable as error:
+            await store.close()
+            unavailable("PostgreSQL", error)
+        try:
+            await empty_tables(store)
+            yield store
+        finally:
+            await store.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_pg_schemas(pg_schema: str) -> None:
+    yield
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def drop() -> None:
+        engine = create_async_engine(POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://"))
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE'))
+        except Exception:  # noqa: BLE001 - the server may be the thing that is missing
+            pass
+        finally:
+            await engine.dispose()
+
+    asyncio.run(drop())

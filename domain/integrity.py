@@ -12,7 +12,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from .clock import utc_now
-from .enums import FINAL_STATUSES
+from .enums import FINAL_STATUSES, ExecutionStatus
 from .errors import ConcurrencyError, IntegrityError, InvalidTransition
 from .execution import Execution, can_reach
 
@@ -82,9 +82,7 @@ def for_update(stored: E, new: E) -> E:
     return revalidated(new, **changes)
 
 
-def check_instance_binding(
-    instance_id: UUID, bound_to: UUID | None, execution_id: UUID, role: str
-) -> None:
+def check_instance_binding(instance_id: UUID, bound_to: UUID | None, execution_id: UUID, role: str) -> None:
     """An instance bound to one execution takes part in no other (unbound ones may roam).
 
     Deleting an execution deletes its bound instances, so a message or result elsewhere
@@ -94,11 +92,18 @@ def check_instance_binding(
         raise IntegrityError(f"{role} {instance_id} belongs to execution {bound_to}, not {execution_id}")
 
 
-def refuse_if_final(execution: Execution, what: str) -> None:
-    if execution.status in FINAL_STATUSES:
-        raise InvalidTransition(
-            f"execution {execution.id} is {execution.status.value}; it takes no more {what}"
-        )
+def refuse_if_final(execution_id: UUID, status: ExecutionStatus, what: str) -> None:
+    """Final executions take no more messages or results."""
+    if status in FINAL_STATUSES:
+        raise InvalidTransition(f"execution {execution_id} is {status.value}; it takes no more {what}")
 
 
-__all__ = ["IMMUTABLE", "check_instance_binding", "describe", "for_insert", "for_update", "refuse_if_final", "revalidated"]
+__all__ = [
+    "IMMUTABLE",
+    "check_instance_binding",
+    "describe",
+    "for_insert",
+    "for_update",
+    "refuse_if_final",
+    "revalidated",
+]

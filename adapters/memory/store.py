@@ -502,7 +502,7 @@ class MemoryMessages:
             execution = state.executions.get(execution_id)
             if execution is None:
                 raise NotFound(f"execution {execution_id} does not exist")
-            refuse_if_final(execution, "messages")
+            refuse_if_final(execution.id, execution.status, "messages")
             for draft in drafts:
                 for role, instance_id in (
                     ("sender_id", draft.sender_id),
@@ -590,7 +590,7 @@ class MemoryResults(_UuidRepository[Result]):
         execution = self._require(self._state.executions, entity.execution_id, "execution_id", entity)
         instance = self._require(self._state.instances, entity.agent_instance_id, "agent_instance_id", entity)
         check_instance_binding(instance.id, instance.execution_id, entity.execution_id, "agent_instance_id")
-        refuse_if_final(execution, "results")
+        refuse_if_final(execution.id, execution.status, "results")
 
     def _insert(self, entity: Result) -> Result:
         self._check_new_id(entity)

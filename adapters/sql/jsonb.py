@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 _EXPONENT = re.compile(r"[0-9]e[-+]?[0-9]")
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring
 
 
 def _positional(value: float) -> str:

@@ -9,7 +9,7 @@ the foreign keys stay as a safety net against races between processes.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
@@ -45,7 +45,6 @@ from qmcp_agents.domain import (
     TopologyType,
     utc_now,
 )
-from qmcp_agents.domain.enums import FINAL_STATUSES
 from qmcp_agents.domain.ids import uuid7
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
@@ -68,6 +67,7 @@ from qmcp_agents.domain.topology_rules import check_topology_rules
 from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
 from . import rows, schema
+from .rows import RowLike
 
 if TYPE_CHECKING:
     from .store import SqlStore
@@ -86,10 +86,10 @@ class _Repository(Generic[K, E]):
     def __init__(self, store: SqlStore) -> None:
         self._store = store
 
-    def _load(self, row: Mapping[str, Any]) -> E:
+    def _load(self, row: RowLike) -> E:
         raise NotImplementedError
 
-    async def _load_many(self, conn: AsyncConnection, found: Sequence[Mapping[str, Any]]) -> builtins.list[E]:
+    async def _load_many(self, conn: AsyncConnection, found: Sequence[RowLike]) -> builtins.list[E]:
         return [self._load(row) for row in found]
 
     async def _fetch(self, conn: AsyncConnection, where: ColumnElement[bool], lock: bool = False) -> E | None:
@@ -148,7 +148,7 @@ class _Repository(Generic[K, E]):
 
     async def _require(
         self, conn: AsyncConnection, table: Table, key: Any, what: str, owner: BaseModel
-    ) -> Mapping[str, Any]:
+    ) -> RowLike:
         row = (await conn.execute(select(table).where(table.c.id == key))).mappings().first()
         if row is None:
             raise IntegrityError(f"{describe(owner)}: {what} {key} does not exist")
@@ -204,7 +204,7 @@ class SqlAgentTypes(_NamedRepository[AgentType]):
     table = schema.agent_types
     label = "agent type"
 
-    def _load(self, row: Mapping[str, Any]) -> AgentType:
+    def _load(self, row: RowLike) -> AgentType:
         return rows.agent_type_from(row)
 
     async def _insert(self, conn: AsyncConnection, entity: AgentType) -> AgentType:
@@ -261,14 +261,12 @@ class SqlTopologies(_NamedRepository[Topology]):
     table = schema.topologies
     label = "topology"
 
-    async def _load_many(
-        self, conn: AsyncConnection, found: Sequence[Mapping[str, Any]]
-    ) -> builtins.list[Topology]:
+    async def _load_many(self, conn: AsyncConnection, found: Sequence[RowLike]) -> builtins.list[Topology]:
         if not found:
             return []
         members = schema.memberships
         ids = [row["id"] for row in found]
-        by_topology: dict[int, builtins.list[Mapping[str, Any]]] = {i: [] for i in ids}
+        by_topology: dict[int, builtins.list[RowLike]] = {i: [] for i in ids}
         query = (
             select(members).where(members.c.topology_id.in_(ids)).order_by(members.c.position, members.c.id)
         )
@@ -314,7 +312,7 @@ class SqlTopologies(_NamedRepository[Topology]):
             saved.append(membership.model_copy(update={"id": new_id, "topology_id": topology_id}))
         return topology.model_copy(update={"memberships": saved})
 
-    def _load(self, row: Mapping[str, Any]) -> Topology:  # pragma: no cover - _load_many is used
+    def _load(self, row: RowLike) -> Topology:  # pragma: no cover - _load_many is used
         raise NotImplementedError
 
     async def _insert(self, conn: AsyncConnection, entity: Topology) -> Topology:
@@ -379,7 +377,7 @@ class SqlAgentInstances(_UuidRepository[AgentInstance]):
     table = schema.agent_instances
     label = "agent instance"
 
-    def _load(self, row: Mapping[str, Any]) -> AgentInstance:
+    def _load(self, row: RowLike) -> AgentInstance:
         return rows.instance_from(row)
 
     async def _check_refs(self, conn: AsyncConnection, entity: AgentInstance) -> None:
@@ -434,7 +432,7 @@ class SqlExecutions(_UuidRepository[Execution]):
     table = schema.executions
     label = "execution"
 
-    def _load(self, row: Mapping[str, Any]) -> Execution:
+    def _load(self, row: RowLike) -> Execution:
         return rows.execution_from(row)
 
     async def _insert(self, conn: AsyncConnection, entity: Execution) -> Execution:
@@ -585,8 +583,7 @@ class SqlMessages:
             ).first()
             if bumped is None:
                 raise NotFound(f"execution {execution_id} does not exist")
-            if ExecutionStatus(bumped.status) in FINAL_STATUSES:
-                raise_final(execution_id, bumped.status)
+            refuse_if_final(execution_id, ExecutionStatus(bumped.status), "messages")
             await self._check_participants(conn, execution_id, drafts)
             first = bumped.last_sequence_number - len(drafts) + 1
             now = utc_now()
@@ -679,11 +676,6 @@ class SqlMessages:
             return await _count(conn, self.table, where)
 
 
-def raise_final(execution_id: UUID, status: str) -> None:
-    execution = Execution.model_construct(id=execution_id, status=ExecutionStatus(status))
-    refuse_if_final(execution, "messages")
-
-
 def _message_row(message: Message) -> dict[str, Any]:
     return {
         "id": message.id,
@@ -708,7 +700,7 @@ class SqlResults(_UuidRepository[Result]):
     table = schema.results
     label = "result"
 
-    def _load(self, row: Mapping[str, Any]) -> Result:
+    def _load(self, row: RowLike) -> Result:
         return rows.result_from(row)
 
     async def _check_refs(self, conn: AsyncConnection, entity: Result) -> None:
@@ -719,7 +711,7 @@ class SqlResults(_UuidRepository[Result]):
         check_instance_binding(
             instance["id"], instance["execution_id"], entity.execution_id, "agent_instance_id"
         )
-        refuse_if_final(rows.execution_from(execution), "results")
+        refuse_if_final(entity.execution_id, ExecutionStatus(execution["status"]), "results")
 
     async def _insert(self, conn: AsyncConnection, entity: Result) -> Result:
         stored = for_insert(entity)

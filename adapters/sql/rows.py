@@ -17,10 +17,12 @@ from qmcp_agents.domain import (
 from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION, upcast
 
 Row = dict[str, Any]
+RowLike = Mapping[Any, Any]
+"""A result row as SQLAlchemy returns it (keys are column names)."""
 _INTERNAL = ("schema_version", "last_sequence_number")
 
 
-def _loaded(row: Mapping[str, Any]) -> Row:
+def _loaded(row: RowLike) -> Row:
     data = dict(row)
     version = data.get("schema_version")
     for key in _INTERNAL:
@@ -43,7 +45,7 @@ def agent_type_row(entity: AgentType) -> Row:
     }
 
 
-def agent_type_from(row: Mapping[str, Any]) -> AgentType:
+def agent_type_from(row: RowLike) -> AgentType:
     return AgentType.model_validate(_loaded(row))
 
 
@@ -75,7 +77,7 @@ def membership_row(entity: TopologyMembership, topology_id: int) -> Row:
     return row
 
 
-def topology_from(row: Mapping[str, Any], members: list[Mapping[str, Any]]) -> Topology:
+def topology_from(row: RowLike, members: list[RowLike]) -> Topology:
     data = _loaded(row)
     data["memberships"] = [dict(m) for m in members]
     return Topology.model_validate(data)
@@ -95,7 +97,7 @@ def instance_row(entity: AgentInstance) -> Row:
     }
 
 
-def instance_from(row: Mapping[str, Any]) -> AgentInstance:
+def instance_from(row: RowLike) -> AgentInstance:
     return AgentInstance.model_validate(_loaded(row))
 
 
@@ -118,11 +120,11 @@ def execution_row(entity: Execution) -> Row:
     }
 
 
-def execution_from(row: Mapping[str, Any]) -> Execution:
+def execution_from(row: RowLike) -> Execution:
     return Execution.model_validate(_loaded(row))
 
 
-def message_from(row: Mapping[str, Any]) -> Message:
+def message_from(row: RowLike) -> Message:
     return Message.model_validate(_loaded(row))
 
 
@@ -142,5 +144,5 @@ def result_row(entity: Result) -> Row:
     }
 
 
-def result_from(row: Mapping[str, Any]) -> Result:
+def result_from(row: RowLike) -> Result:
     return Result.model_validate(_loaded(row))

@@ -44,12 +44,11 @@ _DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "postgres": "asyncpg
 def async_url(url: str | URL) -> URL:
     """``sqlite:///f.db`` -> ``sqlite+aiosqlite:///f.db``; ``postgresql://`` -> ``+asyncpg``."""
     parsed = make_url(url)
-    backend = parsed.get_backend_name()
+    backend, _, given = parsed.drivername.partition("+")
     driver = _DRIVERS.get(backend)
     if driver is None:
         raise ValueError(f"store url {url!s}: the SQL adapter supports sqlite:// and postgresql://")
-    given = parsed.get_driver_name()
-    if "+" in parsed.drivername and given != driver:
+    if given and given != driver:
         raise ValueError(
             f"store url {url!s}: driver {given!r} is not supported; use {backend}+{driver} or none"
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+import uuid
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ class TestSqliteFileStore(StoreConformance):
 
     @asynccontextmanager
     async def make_store(self) -> AsyncIterator[Store]:
-        path = self.folder / f"store-{id(object())}.db"
+        path = self.folder / f"store-{uuid.uuid4().hex}.db"
         async with open_store(f"sqlite:///{path}") as store:
             await store.create_schema()
             yield store
@@ -78,7 +79,7 @@ class TestPostgresStore(StoreConformance):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _drop_pg_schemas(pg_schema: str) -> None:
+def _drop_pg_schemas(pg_schema: str) -> Iterator[None]:
     yield
     import asyncio
 
@@ -89,7 +90,7 @@ def _drop_pg_schemas(pg_schema: str) -> None:
         try:
             async with engine.begin() as conn:
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE'))
-        except Exception:  # noqa: BLE001 - the server may be the thing that is missing
+        except Exception:
             pass
         finally:
             await engine.dispose()

@@ -1,0 +1,154 @@
+"""What only the SQL adapter has: migrations, faults, several processes, driver choice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, text
+
+from qmcp_agents.adapters import open_store
+from qmcp_agents.adapters.sql import SqlStore
+from qmcp_agents.adapters.sql.migrate import current_revision
+from qmcp_agents.adapters.sql.schema import VERSION_TABLE, metadata
+from qmcp_agents.adapters.sql.store import async_url
+from qmcp_agents.domain import StoreUnavailable
+from qmcp_agents.testing.builders import World, agent_type, message
+from qmcp_agents.testing.inspect import dump_store
+
+from .servers import POSTGRES_URL, unavailable, unique_schema
+
+pytestmark = pytest.mark.asyncio
+ROOT = Path(__file__).resolve().parents[2]
+KILL = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :a"
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    if request.param == "sqlite":
+        sql_store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+    else:
+        sql_store = SqlStore(POSTGRES_URL, schema=unique_schema())
+    try:
+        await sql_store.create_schema()
+    except StoreUnavailable as error:
+        await sql_store.close()
+        unavailable("PostgreSQL", error)
+    try:
+        yield sql_store
+    finally:
+        if sql_store.schema is not None:
+            async with sql_store.engine.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{sql_store.schema}" CASCADE'))
+        await sql_store.close()
+
+
+def _differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE, "compare_type": True}
+    )
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrated_database_matches_the_metadata(store: SqlStore) -> None:
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(_differences) == []
+        assert await conn.run_sync(current_revision) == "0001"
+
+
+async def test_drop_schema_removes_only_this_librarys_tables(store: SqlStore) -> None:
+    async with store.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE application_table (id integer primary key)"))
+    await store.agent_types.add(agent_type())
+    await store.drop_schema()
+    async with store.engine.connect() as conn:
+        names = await conn.run_sync(lambda c: set(c.dialect.get_table_names(c)))
+    assert names == {"application_table"}
+    await store.create_schema()
+    assert await store.agent_types.count() == 0
+
+
+async def test_two_processes_append_without_gaps(store: SqlStore, tmp_path: Path) -> None:
+    world = await World(store).build()
+    url = str(store.url) if store.dialect == "postgresql" else f"sqlite:///{store.url.database}"
+    url = url.replace("+asyncpg", "").replace("+aiosqlite", "")
+    args = [str(store.schema or "-"), str(world.execution.id), str(world.instance.id), "20", "10"]
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.stores.append_worker",
+            url,
+            *args,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [await worker.communicate() for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), [err.decode()[-2000:] for _, err in outputs]
+    numbers = [n for out, _ in outputs for n in json.loads(out)]
+    assert sorted(numbers) == list(range(1, 401))
+    assert await store.messages.count(world.execution.id) == 400
+    last = await store.messages.last(world.execution.id, 400)
+    assert [m.sequence_number for m in last] == list(range(1, 401))
+
+
+async def test_killed_connection_leaves_nothing_partial_and_store_recovers() -> None:
+    store = SqlStore(POSTGRES_URL, schema=unique_schema())
+    try:
+        await store.create_schema()
+    except StoreUnavailable as error:
+        await store.close()
+        unavailable("PostgreSQL", error)
+    killer = SqlStore(POSTGRES_URL)
+    try:
+        world = await World(store).build()
+        before = await dump_store(store)
+        with pytest.raises(StoreUnavailable):
+            async with store.transaction():
+                await store.agent_types.add(agent_type("doomed"))
+                await store.messages.append(
+                    world.execution.id, [message(world.instance.id) for _ in range(5)]
+                )
+                async with killer.engine.begin() as conn:
+                    killed = await conn.execute(
+                        text(KILL),
+                        {"a": store.label},
+                    )
+                    assert any(row[0] for row in killed)
+                await store.agent_types.add(agent_type("after-kill"))
+        assert await dump_store(store) == before
+        assert await store.agent_types.find_by_name("doomed") is None
+        again = await store.messages.append(world.execution.id, [message(world.instance.id)])
+        assert again[0].sequence_number == 1
+    finally:
+        async with killer.engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
+        await killer.close()
+        await store.close()
+
+
+async def test_unreachable_server_raises_store_unavailable() -> None:
+    async with open_store("postgresql://nobody@127.0.0.1:1/none", connect_timeout=2) as store:
+        with pytest.raises(StoreUnavailable, match=r"unreachable|unavailable"):
+            await store.agent_types.count()
+
+
+async def test_urls_pick_the_async_drivers() -> None:
+    assert async_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+    assert async_url("postgresql://u@h/db").drivername == "postgresql+asyncpg"
+    assert async_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
+    with pytest.raises(ValueError, match="psycopg2"):
+        async_url("postgresql+psycopg2://u@h/db")
+    with pytest.raises(ValueError, match="sqlite:// and postgresql://"):
+        async_url("mysql://u@h/db")

@@ -15,7 +15,6 @@ with its caller.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 from pydantic import PlainValidator
@@ -32,45 +31,86 @@ class JsonPayloadError(ValueError):
     """A payload is not a JSON value; the message names the path and the value."""
 
 
-def _where(path: str) -> str:
-    return path or "$"
+class _Bad(Exception):
+    """A rule broken somewhere below; carries the path from there up to here."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+
+    def under(self, step: str) -> _Bad:
+        return _Bad(step + self.path, self.problem)
 
 
-def check_json(value: Any, path: str = "", depth: int = 0) -> Any:
-    """Return a fresh copy of ``value`` if it is a JSON value per the rules above."""
-    if depth > MAX_DEPTH:
-        raise JsonPayloadError(f"{_where(path)}: nested deeper than {MAX_DEPTH} levels")
-    if value is None or value is True or value is False:
-        return value
+def _check_scalar(value: Any) -> Any:
+    """``value`` itself if it is an allowed JSON scalar; raises ``_Bad`` if not allowed; returns
+    ``_CONTAINER`` for lists and dicts (checked by the caller)."""
     kind = type(value)
     if kind is str:
         if "\x00" in value:
-            raise JsonPayloadError(f"{_where(path)}: string contains a NUL character: {value!r}")
+            raise _Bad("", f"string contains a NUL character: {value!r}")
         return value
     if kind is int:
         if not INT64_MIN <= value <= INT64_MAX:
-            raise JsonPayloadError(f"{_where(path)}: integer {value} is outside the signed 64-bit range")
+            raise _Bad("", f"integer {value} is outside the signed 64-bit range")
         return value
     if kind is float:
-        if not math.isfinite(value):
-            raise JsonPayloadError(f"{_where(path)}: float {value!r} is not finite")
+        if value - value != 0.0:  # NaN and infinities
+            raise _Bad("", f"float {value!r} is not finite")
         return value
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise JsonPayloadError(f"{_where(path)}: key {key!r} is not a string")
-            if "\x00" in key:
-                raise JsonPayloadError(f"{_where(path)}: key {key!r} contains a NUL character")
-            out[key] = check_json(item, f"{path}[{key!r}]" if path else f"$[{key!r}]", depth + 1)
-        return out
-    if kind is list:
-        base = path or "$"
-        return [check_json(item, f"{base}[{i}]", depth + 1) for i, item in enumerate(value)]
-    raise JsonPayloadError(
-        f"{_where(path)}: {kind.__name__} value {value!r} is not a JSON value "
-        "(use None, bool, int, float, str, list or dict)"
+    if value is None or kind is bool:
+        return value
+    if kind is dict or kind is list or isinstance(value, dict):
+        return _CONTAINER
+    raise _Bad(
+        "",
+        f"{kind.__name__} value {value!r} is not a JSON value (use None, bool, int, float, str, list or dict)",
     )
+
+
+_CONTAINER = object()
+
+
+def _check(value: Any, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise _Bad("", f"nested deeper than {MAX_DEPTH} levels")
+    if type(value) is list:
+        items = []
+        for index, item in enumerate(value):
+            checked = _check_scalar(item)
+            if checked is _CONTAINER:
+                try:
+                    checked = _check(item, depth + 1)
+                except _Bad as bad:
+                    raise bad.under(f"[{index}]") from None
+            items.append(checked)
+        return items
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            raise _Bad("", f"key {key!r} is not a string")
+        if "\x00" in key:
+            raise _Bad("", f"key {key!r} contains a NUL character")
+        try:
+            checked = _check_scalar(item)
+            if checked is _CONTAINER:
+                checked = _check(item, depth + 1)
+        except _Bad as bad:
+            raise bad.under(f"[{key!r}]") from None
+        out[key] = checked
+    return out
+
+
+def check_json(value: Any) -> Any:
+    """Return a fresh copy of ``value`` if it is a JSON value per the rules above.
+
+    Raises :class:`JsonPayloadError` naming the path (``$['a'][0]``) and the value.
+    """
+    try:
+        checked = _check_scalar(value)
+        return _check(value, 0) if checked is _CONTAINER else checked
+    except _Bad as bad:
+        raise JsonPayloadError(f"${bad.path}: {bad.problem}") from None
 
 
 def check_json_object(value: Any) -> dict[str, Any]:

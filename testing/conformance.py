@@ -454,6 +454,27 @@ class StoreConformance:
         assert await store.messages.count() == 5
         assert await store.messages.append(world.execution.id, []) == []
 
+    async def test_large_batches_are_stored_exactly(self, world: World) -> None:
+        store = world.store
+        other = await world.new_instance(world.execution.id)
+        drafts = [
+            message(
+                world.instance.id if i % 2 else other.id,
+                {"i": i, "f": 1e16 + i, "tiny": 5e-324 * (i + 1), "s": "\u00e9\U0001f600", "$k": {"a.b": [i, None]}},
+                round_number=i // 100,
+                recipient_id=other.id if i % 3 == 0 else None,
+                message_type=MessageType.REQUEST if i % 3 == 0 else MessageType.BROADCAST,
+            )
+            for i in range(500)
+        ]
+        appended = await store.messages.append(world.execution.id, drafts)
+        assert [m.sequence_number for m in appended] == list(range(1, 501))
+        stored = await all_pages(lambda a: store.messages.list(world.execution.id, limit=200, after=a))
+        assert stored == appended
+        assert [m.content for m in stored] == [d.content for d in drafts]
+        assert isinstance(stored[0].content["f"], float)
+        assert stored[0].created_at.tzinfo is UTC
+
     async def test_append_refusals_leave_the_store_unchanged(self, world: World) -> None:
         store = world.store
         await store.messages.append(world.execution.id, [message(world.instance.id)])

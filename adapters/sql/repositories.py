@@ -45,7 +45,7 @@ from qmcp_agents.domain import (
     TopologyType,
     utc_now,
 )
-from qmcp_agents.domain.ids import uuid7
+from qmcp_agents.domain.ids import uuid7_many
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -64,9 +64,8 @@ from qmcp_agents.domain.queries import (
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
-from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
-from . import rows, schema
+from . import bulk, rows, schema
 from .rows import RowLike
 
 if TYPE_CHECKING:
@@ -586,24 +585,27 @@ class SqlMessages:
             refuse_if_final(execution_id, ExecutionStatus(bumped.status), "messages")
             await self._check_participants(conn, execution_id, drafts)
             first = bumped.last_sequence_number - len(drafts) + 1
-            now = utc_now()
-            out = [
-                Message.model_construct(
-                    id=uuid7(),
-                    execution_id=execution_id,
-                    sender_id=d.sender_id,
-                    recipient_id=d.recipient_id,
-                    message_type=d.message_type,
-                    content=d.content,
-                    round_number=d.round_number,
-                    sequence_number=first + i,
-                    created_at=now,
-                    revision=1,
-                )
-                for i, d in enumerate(drafts)
-            ]
-            await conn.execute(insert(self.table), [_message_row(m) for m in out])
+            out = _new_messages(execution_id, drafts, first)
+            await self._write(conn, out)
             return out
+
+    async def _write(self, conn: AsyncConnection, out: builtins.list[Message]) -> None:
+        """Batch insert: COPY on PostgreSQL for large batches, the driver's executemany
+        otherwise, with every value converted by the column types' own bind processors (so
+        rows are stored exactly as a Core insert would store them)."""
+        dialect = conn.dialect
+        if dialect.name == "postgresql" and len(out) >= bulk.COPY_MIN_ROWS:
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                self.table.name,
+                records=bulk.copy_records(out),
+                columns=bulk.COLUMNS,
+                schema_name=self._store.schema,
+            )
+        elif dialect.name == "sqlite":
+            await conn.exec_driver_sql(bulk.insert_sql(dialect), bulk.driver_rows(dialect, out))
+        else:
+            await conn.execute(insert(self.table), [bulk.row_dict(m) for m in out])
 
     async def _check_participants(
         self, conn: AsyncConnection, execution_id: UUID, drafts: Sequence[MessageCreate]
@@ -676,20 +678,25 @@ class SqlMessages:
             return await _count(conn, self.table, where)
 
 
-def _message_row(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "execution_id": message.execution_id,
-        "sender_id": message.sender_id,
-        "recipient_id": message.recipient_id,
-        "message_type": message.message_type.value,
-        "content": message.content,
-        "round_number": message.round_number,
-        "sequence_number": message.sequence_number,
-        "created_at": message.created_at,
-        "revision": 1,
-        "schema_version": CURRENT_SCHEMA_VERSION,
-    }
+def _new_messages(execution_id: UUID, drafts: Sequence[MessageCreate], first: int) -> builtins.list[Message]:
+    """Messages for validated drafts, built without validating them a second time."""
+    now = utc_now()
+    ids = uuid7_many(len(drafts))
+    return [
+        bulk.trusted_message(
+            id=ids[i],
+            execution_id=execution_id,
+            sender_id=d.sender_id,
+            recipient_id=d.recipient_id,
+            message_type=d.message_type,
+            content=d.content,
+            round_number=d.round_number,
+            sequence_number=first + i,
+            created_at=now,
+            revision=1,
+        )
+        for i, d in enumerate(drafts)
+    ]
 
 
 async def _count(conn: AsyncConnection, table: Table, where: ColumnElement[bool]) -> int:

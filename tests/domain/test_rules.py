@@ -43,6 +43,7 @@ from qmcp_agents.domain import (
     TopologyUpdate,
     uuid7,
 )
+from qmcp_agents.domain.ids import uuid7_many
 from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION, upcast
 
 
@@ -208,7 +209,7 @@ def test_metadata_accepts_both_names_and_serialises_as_metadata() -> None:
 
 
 def test_uuids_are_version_7_and_time_ordered() -> None:
-    ids = [uuid7() for _ in range(2000)]
+    ids = [uuid7() for _ in range(2000)] + uuid7_many(5000) + [uuid7()]
     assert all(i.version == 7 for i in ids)
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)

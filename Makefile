@@ -39,4 +39,4 @@ bench: install
 	tests/run-with-services $(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .dev build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis qmcp-agents.db
+	rm -rf $(VENV) .venv-mongo .dev build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis qmcp-agents.db

@@ -46,8 +46,12 @@ def open_store(url: str, **options: Any) -> Store:
         except ImportError as error:
             raise _missing_extra(url, scheme, error) from error
         return SqlStore(url, **options)
-    if scheme in _EXTRAS:
-        raise _missing_extra(url, scheme, ImportError(f"no adapter for {scheme!r} is installed"))
+    if scheme == "mongodb":
+        try:
+            from .mongo import MongoStore
+        except ImportError as error:
+            raise _missing_extra(url, scheme, error) from error
+        return MongoStore.from_url(url, **options)
     raise ValueError(
         f"store url {url!r}: unknown scheme {scheme!r}; use memory://, sqlite://, postgresql:// or mongodb://"
     )

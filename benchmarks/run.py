@@ -50,7 +50,8 @@ async def bench_sql(backend: str, args: argparse.Namespace, folder: Path) -> lis
         model = await sql_bench.append_sqlmodel(orm, n, batch)
         for as_models in (False, True):
             ours = await sql_bench.append_through_store(store, n, batch, as_models)
-            what = f"append {n:,} messages in batches of {batch}, drafts as {'MessageCreate' if as_models else 'dicts'}"
+            drafts = "MessageCreate" if as_models else "dicts"
+            what = f"append {n:,} messages in batches of {batch}, drafts as {drafts}"
             figures.append(Figure(backend, what, ours, core, "raw Core executemany", "rows/s"))
             figures.append(Figure(backend, what, ours, model, "SQLModel ORM", "rows/s"))
         got, raw = await sql_bench.get_latency(store, repeat=5)
@@ -85,9 +86,10 @@ def table(figures: list[Figure]) -> str:
     ]
     for f in figures:
         what = "store/baseline throughput" if f.unit == "rows/s" else "store/baseline time"
+        ratio = 1 / f.ratio if f.unit == "rows/s" else f.ratio
+        baseline = f"{f.baseline:,.1f} {f.unit} ({f.baseline_name})"
         lines.append(
-            f"| {f.backend} | {f.name} | {f.store:,.1f} {f.unit} | {f.baseline:,.1f} {f.unit} ({f.baseline_name}) "
-            f"| {1 / f.ratio if f.unit == 'rows/s' else f.ratio:.2f}x {what} |"
+            f"| {f.backend} | {f.name} | {f.store:,.1f} {f.unit} | {baseline} | {ratio:.2f}x {what} |"
         )
     return "\n".join(lines)
 

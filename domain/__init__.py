@@ -28,6 +28,7 @@ from .errors import (
     NotFound,
     QmcpError,
     StoreUnavailable,
+    TransactionRolledBack,
 )
 from .execution import Execution, ExecutionCreate, ExecutionRead
 from .ids import uuid7
@@ -93,6 +94,7 @@ __all__ = [
     "TopologyRead",
     "TopologyType",
     "TopologyUpdate",
+    "TransactionRolledBack",
     "to_utc_ms",
     "utc_now",
     "uuid7",

@@ -36,6 +36,11 @@ class IntegrityError(QmcpError):
     """A reference is dangling or restricted (e.g. deleting an agent type still in use)."""
 
 
+class TransactionRolledBack(QmcpError):
+    """A nested transaction failed on a backend without savepoints (MongoDB), so the whole
+    enclosing transaction was rolled back rather than committing half of it."""
+
+
 class StoreUnavailable(QmcpError):
     """The backend could not be reached or timed out; wraps the driver's error.
 
@@ -51,4 +56,5 @@ __all__ = [
     "NotFound",
     "QmcpError",
     "StoreUnavailable",
+    "TransactionRolledBack",
 ]

@@ -62,10 +62,8 @@ def _check_scalar(value: Any) -> Any:
         return value
     if kind is dict or kind is list or isinstance(value, dict):
         return _CONTAINER
-    raise _Bad(
-        "",
-        f"{kind.__name__} value {value!r} is not a JSON value (use None, bool, int, float, str, list or dict)",
-    )
+    allowed = "None, bool, int, float, str, list or dict"
+    raise _Bad("", f"{kind.__name__} value {value!r} is not a JSON value (use {allowed})")
 
 
 _CONTAINER = object()

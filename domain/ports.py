@@ -43,12 +43,16 @@ class Capabilities:
     """What a backend guarantees; see ``docs/backends.md``.
 
     ``transactions``: ``store.transaction()`` is all-or-nothing across repositories.
+    ``savepoints``: a nested ``transaction()`` that fails rolls back only its own work; where
+    this is False (MongoDB), it dooms the enclosing transaction, which rolls back whole
+    and raises ``TransactionRolledBack``.
     ``multi_process``: several processes may share the store safely (SQL, MongoDB).
     """
 
     backend: str
     transactions: bool
     multi_process: bool
+    savepoints: bool = True
 
 
 class AgentTypeRepository(Protocol):
@@ -227,7 +231,7 @@ class Store(Protocol):
     def capabilities(self) -> Capabilities: ...
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
-        """All-or-nothing unit of work over every repository; nests as a savepoint."""
+        """All-or-nothing unit of work over every repository (see ``capabilities``)."""
 
     async def create_schema(self) -> None:
         """Create (or migrate to the current version) everything the store needs. Idempotent."""

@@ -53,6 +53,7 @@ from qmcp_agents.domain.integrity import (
     for_update,
     refuse_if_final,
 )
+from qmcp_agents.domain.message import trusted_message
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
     ExecutionFilter,
@@ -683,7 +684,7 @@ def _new_messages(execution_id: UUID, drafts: Sequence[MessageCreate], first: in
     now = utc_now()
     ids = uuid7_many(len(drafts))
     return [
-        bulk.trusted_message(
+        trusted_message(
             id=ids[i],
             execution_id=execution_id,
             sender_id=d.sender_id,

@@ -1,0 +1,854 @@
+"""The six repositories on MongoDB.
+
+MongoDB has no foreign keys, so every reference is checked here before a write, deletes
+check what still points at the entity, and cascades are explicit. The rules themselves
+come from the domain (:mod:`qmcp_agents.domain.integrity`,
+:mod:`qmcp_agents.domain.topology_rules`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from qmcp_agents.domain import (
+    AgentInstance,
+    AgentRole,
+    AgentType,
+    AlreadyExists,
+    ConcurrencyError,
+    Execution,
+    ExecutionStatus,
+    IntegrityError,
+    Message,
+    MessageCreate,
+    NotFound,
+    Result,
+    Topology,
+    TopologyType,
+    utc_now,
+)
+from qmcp_agents.domain.enums import FINAL_STATUSES
+from qmcp_agents.domain.ids import uuid7_many
+from qmcp_agents.domain.integrity import (
+    check_instance_binding,
+    describe,
+    for_insert,
+    for_update,
+    refuse_if_final,
+)
+from qmcp_agents.domain.message import trusted_message
+from qmcp_agents.domain.queries import (
+    AgentInstanceFilter,
+    ExecutionFilter,
+    Page,
+    PurgeRequest,
+    ResultFilter,
+    check_limit,
+    int_cursor,
+    uuid_cursor,
+)
+from qmcp_agents.domain.topology_rules import check_topology_rules
+from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
+
+from . import documents
+from .errors import translate
+
+if TYPE_CHECKING:
+    from .store import MongoStore
+
+E = TypeVar("E", bound=BaseModel)
+K = TypeVar("K", int, UUID)
+Filter = dict[str, Any]
+
+MAX_BATCH_ITEMS = 1000
+"""Messages per batch document; larger appends become several documents (see MongoMessages)."""
+
+
+class _Repository(Generic[K, E]):
+    collection_name: str
+    label: str
+    cursor: Callable[[str | None], Any]
+
+    def __init__(self, store: MongoStore) -> None:
+        self._store = store
+
+    @property
+    def _c(self) -> Any:
+        return self._store.collection(self.collection_name)
+
+    def _load(self, document: Mapping[str, Any]) -> E:
+        raise NotImplementedError
+
+    def _document(self, entity: E) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _one(self, query: Filter, collection: Any = None) -> Any:
+        target = self._c if collection is None else collection
+        return await self._store.call(target.find_one(query, session=self._store.session()))
+
+    async def _count_in(self, collection: Any, query: Filter) -> int:
+        return int(await self._store.call(collection.count_documents(query, session=self._store.session())))
+
+    async def find(self, id: K) -> E | None:
+        await self._store.connect()
+        document = await self._one({"_id": id})
+        return None if document is None else self._load(document)
+
+    async def get(self, id: K) -> E:
+        entity = await self.find(id)
+        if entity is None:
+            raise NotFound(f"{self.label} {id} does not exist")
+        return entity
+
+    async def _stored(self, id: K | None) -> E:
+        entity = None if id is None else await self.find(id)
+        if entity is None:
+            raise NotFound(f"{self.label} {id} does not exist")
+        return entity
+
+    async def _page(self, query: Filter, limit: int, after: str | None) -> Page[E]:
+        check_limit(limit)
+        start = self.cursor(after)
+        if start is not None:
+            query = {**query, "_id": {"$gt": start}}
+        await self._store.connect()
+        found = await self._store.call(
+            self._c.find(
+                query, sort=[("_id", ASCENDING)], limit=limit + 1, session=self._store.session()
+            ).to_list(None)
+        )
+        items = [self._load(d) for d in found[:limit]]
+        return Page(items, str(found[limit - 1]["_id"]) if len(found) > limit else None)
+
+    async def _count(self, query: Filter) -> int:
+        await self._store.connect()
+        return await self._count_in(self._c, query)
+
+    async def _require(self, name: str, key: Any, what: str, owner: BaseModel) -> Any:
+        document = await self._one({"_id": key}, self._store.collection(name))
+        if document is None:
+            raise IntegrityError(f"{describe(owner)}: {what} {key} does not exist")
+        return document
+
+    async def _insert(self, entity: E, session: Any) -> E:
+        raise NotImplementedError
+
+    async def _write_new(self, document: dict[str, Any], session: Any) -> None:
+        try:
+            await self._store.call(self._c.insert_one(document, session=session))
+        except AlreadyExists:
+            raise AlreadyExists(
+                f"{self.label} {document.get('name', document['_id'])!r} already exists"
+            ) from None
+
+    async def add(self, entity: E) -> E:
+        await self._store.connect()
+        return await self._insert(entity, self._store.session())
+
+    async def add_many(self, entities: Sequence[E]) -> builtins.list[E]:
+        """All-or-nothing: inside a transaction by the transaction; otherwise by deleting what
+        was inserted when a later entity is refused (a crash in between can leave a prefix)."""
+        await self._store.connect()
+        session = self._store.session()
+        stored: builtins.list[E] = []
+        try:
+            for entity in entities:
+                stored.append(await self._insert(entity, session))
+        except BaseException:
+            if session is None and stored:
+                ids = [getattr(e, "id") for e in stored]  # noqa: B009
+                await self._store.call(self._c.delete_many({"_id": {"$in": ids}}))
+            raise
+        return stored
+
+    async def _replace(self, current: E, stored: E) -> E:
+        """Write ``stored`` over ``current`` only if nobody changed it meanwhile."""
+        document = self._document(stored)
+        done = await self._store.call(
+            self._c.replace_one(
+                {"_id": document["_id"], "revision": getattr(current, "revision")},  # noqa: B009
+                document,
+                session=self._store.session(),
+            )
+        )
+        if done.matched_count != 1:
+            raise ConcurrencyError(
+                f"{describe(stored)} was changed by someone else meanwhile; re-read and retry"
+            )
+        return stored
+
+    async def _update(self, entity: E, check: Callable[[E], Any] | None = None) -> E:
+        await self._store.connect()
+        current = await self._stored(getattr(entity, "id"))  # noqa: B009
+        stored = for_update(current, entity)
+        if check is not None:
+            await check(stored)
+        return await self._replace(current, stored)
+
+
+class _NamedRepository(_Repository[int, E]):
+    cursor = staticmethod(int_cursor)
+    counter: str
+
+    async def find_by_name(self, name: str) -> E | None:
+        await self._store.connect()
+        document = await self._one({"name": name.lower() if isinstance(name, str) else name})
+        return None if document is None else self._load(document)
+
+    async def get_by_name(self, name: str) -> E:
+        entity = await self.find_by_name(name)
+        if entity is None:
+            raise NotFound(f"{self.label} named {name!r} does not exist")
+        return entity
+
+    async def _check_new(self, entity: BaseModel) -> None:
+        if getattr(entity, "id") is not None:  # noqa: B009
+            raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
+        name = getattr(entity, "name")  # noqa: B009
+        if await self._one({"name": name}) is not None:
+            raise AlreadyExists(f"{self.label} named {name!r} already exists")
+
+    async def next_id(self, counter: str | None = None) -> int:
+        """A new id from an atomic counter (ids may skip, never repeat)."""
+        counters = self._store.collection("counters")
+        document = await self._store.call(
+            counters.find_one_and_update(
+                {"_id": counter or self.counter},
+                {"$inc": {"n": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=self._store.session(),
+            )
+        )
+        return int(document["n"])
+
+
+class MongoAgentTypes(_NamedRepository[AgentType]):
+    collection_name = "agent_types"
+    label = "agent type"
+    counter = "agent_types"
+
+    def _load(self, document: Mapping[str, Any]) -> AgentType:
+        return documents.agent_type_from(document)
+
+    def _document(self, entity: AgentType) -> dict[str, Any]:
+        return documents.agent_type_document(entity)
+
+    async def _insert(self, entity: AgentType, session: Any) -> AgentType:
+        await self._check_new(entity)
+        stored = for_insert(entity)
+        stored = stored.model_copy(update={"id": await self.next_id()})
+        await self._write_new(self._document(stored), session)
+        return stored
+
+    async def update(self, agent_type: AgentType) -> AgentType:
+        return await self._update(agent_type)
+
+    async def delete(self, id: int) -> None:
+        async with self._store.unit():
+            entity = await self._stored(id)
+            users = await self._store.call(
+                self._store.collection("topologies")
+                .find({"memberships.agent_type_id": id}, {"name": 1}, session=self._store.session())
+                .to_list(None)
+            )
+            instances = await self._count_in(self._store.collection("agent_instances"), {"agent_type_id": id})
+            if users or instances:
+                names = sorted(u["name"] for u in users)
+                raise IntegrityError(
+                    f"{describe(entity)} is in use by topologies {names} and {instances} instance(s)"
+                )
+            await self._store.call(self._c.delete_one({"_id": id}, session=self._store.session()))
+
+    async def list(
+        self, *, role: AgentRole | None = None, limit: int = 50, after: str | None = None
+    ) -> Page[AgentType]:
+        return await self._page(_eq(role=AgentRole(role).value if role else None), limit, after)
+
+    async def count(self, *, role: AgentRole | None = None) -> int:
+        return await self._count(_eq(role=AgentRole(role).value if role else None))
+
+
+class MongoTopologies(_NamedRepository[Topology]):
+    collection_name = "topologies"
+    label = "topology"
+    counter = "topologies"
+
+    def _load(self, document: Mapping[str, Any]) -> Topology:
+        return documents.topology_from(document)
+
+    def _document(self, entity: Topology) -> dict[str, Any]:
+        return documents.topology_document(entity)
+
+    async def _check_rules(self, topology: Topology) -> None:
+        type_ids = sorted({m.agent_type_id for m in topology.memberships})
+        found = await self._store.call(
+            self._store.collection("agent_types")
+            .find({"_id": {"$in": type_ids}}, {"name": 1}, session=self._store.session())
+            .to_list(None)
+        )
+        names = {d["_id"]: d["name"] for d in found}
+
+        async def sub_topologies_of(name: str) -> builtins.list[str] | None:
+            document = await self._one({"name": name})
+            if document is None:
+                return None
+            if document["topology_type"] != TopologyType.COMPOUND.value:
+                return []
+            return builtins.list(documents.unescape(document["config"]).get("sub_topologies", []))
+
+        await check_topology_rules(topology, names, sub_topologies_of)
+
+    async def _with_member_ids(self, topology: Topology, topology_id: int) -> Topology:
+        members = [
+            m.model_copy(update={"topology_id": topology_id, "id": m.id or await self.next_id("memberships")})
+            for m in topology.memberships
+        ]
+        return topology.model_copy(update={"memberships": members})
+
+    async def _insert(self, entity: Topology, session: Any) -> Topology:
+        await self._check_new(entity)
+        stored = for_insert(entity)
+        await self._check_rules(stored)
+        new_id = await self.next_id()
+        stored = await self._with_member_ids(stored.model_copy(update={"id": new_id}), new_id)
+        await self._write_new(self._document(stored), session)
+        return stored
+
+    async def update(self, topology: Topology) -> Topology:
+        await self._store.connect()
+        current = await self._stored(topology.id)
+        stored = for_update(current, topology)
+        await self._check_rules(stored)
+        assert current.id is not None
+        return await self._replace(current, await self._with_member_ids(stored, current.id))
+
+    async def delete(self, id: int) -> None:
+        async with self._store.unit():
+            entity = await self._stored(id)
+            runs = await self._count_in(self._store.collection("executions"), {"topology_id": id})
+            parents = await self._store.call(
+                self._c.find(
+                    {"topology_type": TopologyType.COMPOUND.value, "config.sub_topologies": entity.name},
+                    {"name": 1},
+                    session=self._store.session(),
+                ).to_list(None)
+            )
+            if runs or parents:
+                names = sorted(p["name"] for p in parents)
+                raise IntegrityError(
+                    f"{describe(entity)} has {runs} execution(s) and is a sub-topology of {names}"
+                )
+            await self._store.call(self._c.delete_one({"_id": id}, session=self._store.session()))
+
+    async def list(
+        self, *, topology_type: TopologyType | None = None, limit: int = 50, after: str | None = None
+    ) -> Page[Topology]:
+        return await self._page(
+            _eq(topology_type=TopologyType(topology_type).value if topology_type else None), limit, after
+        )
+
+    async def count(self, *, topology_type: TopologyType | None = None) -> int:
+        return await self._count(
+            _eq(topology_type=TopologyType(topology_type).value if topology_type else None)
+        )
+
+
+class _UuidRepository(_Repository[UUID, E]):
+    cursor = staticmethod(uuid_cursor)
+
+    async def _check_new_id(self, entity: BaseModel) -> None:
+        entity_id = getattr(entity, "id")  # noqa: B009
+        if await self._one({"_id": entity_id}) is not None:
+            raise AlreadyExists(f"{self.label} {entity_id} already exists")
+
+
+class MongoAgentInstances(_UuidRepository[AgentInstance]):
+    collection_name = "agent_instances"
+    label = "agent instance"
+
+    def _load(self, document: Mapping[str, Any]) -> AgentInstance:
+        return documents.instance_from(document)
+
+    def _document(self, entity: AgentInstance) -> dict[str, Any]:
+        return documents.instance_document(entity)
+
+    async def _check_refs(self, entity: AgentInstance) -> None:
+        await self._require("agent_types", entity.agent_type_id, "agent_type_id", entity)
+        if entity.execution_id is not None:
+            await self._require("executions", entity.execution_id, "execution_id", entity)
+
+    async def _insert(self, entity: AgentInstance, session: Any) -> AgentInstance:
+        stored = for_insert(entity)
+        await self._check_new_id(stored)
+        await self._check_refs(stored)
+        await self._write_new(self._document(stored), session)
+        return stored
+
+    async def update(self, instance: AgentInstance) -> AgentInstance:
+        return await self._update(instance, self._check_refs)
+
+    async def delete(self, id: UUID) -> None:
+        async with self._store.unit():
+            entity = await self._stored(id)
+            referring = await self._store.call(
+                self._store.collection("messages")
+                .find({"$or": [{"items.sender_id": id}, {"items.recipient_id": id}]}, {"items": 1})
+                .to_list(None)
+            )
+            messages = sum(
+                1 for b in referring for m in b["items"] if id in (m["sender_id"], m["recipient_id"])
+            )
+            results = await self._count_in(self._store.collection("results"), {"agent_instance_id": id})
+            if messages or results:
+                raise IntegrityError(
+                    f"{describe(entity)} is referenced by {messages} message(s) and {results} result(s)"
+                )
+            await self._store.call(self._c.delete_one({"_id": id}, session=self._store.session()))
+
+    async def list(
+        self,
+        *,
+        agent_type_id: int | None = None,
+        execution_id: UUID | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[AgentInstance]:
+        flt = AgentInstanceFilter(agent_type_id=agent_type_id, execution_id=execution_id)
+        return await self._page(_eq(**flt.model_dump()), limit, after)
+
+    async def count(self, *, agent_type_id: int | None = None, execution_id: UUID | None = None) -> int:
+        flt = AgentInstanceFilter(agent_type_id=agent_type_id, execution_id=execution_id)
+        return await self._count(_eq(**flt.model_dump()))
+
+
+class MongoExecutions(_UuidRepository[Execution]):
+    collection_name = "executions"
+    label = "execution"
+
+    def _load(self, document: Mapping[str, Any]) -> Execution:
+        return documents.execution_from(document)
+
+    def _document(self, entity: Execution) -> dict[str, Any]:
+        return documents.execution_document(entity)
+
+    async def _insert(self, entity: Execution, session: Any) -> Execution:
+        stored = for_insert(entity)
+        await self._check_new_id(stored)
+        await self._require("topologies", stored.topology_id, "topology_id", stored)
+        if stored.parent_id is not None:
+            await self._require("executions", stored.parent_id, "parent_id", stored)
+        document = self._document(stored)
+        document["last_sequence_number"] = 0
+        await self._write_new(document, session)
+        return stored
+
+    async def _replace(self, current: Execution, stored: Execution) -> Execution:
+        # Keep the message counter, which lives on the execution's document.
+        document = self._document(stored)
+        done = await self._store.call(
+            self._c.update_one(
+                {"_id": stored.id, "revision": current.revision},
+                {"$set": document},
+                session=self._store.session(),
+            )
+        )
+        if done.matched_count != 1:
+            raise ConcurrencyError(
+                f"{describe(stored)} was changed by someone else meanwhile; re-read and retry"
+            )
+        return stored
+
+    async def update(self, execution: Execution) -> Execution:
+        return await self._update(execution)
+
+    async def _tree(self, roots: builtins.list[UUID]) -> builtins.list[UUID]:
+        """``roots`` and all their descendants."""
+        tree = builtins.list(roots)
+        frontier = builtins.list(roots)
+        while frontier:
+            children = await self._store.call(
+                self._c.find(
+                    {"parent_id": {"$in": frontier}}, {"_id": 1}, session=self._store.session()
+                ).to_list(None)
+            )
+            frontier = [c["_id"] for c in children if c["_id"] not in tree]
+            tree.extend(frontier)
+        return tree
+
+    async def _cascade(self, roots: builtins.list[UUID]) -> int:
+        """Delete ``roots``, their children and all they own; what they own goes first, so
+        a crash half-way leaves executions that a second delete finishes off."""
+        tree = await self._tree(roots)
+        session = self._store.session()
+        for name, field in (
+            ("messages", "execution_id"),
+            ("results", "execution_id"),
+            ("agent_instances", "execution_id"),
+        ):
+            collection = self._store.collection(name)
+            await self._store.call(collection.delete_many({field: {"$in": tree}}, session=session))
+        done = await self._store.call(self._c.delete_many({"_id": {"$in": tree}}, session=session))
+        return int(done.deleted_count)
+
+    async def delete(self, id: UUID) -> None:
+        async with self._store.unit():
+            await self._stored(id)
+            await self._cascade([id])
+
+    def _query(self, flt: ExecutionFilter) -> Filter:
+        query = _eq(
+            status=flt.status.value if flt.status else None,
+            topology_id=flt.topology_id,
+            correlation_id=flt.correlation_id,
+            parent_id=flt.parent_id,
+        )
+        started: Filter = {}
+        if flt.started_after is not None:
+            started["$gte"] = flt.started_after
+        if flt.started_before is not None:
+            started["$lt"] = flt.started_before
+        if started:
+            query["started_at"] = started
+        return query
+
+    async def list(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        topology_id: int | None = None,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Execution]:
+        flt = ExecutionFilter(
+            status=status,
+            topology_id=topology_id,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            started_after=started_after,
+            started_before=started_before,
+        )
+        return await self._page(self._query(flt), limit, after)
+
+    async def count(
+        self,
+        *,
+        status: ExecutionStatus | None = None,
+        topology_id: int | None = None,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+    ) -> int:
+        flt = ExecutionFilter(
+            status=status,
+            topology_id=topology_id,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            started_after=started_after,
+            started_before=started_before,
+        )
+        return await self._count(self._query(flt))
+
+    async def purge(
+        self,
+        *,
+        older_than: datetime,
+        statuses: frozenset[ExecutionStatus] | None = None,
+        batch_size: int = 500,
+    ) -> int:
+        request = PurgeRequest.model_validate(
+            {
+                "older_than": older_than,
+                "batch_size": batch_size,
+                **({"statuses": statuses} if statuses else {}),
+            }
+        )
+        query = {
+            "status": {"$in": sorted(s.value for s in request.statuses)},
+            "completed_at": {"$lt": request.older_than},
+        }
+        deleted = 0
+        while True:
+            async with self._store.unit() as session:
+                found = await self._store.call(
+                    self._c.find(
+                        query,
+                        {"_id": 1},
+                        sort=[("completed_at", ASCENDING)],
+                        limit=request.batch_size,
+                        session=session,
+                    ).to_list(None)
+                )
+                if found:
+                    deleted += await self._cascade([d["_id"] for d in found])
+            if len(found) < request.batch_size:
+                return deleted
+
+
+class MongoMessages:
+    """Messages are stored one *batch document* per append: ``first``..``last`` sequence
+    numbers and the messages as ``items``.
+
+    A batch gets ``first = previous batch's last + 1`` and ``(execution_id, first)`` is
+    unique, so two writers that read the same predecessor collide and one retries: batches
+    chain from 1 with no gaps and no overlaps, and a batch document is written whole or not
+    at all. That holds without transactions and whatever the server does about write
+    conflicts. An append larger than ``MAX_BATCH_ITEMS`` becomes several documents, each
+    atomic; without transactions a crash between them keeps a gap-free prefix of the append.
+    """
+
+    collection_name = "messages"
+    label = "message"
+
+    def __init__(self, store: MongoStore) -> None:
+        self._store = store
+
+    @property
+    def _c(self) -> Any:
+        return self._store.collection(self.collection_name)
+
+    async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        drafts = [MessageCreate.model_validate(m) for m in messages]
+        await self._store.connect()
+        executions = self._store.collection("executions")
+        execution = await self._store.call(
+            executions.find_one({"_id": execution_id}, {"status": 1}, session=self._store.session())
+        )
+        if execution is None:
+            raise NotFound(f"execution {execution_id} does not exist")
+        refuse_if_final(execution_id, ExecutionStatus(execution["status"]), "messages")
+        if not drafts:
+            return []
+        await self._check_participants(execution_id, drafts)
+        out: builtins.list[Message] = []
+        async with self._store.unit() as session:
+            for start in range(0, len(drafts), MAX_BATCH_ITEMS):
+                out.extend(
+                    await self._append_batch(execution_id, drafts[start : start + MAX_BATCH_ITEMS], session)
+                )
+        return out
+
+    async def _append_batch(
+        self, execution_id: UUID, drafts: Sequence[MessageCreate], session: Any
+    ) -> builtins.list[Message]:
+        ids = uuid7_many(len(drafts))
+        while True:
+            previous = await self._store.call(
+                self._c.find_one(
+                    {"execution_id": execution_id}, {"last": 1}, sort=[("last", DESCENDING)], session=session
+                )
+            )
+            first = 1 if previous is None else int(previous["last"]) + 1
+            now = utc_now()
+            out = [
+                trusted_message(
+                    id=ids[i],
+                    execution_id=execution_id,
+                    sender_id=d.sender_id,
+                    recipient_id=d.recipient_id,
+                    message_type=d.message_type,
+                    content=d.content,
+                    round_number=d.round_number,
+                    sequence_number=first + i,
+                    created_at=now,
+                    revision=1,
+                )
+                for i, d in enumerate(drafts)
+            ]
+            batch = {
+                "_id": ids[0],
+                "execution_id": execution_id,
+                "first": first,
+                "last": first + len(out) - 1,
+                "created_at": now,
+                "items": [documents.message_item(m) for m in out],
+                "schema_version": CURRENT_SCHEMA_VERSION,
+            }
+            try:
+                await self._c.insert_one(batch, session=session)
+                return out
+            except DuplicateKeyError as error:
+                if session is not None or "first" not in str(error.details):
+                    raise AlreadyExists(f"message batch collided: {error.details}") from error
+                # Another writer took `first`; read the new predecessor and try again.
+            except BaseException as error:
+                raise translate(error) from error
+
+    async def _check_participants(self, execution_id: UUID, drafts: Sequence[MessageCreate]) -> None:
+        wanted = builtins.list(
+            {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
+        )
+        instances = self._store.collection("agent_instances")
+        found = await self._store.call(
+            instances.find(
+                {"_id": {"$in": wanted}}, {"execution_id": 1}, session=self._store.session()
+            ).to_list(None)
+        )
+        bound = {d["_id"]: d.get("execution_id") for d in found}
+        for draft in drafts:
+            for role, instance_id in (("sender_id", draft.sender_id), ("recipient_id", draft.recipient_id)):
+                if instance_id is None:
+                    continue
+                if instance_id not in bound:
+                    raise IntegrityError(f"message {role} {instance_id} is not an agent instance")
+                check_instance_binding(instance_id, bound[instance_id], execution_id, f"message {role}")
+
+    async def _batches(
+        self, query: Filter, sort: builtins.list[tuple[str, int]], limit: int = 0
+    ) -> builtins.list[Any]:
+        await self._store.connect()
+        found: builtins.list[Any] = await self._store.call(
+            self._c.find(query, sort=sort, limit=limit, session=self._store.session()).to_list(None)
+        )
+        return found
+
+    async def find(self, id: UUID) -> Message | None:
+        for batch in await self._batches({"items.id": id}, [("first", ASCENDING)], 1):
+            for message in documents.messages_from(batch):
+                if message.id == id:
+                    return message
+        return None
+
+    async def get(self, id: UUID) -> Message:
+        message = await self.find(id)
+        if message is None:
+            raise NotFound(f"message {id} does not exist")
+        return message
+
+    async def list(
+        self,
+        execution_id: UUID,
+        *,
+        limit: int = 50,
+        after: str | None = None,
+        round_number: int | None = None,
+        sender_id: UUID | None = None,
+    ) -> Page[Message]:
+        check_limit(limit)
+        start = int_cursor(after) or 0
+        query: Filter = {"execution_id": execution_id, "last": {"$gt": start}}
+        if round_number is not None:
+            query["items.round_number"] = round_number
+        if sender_id is not None:
+            query["items.sender_id"] = sender_id
+        items: builtins.list[Message] = []
+        # Read batch documents in order, a few at a time, until the page is full.
+        while True:
+            batches = await self._batches(query, [("first", ASCENDING)], 8)
+            for batch in batches:
+                for message in documents.messages_from(batch):
+                    if message.sequence_number <= start:
+                        continue
+                    if (round_number is None or message.round_number == round_number) and (
+                        sender_id is None or message.sender_id == sender_id
+                    ):
+                        if len(items) == limit:
+                            return Page(items, str(items[-1].sequence_number))
+                        items.append(message)
+            if len(batches) < 8:
+                return Page(items, None)
+            query["last"] = {"$gt": int(batches[-1]["last"])}
+
+    async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        check_limit(n)
+        newest: builtins.list[Message] = []
+        query: Filter = {"execution_id": execution_id}
+        while len(newest) < n:
+            batches = await self._batches(query, [("last", DESCENDING)], 4)
+            for batch in batches:
+                newest = documents.messages_from(batch) + newest
+            if len(batches) < 4:
+                break
+            query["last"] = {"$lt": int(batches[-1]["first"])}
+        return newest[-n:]
+
+    async def count(self, execution_id: UUID | None = None) -> int:
+        await self._store.connect()
+        if execution_id is not None:
+            latest = await self._batches({"execution_id": execution_id}, [("last", DESCENDING)], 1)
+            return int(latest[0]["last"]) if latest else 0
+        session = self._store.session()
+        total = 0
+        for batch in await self._store.call(
+            self._c.find({}, {"first": 1, "last": 1}, session=session).to_list(None)
+        ):
+            total += int(batch["last"]) - int(batch["first"]) + 1
+        return total
+
+
+class MongoResults(_UuidRepository[Result]):
+    collection_name = "results"
+    label = "result"
+
+    def _load(self, document: Mapping[str, Any]) -> Result:
+        return documents.result_from(document)
+
+    def _document(self, entity: Result) -> dict[str, Any]:
+        return documents.result_document(entity)
+
+    async def _check_refs(self, entity: Result) -> None:
+        execution = await self._require("executions", entity.execution_id, "execution_id", entity)
+        instance = await self._require(
+            "agent_instances", entity.agent_instance_id, "agent_instance_id", entity
+        )
+        check_instance_binding(
+            instance["_id"], instance.get("execution_id"), entity.execution_id, "agent_instance_id"
+        )
+        refuse_if_final(entity.execution_id, ExecutionStatus(execution["status"]), "results")
+
+    async def _insert(self, entity: Result, session: Any) -> Result:
+        stored = for_insert(entity)
+        await self._check_new_id(stored)
+        await self._check_refs(stored)
+        await self._write_new(self._document(stored), session)
+        return stored
+
+    async def update(self, result: Result) -> Result:
+        return await self._update(result, self._check_refs)
+
+    async def delete(self, id: UUID) -> None:
+        await self._stored(id)
+        await self._store.call(self._c.delete_one({"_id": id}, session=self._store.session()))
+
+    async def list(
+        self,
+        *,
+        execution_id: UUID | None = None,
+        agent_instance_id: UUID | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Result]:
+        flt = ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id)
+        return await self._page(_eq(**flt.model_dump()), limit, after)
+
+    async def count(self, *, execution_id: UUID | None = None, agent_instance_id: UUID | None = None) -> int:
+        flt = ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id)
+        return await self._count(_eq(**flt.model_dump()))
+
+
+def _eq(**fields: Any) -> Filter:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+__all__ = [
+    "FINAL_STATUSES",
+    "MongoAgentInstances",
+    "MongoAgentTypes",
+    "MongoExecutions",
+    "MongoMessages",
+    "MongoResults",
+    "MongoTopologies",
+]

@@ -1,0 +1,282 @@
+"""The MongoDB store: client, sessions, transactions and indexes.
+
+Built on PyMongo's native async client (``AsyncMongoClient``); a Motor database handle is
+accepted too (:meth:`MongoStore.from_database`). The database is the URL's path
+(default ``qmcp_agents``).
+
+Multi-document transactions are used when the server supports them (a replica set or a
+sharded cluster; probed once on connect, see ``capabilities``): ``store.transaction()``
+then makes everything inside it all-or-nothing. Single repository calls never rely on a
+transaction, nor on the server detecting write conflicts between transactions: ids come
+from an atomic counter, message batches are single documents chained by a unique index,
+optimistic concurrency is a conditional single-document update, and multi-document
+writes are ordered so that an interrupted one can be finished by calling it again. What
+is guaranteed without transactions is written in ``docs/backends.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.errors import OperationFailure
+
+from qmcp_agents.domain import ConcurrencyError, TransactionRolledBack
+from qmcp_agents.domain.ports import Capabilities
+
+from . import driver
+from .errors import translate
+from .repositories import (
+    MongoAgentInstances,
+    MongoAgentTypes,
+    MongoExecutions,
+    MongoMessages,
+    MongoResults,
+    MongoTopologies,
+)
+
+T = TypeVar("T")
+DEFAULT_DATABASE = "qmcp_agents"
+PREFIX = "qmcp_"
+COLLECTIONS = (
+    "agent_types",
+    "topologies",
+    "agent_instances",
+    "executions",
+    "messages",
+    "results",
+    "counters",
+)
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "agent_types": [
+        IndexModel([("name", ASCENDING)], unique=True),
+        IndexModel([("role", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    "topologies": [
+        IndexModel([("name", ASCENDING)], unique=True),
+        IndexModel([("topology_type", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("memberships.agent_type_id", ASCENDING)]),
+        IndexModel([("config.sub_topologies", ASCENDING)]),
+    ],
+    "agent_instances": [
+        IndexModel([("agent_type_id", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("execution_id", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    "executions": [
+        IndexModel([("status", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("topology_id", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("correlation_id", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("parent_id", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("started_at", ASCENDING)]),
+        IndexModel([("status", ASCENDING), ("completed_at", ASCENDING)]),
+    ],
+    "messages": [
+        # One document per appended batch: `first` is unique per execution, which is what
+        # makes batches gap-free without transactions (see MongoMessages).
+        IndexModel([("execution_id", ASCENDING), ("first", ASCENDING)], unique=True),
+        IndexModel([("execution_id", ASCENDING), ("last", DESCENDING)]),
+        IndexModel([("items.id", ASCENDING)], unique=True),
+        IndexModel([("execution_id", ASCENDING), ("items.round_number", ASCENDING), ("first", ASCENDING)]),
+        IndexModel([("execution_id", ASCENDING), ("items.sender_id", ASCENDING), ("first", ASCENDING)]),
+        IndexModel([("items.sender_id", ASCENDING)]),
+        IndexModel([("items.recipient_id", ASCENDING)]),
+    ],
+    "results": [
+        IndexModel([("execution_id", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("agent_instance_id", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    "counters": [],
+}
+
+
+class MongoStore:
+    """MongoDB store over PyMongo's async client (or a Motor database)."""
+
+    def __init__(self, database: Any, *, client: Any = None, owns_client: bool = False) -> None:
+        self.database = database
+        self.client = client if client is not None else database.client
+        self._owns_client = owns_client
+        self._collections = {name: driver.collection(database, PREFIX + name) for name in COLLECTIONS}
+        self._session: contextvars.ContextVar[Any] = contextvars.ContextVar(f"mongo-{id(self)}", default=None)
+        self._doomed: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            f"mongo-doomed-{id(self)}", default=False
+        )
+        self._transactions: bool | None = None
+        self._probe_lock = asyncio.Lock()
+        self.agent_types = MongoAgentTypes(self)
+        self.topologies = MongoTopologies(self)
+        self.agent_instances = MongoAgentInstances(self)
+        self.executions = MongoExecutions(self)
+        self.messages = MongoMessages(self)
+        self.results = MongoResults(self)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, server_selection_timeout_ms: int = 10_000, **client_options: Any
+    ) -> MongoStore:
+        """A store on a new ``AsyncMongoClient`` (closed with the store)."""
+        name = urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url,
+            tz_aware=True,
+            uuidRepresentation="standard",
+            serverSelectionTimeoutMS=server_selection_timeout_ms,
+            **client_options,
+        )
+        return cls(client[name], client=client, owns_client=True)
+
+    @classmethod
+    def from_database(cls, database: Any) -> MongoStore:
+        """A store on a database handle the application already has: PyMongo's
+        ``AsyncDatabase`` or Motor's ``AsyncIOMotorDatabase``. The client stays the caller's."""
+        return cls(database)
+
+    def collection(self, name: str) -> Any:
+        return self._collections[name]
+
+    # --- capabilities ---------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            backend="mongodb", transactions=bool(self._transactions), multi_process=True, savepoints=False
+        )
+
+    async def connect(self) -> None:
+        """Reach the server and find out whether it supports transactions (once)."""
+        if self._transactions is not None:
+            return
+        async with self._probe_lock:
+            if self._transactions is None:
+                self._transactions = await self.call(self._probe_transactions())
+
+    async def _probe_transactions(self) -> bool:
+        probe = self.collection("counters")
+        session = await driver.start_session(self.client)
+        try:
+            await driver.start_transaction(session)
+            await probe.update_one({"_id": "__probe__"}, {"$inc": {"n": 1}}, upsert=True, session=session)
+            await session.abort_transaction()
+        except OperationFailure:
+            return False
+        finally:
+            await session.end_session()
+        # An aborted write must have left nothing behind.
+        if await probe.find_one({"_id": "__probe__"}) is None:
+            return True
+        await probe.delete_one({"_id": "__probe__"})
+        return False
+
+    # --- calls, sessions, transactions --------------------------------------------------------
+
+    async def call(self, operation: Awaitable[T]) -> T:
+        """Await a driver operation, translating its errors into the library's."""
+        try:
+            return await operation
+        except BaseException as error:
+            raise translate(error) from error
+
+    def session(self) -> Any:
+        """The session of the open ``store.transaction()``, or None."""
+        return self._session.get()
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[Any]:
+        """The session to pass to every operation of one repository call: the open
+        transaction's, or None. Single calls never open a transaction of their own: each
+        is built to be correct without one (see the class docstring), and some servers
+        fail a transaction that merely overlaps another client's write."""
+        await self.connect()
+        yield self._session.get()
+
+    @asynccontextmanager
+    async def _in_transaction(self) -> AsyncIterator[Any]:
+        session = await self.call(driver.start_session(self.client))
+        token = self._session.set(session)
+        try:
+            await self.call(driver.start_transaction(session))
+            try:
+                yield session
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one to report
+                    await session.abort_transaction()
+                raise
+            try:
+                await session.commit_transaction()
+            except OperationFailure as error:
+                raise ConcurrencyError(
+                    f"the transaction met a concurrent write and was rolled back; retry it ({error})"
+                ) from error
+            except BaseException as error:
+                raise translate(error) from error
+        finally:
+            self._session.reset(token)
+            await session.end_session()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """All-or-nothing when ``capabilities.transactions``; otherwise the calls inside run
+        one by one (see docs/backends.md). A nested call joins the open transaction; MongoDB
+        has no savepoints, so if the nested block fails the whole transaction is doomed."""
+        await self.connect()
+        if not self._transactions:
+            yield
+            return
+        if self._session.get() is not None:
+            try:
+                yield
+            except BaseException:
+                self._doomed.set(True)
+                raise
+            return
+        doomed = self._doomed.set(False)
+        try:
+            async with self._in_transaction():
+                yield
+                if self._doomed.get():
+                    raise TransactionRolledBack(
+                        "a nested transaction failed and MongoDB has no savepoints, so the whole "
+                        "transaction was rolled back"
+                    )
+        finally:
+            self._doomed.reset(doomed)
+
+    # --- schema ------------------------------------------------------------------------------
+
+    async def create_schema(self) -> None:
+        """Create the collections' indexes (idempotent: existing ones are left as they are)."""
+        await self.connect()
+        for name, indexes in INDEXES.items():
+            if indexes:
+                collection = self.collection(name)
+                await self.call(collection.create_indexes(indexes))
+
+    async def drop_schema(self) -> None:
+        """Drop this library's collections (``qmcp_*``) and nothing else."""
+        for name in COLLECTIONS:
+            await self.call(self.database.drop_collection(PREFIX + name))
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._owns_client:
+            result = self.client.close()
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

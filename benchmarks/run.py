@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from qmcp_agents.adapters.sql import SqlStore
 
-from . import sql_bench
+from . import mongo_bench, sql_bench
 from .sql_bench import Figure
 
 POSTGRES_URL = os.environ.get("QMCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -98,7 +98,13 @@ async def main(args: argparse.Namespace) -> None:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as folder:
         for backend in args.backends:
-            figures.extend(await bench_sql(backend, args, Path(folder)))
+            if backend == "mongodb":
+                url = os.environ.get("QMCP_TEST_MONGODB_URL")
+                if not url:
+                    raise SystemExit("mongodb: set QMCP_TEST_MONGODB_URL (make bench starts a test server)")
+                figures.extend(await mongo_bench.bench_mongo(url, args.mongo_messages, args.batch))
+            else:
+                figures.extend(await bench_sql(backend, args, Path(folder)))
     print(f"\nPython {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores\n")
     print(table(figures))
 
@@ -112,7 +118,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000, 1_000_000]
     )
-    parser.add_argument("--backends", type=lambda s: s.split(","), default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--backends", type=lambda s: s.split(","), default=["sqlite", "postgresql", "mongodb"]
+    )
+    parser.add_argument(
+        "--mongo-messages", type=int, default=5000, help="the MongoDB test server stores ~450 documents/s"
+    )
     return parser.parse_args()
 
 

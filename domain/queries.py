@@ -38,9 +38,9 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-def check_limit(limit: int) -> int:
+def check_limit(limit: int, name: str = "limit") -> int:
     if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
+        raise ValueError(f"{name} must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
     return limit
 
 

@@ -559,6 +559,8 @@ class StoreConformance:
             45,
         ]
         assert len(await store.messages.last(world.execution.id, 100)) == 45
+        with pytest.raises(ValueError, match="n must be"):
+            await store.messages.last(world.execution.id, 0)
         assert (await store.messages.list(uuid7())).items == []
 
     async def test_concurrent_appends_have_no_gaps_or_duplicates(self, world: World) -> None:

@@ -568,7 +568,7 @@ class MemoryMessages:
             return Page(items, None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
-        check_limit(n)
+        check_limit(n, "n")
         async with self._store._exclusive():
             log = self._state.message_log.get(execution_id, [])
             return [_copy(self._state.messages[m]) for m in log[-n:]]

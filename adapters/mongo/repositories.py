@@ -681,8 +681,12 @@ class MongoMessages:
                 await self._c.insert_one(batch, session=session)
                 return out
             except DuplicateKeyError as error:
-                if session is not None or "first" not in str(error.details):
+                if "first" not in str(error.details):
                     raise AlreadyExists(f"message batch collided: {error.details}") from error
+                if session is not None:  # inside a transaction the read cannot be retried
+                    raise ConcurrencyError(
+                        f"execution {execution_id}: another writer appended meanwhile; retry the transaction"
+                    ) from error
                 # Another writer took `first`; read the new predecessor and try again.
             except BaseException as error:
                 raise translate(error) from error
@@ -763,7 +767,7 @@ class MongoMessages:
             query["last"] = {"$gt": int(batches[-1]["last"])}
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
-        check_limit(n)
+        check_limit(n, "n")
         newest: builtins.list[Message] = []
         query: Filter = {"execution_id": execution_id}
         while len(newest) < n:

@@ -120,10 +120,16 @@ class MongoStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, server_selection_timeout_ms: int = 10_000, **client_options: Any
+        cls,
+        url: str,
+        *,
+        database: str | None = None,
+        server_selection_timeout_ms: int = 10_000,
+        **client_options: Any,
     ) -> MongoStore:
-        """A store on a new ``AsyncMongoClient`` (closed with the store)."""
-        name = urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
+        """A store on a new ``AsyncMongoClient`` (closed with the store); the database is
+        ``database``, else the URL's path, else ``qmcp_agents``."""
+        name = database or urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url,
             tz_aware=True,

@@ -659,7 +659,7 @@ class SqlMessages:
         return Page(items, str(items[-1].sequence_number) if len(found) > limit else None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
-        check_limit(n)
+        check_limit(n, "n")
         c = self.table.c
         query = (
             select(self.table)

@@ -1,0 +1,192 @@
+"""What only the MongoDB adapter has: its storage model, indexes, faults, several clients."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+import pytest_asyncio
+from bson.binary import Binary
+from pymongo import AsyncMongoClient
+
+from qmcp_agents.adapters import open_store
+from qmcp_agents.adapters.mongo import MongoStore
+from qmcp_agents.domain import AgentInstance, ConcurrencyError, StoreUnavailable, TopologyType
+from qmcp_agents.testing.builders import World, agent_type, message, topology
+from qmcp_agents.testing.inspect import all_pages
+
+from .servers import MONGODB_URL, unavailable, with_database
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def store() -> AsyncIterator[MongoStore]:
+    mongo = MongoStore.from_url(with_database(MONGODB_URL, f"qmcp_test_{uuid.uuid4().hex[:10]}"))
+    try:
+        await mongo.create_schema()
+    except StoreUnavailable as error:
+        await mongo.close()
+        unavailable("MongoDB", error)
+    yield mongo
+    await mongo.drop_schema()
+    await mongo.close()
+
+
+async def _raw(store: MongoStore, collection: str) -> list[dict[str, object]]:
+    """Documents as stored, read with a plain client (no UUID decoding, naive dates)."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(MONGODB_URL)
+    try:
+        return await client[store.database.name]["qmcp_" + collection].find({}).to_list(None)
+    finally:
+        await client.close()
+
+
+async def test_storage_model_is_native_bson(store: MongoStore) -> None:
+    world = await World(store).build()
+    instance = await store.agent_instances.add(
+        AgentInstance(
+            agent_type_id=world.agent_type.id,  # type: ignore[arg-type]
+            execution_id=world.execution.id,
+            state={"$set": {"a.b": 1}, "": "empty", "100%": True},
+        )
+    )
+    (topology_doc,) = await _raw(store, "topologies")
+    assert topology_doc["memberships"][0]["agent_type_id"] == world.agent_type.id  # type: ignore[index]
+    executions = await _raw(store, "executions")
+    assert isinstance(executions[0]["_id"], Binary)
+    assert executions[0]["_id"].subtype == 4  # standard UUID representation
+    assert isinstance(executions[0]["started_at"], datetime)
+    stored = next(
+        d for d in await _raw(store, "agent_instances") if d["_id"] == Binary.from_uuid(instance.id)
+    )
+    assert stored["state"] == {"%24set": {"a%2Eb": 1}, "%": "empty", "100%25": True}
+    assert (await store.agent_instances.get(instance.id)).state == {
+        "$set": {"a.b": 1},
+        "": "empty",
+        "100%": True,
+    }
+    assert "schema_version" in stored
+
+
+async def test_create_schema_makes_the_unique_indexes(store: MongoStore) -> None:
+    await store.create_schema()  # idempotent
+    names = await store.collection("agent_types").index_information()
+    assert any(info.get("unique") and info["key"] == [("name", 1)] for info in names.values())
+    batches = await store.collection("messages").index_information()
+    assert any(
+        info.get("unique") and info["key"] == [("execution_id", 1), ("first", 1)] for info in batches.values()
+    )
+
+
+async def test_transactions_are_probed(store: MongoStore) -> None:
+    capabilities = store.capabilities
+    assert capabilities.backend == "mongodb"
+    assert capabilities.savepoints is False
+    assert isinstance(capabilities.transactions, bool)
+
+
+async def test_two_clients_append_concurrently_without_gaps(store: MongoStore) -> None:
+    world = await World(store).build()
+    other = MongoStore.from_url(with_database(MONGODB_URL, store.database.name))
+    try:
+
+        async def writer(target: MongoStore, task: int) -> list[int]:
+            numbers: list[int] = []
+            for batch in range(4):
+                drafts = [
+                    message(world.instance.id, {"task": task, "batch": batch, "k": k}) for k in range(3)
+                ]
+                numbers.extend(
+                    m.sequence_number for m in await target.messages.append(world.execution.id, drafts)
+                )
+            return numbers
+
+        results = await asyncio.gather(*(writer(store if t % 2 else other, t) for t in range(16)))
+    finally:
+        await other.close()
+    numbers = sorted(n for r in results for n in r)
+    assert numbers == list(range(1, 16 * 12 + 1))
+    stored = await all_pages(lambda a: store.messages.list(world.execution.id, limit=50, after=a))
+    assert [m.sequence_number for m in stored] == numbers
+
+
+async def test_large_append_spans_several_batch_documents(store: MongoStore) -> None:
+    world = await World(store).build()
+    appended = await store.messages.append(
+        world.execution.id, [message(world.instance.id, {"i": i}) for i in range(2500)]
+    )
+    assert [m.sequence_number for m in appended] == list(range(1, 2501))
+    assert len(await _raw(store, "messages")) == 3
+    newest = await store.messages.last(world.execution.id, 1000)
+    assert [m.content["i"] for m in newest] == list(range(1500, 2500))
+    assert await store.messages.count(world.execution.id) == 2500
+
+
+async def test_interrupted_cascade_is_finished_by_deleting_again(store: MongoStore) -> None:
+    world = await World(store).build()
+    await store.messages.append(world.execution.id, [message(world.instance.id)])
+    # What a crash half-way through a cascade leaves: the owned data gone, the execution not.
+    await store.collection("messages").delete_many({})
+    await store.collection("agent_instances").delete_many({"execution_id": world.execution.id})
+    assert await store.executions.find(world.execution.id) is not None
+    await store.executions.delete(world.execution.id)
+    assert await store.executions.find(world.execution.id) is None
+
+
+async def test_compound_sub_topologies_are_found_through_escaped_config(store: MongoStore) -> None:
+    child = await store.topologies.add(topology("child"))
+    await store.topologies.add(topology("parent", [], TopologyType.COMPOUND, {"sub_topologies": ["child"]}))
+    with pytest.raises(Exception, match="sub-topology of \\['parent'\\]"):
+        await store.topologies.delete(child.id)  # type: ignore[arg-type]
+
+
+async def test_unreachable_server_raises_store_unavailable() -> None:
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        async with open_store("mongodb://127.0.0.1:1/none", server_selection_timeout_ms=300) as store:
+            await store.agent_types.count()
+
+
+# --- tests that need a real MongoDB replica set -------------------------------------------
+
+
+async def _is_replica_set(store: MongoStore) -> bool:
+    hello = await store.client.admin.command("hello")
+    return "setName" in hello
+
+
+@pytest.mark.real_mongodb
+async def test_real_replica_set_reports_write_conflicts_as_concurrency_errors(store: MongoStore) -> None:
+    """On a real replica set, two transactions writing one document conflict: the second
+    gets ConcurrencyError (the test server's conflict detection is too coarse for this)."""
+    if not await _is_replica_set(store):
+        pytest.skip("needs QMCP_TEST_MONGODB_URL to point at a real MongoDB replica set")
+    assert store.capabilities.transactions
+    stored = await store.agent_types.add(agent_type("contended"))
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with store.transaction():
+            current = await store.agent_types.get(stored.id)  # type: ignore[arg-type]
+            current.description = "first"
+            await store.agent_types.update(current)
+            started.set()
+            await release.wait()
+
+    async def second() -> None:
+        await started.wait()
+        try:
+            async with store.transaction():
+                current = await store.agent_types.get(stored.id)  # type: ignore[arg-type]
+                current.description = "second"
+                await store.agent_types.update(current)
+        finally:
+            release.set()
+
+    outcomes = await asyncio.gather(first(), second(), return_exceptions=True)
+    assert sum(isinstance(o, ConcurrencyError) for o in outcomes) == 1
+    assert (await store.agent_types.get(stored.id)).description == "first"  # type: ignore[arg-type]

@@ -49,7 +49,7 @@ async def test_storage_model_is_native_bson(store: MongoStore) -> None:
     world = await World(store).build()
     instance = await store.agent_instances.add(
         AgentInstance(
-            agent_type_id=world.agent_type.id,  # type: ignore[arg-type]
+            agent_type_id=world.agent_type.id,
             execution_id=world.execution.id,
             state={"$set": {"a.b": 1}, "": "empty", "100%": True},
         )

@@ -37,6 +37,16 @@ def test_domain_source_never_imports_adapters() -> None:
         }, path
 
 
+def test_package_sources_import_only_through_qmcp_agents() -> None:
+    """``domain``/``adapters`` are not top-level packages once installed."""
+    for folder in ("domain", "adapters", "testing"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for line in path.read_text().splitlines():
+                assert not line.startswith(
+                    ("from domain", "import domain", "from adapters", "import adapters")
+                ), f"{path}: {line}"
+
+
 @pytest.mark.slow
 def test_wheel_contains_only_the_qmcp_agents_package(tmp_path: Path) -> None:
     subprocess.run(

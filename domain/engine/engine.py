@@ -1,0 +1,198 @@
+"""The engine: runs a topology with agents, recording everything through the store's ports.
+
+    engine = Engine(store, agents={"optimist": my_llm_agent, "skeptic": ScriptedAgent([...])})
+    result = await engine.run("proposal-debate", {"question": "..."})
+
+Agents are looked up by slot name first, then by agent type name. Every status move,
+agent instance, message (with round and sequence numbers), result (with confidence and
+token usage) and failure (with ``error_details``) is written through the ports, so a run
+can be inspected afterwards on any backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from uuid import UUID
+
+from qmcp_agents.domain.agent import AgentInstance, AgentType
+from qmcp_agents.domain.aggregation import Synthesizer
+from qmcp_agents.domain.errors import InvalidTransition
+from qmcp_agents.domain.execution import Execution, ExecutionRead
+from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.queries import MAX_LIMIT
+from qmcp_agents.domain.topology import Topology
+
+from .agents import Agent
+from .run import HumanInputNeeded, Member, Run, TopologyFailed
+from .topologies import execute
+
+AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
+
+
+class Engine:
+    """Runs topologies. ``timeout_scale`` multiplies every agent's ``timeout_seconds``
+    (simulations and tests use a small one); ``weights`` gives members (by slot) their say
+    in weighted votes; ``synthesizer`` is used by ``synthesis`` aggregation."""
+
+    def __init__(
+        self,
+        store: Store,
+        agents: AgentLookup,
+        *,
+        synthesizer: Synthesizer | None = None,
+        weights: Mapping[str, float] | None = None,
+        timeout_scale: float = 1.0,
+    ) -> None:
+        self.store = store
+        self._agents = agents
+        self.synthesizer = synthesizer
+        self.weights = dict(weights or {})
+        self.timeout_scale = timeout_scale
+
+    def _agent_for(self, agent_type: AgentType, slot: str) -> Agent:
+        if callable(self._agents) and not isinstance(self._agents, Mapping):
+            found = self._agents(agent_type, slot)
+        else:
+            found = self._agents.get(slot) or self._agents.get(agent_type.name)
+        if found is None:
+            raise TopologyFailed(
+                f"no agent for slot {slot!r} (agent type {agent_type.name!r})", {"slot": slot}
+            )
+        return found
+
+    async def _members(self, topology: Topology, execution: Execution) -> list[Member]:
+        existing = {
+            i.metadata.get("slot"): i
+            for i in (await self.store.agent_instances.list(execution_id=execution.id, limit=MAX_LIMIT)).items
+        }
+        members = []
+        for membership in sorted(topology.memberships, key=lambda m: (m.position, m.slot_name)):
+            agent_type = await self.store.agent_types.get(membership.agent_type_id)
+            instance = existing.get(membership.slot_name)
+            if instance is None:
+                instance = await self.store.agent_instances.add(
+                    AgentInstance(
+                        agent_type_id=membership.agent_type_id,
+                        execution_id=execution.id,
+                        metadata={"slot": membership.slot_name, "topology": topology.name},
+                    )
+                )
+            members.append(
+                Member(
+                    membership=membership,
+                    agent_type=agent_type,
+                    config=agent_type.config.with_overrides(membership.config_overrides),
+                    instance=instance,
+                    agent=self._agent_for(agent_type, membership.slot_name),
+                )
+            )
+        return members
+
+    async def run(
+        self,
+        topology_name: str,
+        input_data: dict[str, Any],
+        *,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ExecutionRead:
+        """Start and drive an execution of ``topology_name`` to completion, failure or a pause."""
+        topology = await self.store.topologies.get_by_name(topology_name)
+        assert topology.id is not None
+        execution = Execution(
+            topology_id=topology.id,
+            input_data=input_data,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            metadata=metadata or {},
+        )
+        execution.start()
+        execution = await self.store.executions.add(execution)
+        return await self._drive(topology, execution)
+
+    async def resume(self, execution_id: UUID, human_input: Any) -> ExecutionRead:
+        """Give a paused execution the answer a person wrote, and drive it on."""
+        execution = await self.store.executions.get(execution_id)
+        waiting = execution.metadata.get("awaiting_human")
+        if waiting is None:
+            raise InvalidTransition(
+                f"execution {execution_id} is {execution.status.value}, not waiting for a person"
+            )
+        answers = {**execution.metadata.get("human_answers", {}), waiting["call"]: human_input}
+        metadata = {k: v for k, v in execution.metadata.items() if k != "awaiting_human"}
+        execution.metadata = {**metadata, "human_answers": answers}
+        execution.resume()
+        execution = await self.store.executions.update(execution)
+        topology = await self.store.topologies.get(execution.topology_id)
+        return await self._drive(topology, execution)
+
+    async def resume_from_checkpoint(self, execution_id: UUID) -> ExecutionRead:
+        """Run a failed pipeline again from its last checkpoint, as a new execution."""
+        failed = await self.store.executions.get(execution_id)
+        checkpoint = failed.metadata.get("checkpoint")
+        if checkpoint is None:
+            raise InvalidTransition(f"execution {execution_id} has no checkpoint to resume from")
+        topology = await self.store.topologies.get(failed.topology_id)
+        return await self.run(
+            topology.name,
+            failed.input_data,
+            correlation_id=failed.correlation_id,
+            parent_id=failed.parent_id,
+            metadata={
+                "resumed_from": str(failed.id),
+                "checkpoint": checkpoint,
+                "start_stage": checkpoint["stage_index"] + 1,
+                "start_input": checkpoint["output"],
+            },
+        )
+
+    async def checkpoint(self, run: Run, point: dict[str, Any]) -> None:
+        execution = await self.store.executions.get(run.execution.id)
+        execution.metadata = {**execution.metadata, "checkpoint": point}
+        run.execution = await self.store.executions.update(execution)
+
+    async def _drive(self, topology: Topology, execution: Execution) -> ExecutionRead:
+        try:
+            members = await self._members(topology, execution)
+            run = Run(
+                self.store,
+                topology,
+                execution,
+                members,
+                self.timeout_scale,
+                self.synthesizer,
+                self.weights,
+                self,
+            )
+            output = await execute(run, topology.get_typed_config())
+        except HumanInputNeeded as question:
+            current = await self.store.executions.get(execution.id)
+            current.metadata = {
+                **current.metadata,
+                "awaiting_human": {
+                    "slot": question.slot,
+                    "call": question.call,
+                    "question": question.question,
+                },
+            }
+            current.pause()
+            return ExecutionRead.from_entity(await self.store.executions.update(current))
+        except TopologyFailed as failure:
+            return await self._fail(execution.id, str(failure), failure.details)
+        except Exception as error:  # a bug in an agent adapter must still end the run cleanly
+            return await self._fail(
+                execution.id, f"{type(error).__name__}: {error}", {"exception": type(error).__name__}
+            )
+        current = await self.store.executions.get(execution.id)
+        current.mark_complete(output)
+        return ExecutionRead.from_entity(await self.store.executions.update(current))
+
+    async def _fail(self, execution_id: UUID, error: str, details: dict[str, Any]) -> ExecutionRead:
+        current = await self.store.executions.get(execution_id)
+        current.mark_failed(error, details)
+        return ExecutionRead.from_entity(await self.store.executions.update(current))
+
+
+__all__ = ["AgentLookup", "Engine"]

@@ -1,0 +1,231 @@
+"""One execution in progress: its members, and how an agent is asked and its answer recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qmcp_agents.domain.agent import AgentConfig, AgentInstance, AgentType
+from qmcp_agents.domain.aggregation import Synthesizer
+from qmcp_agents.domain.clock import utc_now
+from qmcp_agents.domain.enums import MessageType
+from qmcp_agents.domain.errors import ConcurrencyError
+from qmcp_agents.domain.execution import Execution
+from qmcp_agents.domain.message import MessageCreate, Result
+from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.topology import Topology, TopologyMembership
+
+from .agents import Agent, AgentContext, AgentReply
+
+CALLS = "calls"
+"""Key of an instance's ``state`` that keeps its answered calls, so a resumed run replays
+them instead of asking again."""
+
+
+class TopologyFailed(Exception):
+    """The run cannot go on; becomes the execution's ``error`` with ``details``."""
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+class AgentFailed(TopologyFailed):
+    """An agent failed (raised or timed out) on every attempt it was allowed."""
+
+    def __init__(self, slot: str, call: str, errors: list[str]) -> None:
+        super().__init__(
+            f"agent in slot {slot!r} failed call {call!r} after {len(errors)} attempt(s): {errors[-1]}",
+            {"slot": slot, "call": call, "errors": errors},
+        )
+        self.slot = slot
+        self.call = call
+
+
+class HumanInputNeeded(Exception):
+    """An agent asked a question only a person can answer; the execution pauses."""
+
+    def __init__(self, slot: str, call: str, question: str) -> None:
+        super().__init__(question)
+        self.slot = slot
+        self.call = call
+        self.question = question
+
+
+@dataclass
+class Member:
+    """A topology member taking part in this run."""
+
+    membership: TopologyMembership
+    agent_type: AgentType
+    config: AgentConfig
+    instance: AgentInstance
+    agent: Agent
+
+    @property
+    def slot(self) -> str:
+        return self.membership.slot_name
+
+    @property
+    def name(self) -> str:
+        return self.agent_type.name
+
+    @property
+    def position(self) -> int:
+        return self.membership.position
+
+
+@dataclass
+class Run:
+    store: Store
+    topology: Topology
+    execution: Execution
+    members: list[Member]
+    timeout_scale: float = 1.0
+    synthesizer: Synthesizer | None = None
+    weights: Mapping[str, float] = field(default_factory=dict)
+    engine: Any = None
+
+    @property
+    def input(self) -> dict[str, Any]:
+        return dict(self.execution.input_data)
+
+    @property
+    def human_answers(self) -> dict[str, Any]:
+        return dict(self.execution.metadata.get("human_answers", {}))
+
+    def member(self, slot: str) -> Member:
+        for member in self.members:
+            if member.slot == slot:
+                return member
+        raise TopologyFailed(f"topology {self.topology.name!r} has no member in slot {slot!r}")
+
+    def by_name(self, name: str) -> Member:
+        for member in self.members:
+            if member.name == name:
+                return member
+        raise TopologyFailed(f"topology {self.topology.name!r} has no member of agent type {name!r}")
+
+    def weight(self, member: Member, reply: AgentReply) -> float:
+        """A member's say in a weighted vote: the engine's weights, else its confidence."""
+        if member.slot in self.weights:
+            return float(self.weights[member.slot])
+        return reply.confidence if reply.confidence is not None else 1.0
+
+    async def ask(
+        self,
+        member: Member,
+        call: str,
+        task: Mapping[str, Any],
+        round_number: int = 0,
+        transcript: Sequence[Mapping[str, Any]] = (),
+    ) -> AgentReply:
+        """Ask ``member`` for call ``call`` (a name unique within the run), honouring its
+        timeout and retries; record the answer (message, result, instance state). A call
+        already answered in this execution is replayed from the instance's state."""
+        done = member.instance.state.get(CALLS, {}).get(call)
+        if done is not None:
+            return AgentReply.from_json(done)
+        context = AgentContext(
+            execution_id=self.execution.id,
+            topology=self.topology.name,
+            topology_type=self.topology.topology_type,
+            slot_name=member.slot,
+            agent_type=member.agent_type,
+            config=member.config,
+            call=call,
+            task=dict(task),
+            round_number=round_number,
+            transcript=tuple(transcript),
+            human_input=self.human_answers.get(call),
+        )
+        timeout = member.config.timeout_seconds * self.timeout_scale
+        errors: list[str] = []
+        for attempt in range(1, member.config.max_retries + 2):
+            started = utc_now()
+            try:
+                answer = await asyncio.wait_for(member.agent(context), timeout=timeout)
+            except TimeoutError:
+                errors.append(f"timed out after {timeout:g}s")
+            except Exception as error:  # an agent may fail in any way; the run records it
+                errors.append(f"{type(error).__name__}: {error}")
+            else:
+                if answer.needs_human is not None and context.human_input is None:
+                    await self.say(
+                        member,
+                        MessageType.SYSTEM,
+                        {"call": call, "question": answer.needs_human},
+                        round_number,
+                    )
+                    raise HumanInputNeeded(member.slot, call, answer.needs_human)
+                await self._record(member, call, answer, started, round_number)
+                return answer
+            await self.say(
+                member,
+                MessageType.SYSTEM,
+                {"call": call, "attempt": attempt, "error": errors[-1]},
+                round_number,
+            )
+        raise AgentFailed(member.slot, call, errors)
+
+    async def say(
+        self,
+        sender: Member,
+        message_type: MessageType,
+        content: dict[str, Any],
+        round_number: int = 0,
+        recipient: Member | None = None,
+    ) -> None:
+        """Record a message in the execution's transcript."""
+        await self.store.messages.append(
+            self.execution.id,
+            [
+                MessageCreate(
+                    sender_id=sender.instance.id,
+                    recipient_id=recipient.instance.id if recipient is not None else None,
+                    message_type=message_type,
+                    content=content,
+                    round_number=round_number,
+                )
+            ],
+        )
+
+    async def _record(
+        self, member: Member, call: str, answer: AgentReply, started: Any, round_number: int
+    ) -> None:
+        """The answer's message, result and replay entry, together (one transaction where the
+        store has them, retried if it loses a race)."""
+        for attempt in range(5):
+            try:
+                async with self.store.transaction():
+                    await self.say(
+                        member,
+                        MessageType.RESPONSE,
+                        {"call": call, "output": answer.output, "confidence": answer.confidence},
+                        round_number,
+                    )
+                    await self.store.results.add(
+                        Result(
+                            execution_id=self.execution.id,
+                            agent_instance_id=member.instance.id,
+                            output=answer.output,
+                            confidence=answer.confidence,
+                            reasoning=answer.reasoning,
+                            token_usage=answer.token_usage,
+                            started_at=started,
+                            completed_at=max(utc_now(), started),
+                        )
+                    )
+                    instance = await self.store.agent_instances.get(member.instance.id)
+                    instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
+                    member.instance = await self.store.agent_instances.update(instance)
+                return
+            except ConcurrencyError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+
+
+__all__ = ["CALLS", "AgentFailed", "HumanInputNeeded", "Member", "Run", "TopologyFailed"]

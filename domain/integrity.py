@@ -15,6 +15,7 @@ from .clock import utc_now
 from .enums import FINAL_STATUSES, ExecutionStatus
 from .errors import ConcurrencyError, IntegrityError, InvalidTransition
 from .execution import Execution, can_reach
+from .message import Message
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -92,6 +93,34 @@ def check_instance_binding(instance_id: UUID, bound_to: UUID | None, execution_i
         raise IntegrityError(f"{role} {instance_id} belongs to execution {bound_to}, not {execution_id}")
 
 
+def for_restore(entity: E) -> E:
+    """The stored form of an exported entity: validated, everything kept, revision >= 1."""
+    stored = revalidated(entity)
+    if getattr(stored, "revision") < 1:  # noqa: B009
+        raise IntegrityError(f"{describe(stored)}: an exported entity has revision >= 1, got 0")
+    return stored
+
+
+def messages_to_restore(execution_id: UUID, stored_count: int, messages: list[Message]) -> list[Message]:
+    """The messages of one execution still to write, checked to continue its sequence.
+
+    ``stored_count`` is how many the execution has; numbers up to it are skipped.
+    """
+    fresh = sorted(
+        (revalidated(m) for m in messages if m.sequence_number > stored_count),
+        key=lambda m: m.sequence_number,
+    )
+    expected = stored_count + 1
+    for message in fresh:
+        if message.sequence_number != expected:
+            raise IntegrityError(
+                f"execution {execution_id}: restored messages must continue the sequence at {expected}, "
+                f"got sequence_number {message.sequence_number}"
+            )
+        expected += 1
+    return fresh
+
+
 def refuse_if_final(execution_id: UUID, status: ExecutionStatus, what: str) -> None:
     """Final executions take no more messages or results."""
     if status in FINAL_STATUSES:
@@ -102,6 +131,8 @@ __all__ = [
     "IMMUTABLE",
     "check_instance_binding",
     "describe",
+    "for_restore",
+    "messages_to_restore",
     "for_insert",
     "for_update",
     "refuse_if_final",

@@ -17,6 +17,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, example, given, settings
 from pydantic import ValidationError
 
+from qmcp_agents.adapters.transfer import copy_store
 from qmcp_agents.domain import (
     AgentConfig,
     AgentInstance,
@@ -728,6 +729,49 @@ class StoreConformance:
         await world.store.create_schema()
         assert await dump_store(world.store) == before
         assert isinstance(world.store.capabilities.transactions, bool)
+
+    # --- restore and copy between stores --------------------------------------------------
+
+    async def test_copy_restores_everything_exactly_and_can_be_rerun(self, world: World) -> None:
+        store = world.store
+        await store.messages.append(
+            world.execution.id, [message(world.instance.id, {"i": i}) for i in range(4)]
+        )
+        await store.messages.append(
+            world.execution.id, [message(world.instance.id, {"j": 1}, round_number=1)]
+        )
+        await store.results.add(world.result(confidence=0.5, token_usage={"in": 1}))
+        child = await world.new_execution(parent_id=world.execution.id)
+        done = await store.executions.get(world.execution.id)
+        done.mark_complete({"ok": True})
+        await store.executions.update(done)
+        await store.agent_instances.update(
+            (await store.agent_instances.get(world.instance.id)).model_copy(
+                update={"state": {"$set": {"a.b": 1}}}
+            )
+        )
+        await store.topologies.add(topology("nest", [], TopologyType.COMPOUND, {"sub_topologies": ["team"]}))
+        source = await dump_store(store)
+        async with self.make_store() as target:
+            summary = await copy_store(store, target, batch_size=2)
+            assert summary.written == summary.counts
+            assert summary.counts["message"] == 5
+            assert await dump_store(target) == source
+            again = await copy_store(store, target)
+            assert sum(again.written.values()) == 0
+            assert await dump_store(target) == source
+            newcomer = await target.agent_types.add(agent_type("newcomer"))
+            assert newcomer.id is not None
+            assert newcomer.id > max(t["id"] for t in source["agent_types"])
+            speaker = await target.agent_instances.add(
+                AgentInstance(agent_type_id=world.agent_type.id, execution_id=child.id)  # type: ignore[arg-type]
+            )
+            appended = await target.messages.append(child.id, [message(speaker.id)])
+            assert appended[0].sequence_number == 1
+            stored = await target.messages.list(world.execution.id, limit=10)
+            gap = stored.items[-1].model_copy(update={"id": uuid7(), "sequence_number": 9})
+            with pytest.raises(IntegrityError, match="continue the sequence at 6"):
+                await target.messages.restore_many([gap])
 
     # --- use cases (domain.services) --------------------------------------------------
 

@@ -39,6 +39,10 @@ class State:
     def restore(self, snapshot: State) -> None:
         self.__dict__.update(snapshot.__dict__)
 
+    def bump_id(self, kind: str, used: int) -> None:
+        """Make sure ``used`` (an id written as given) is never handed out again."""
+        self.next_ids[kind] = max(self.next_ids[kind], used + 1)
+
     def take_id(self, kind: str) -> int:
         value = self.next_ids[kind]
         self.next_ids[kind] = value + 1

@@ -40,7 +40,9 @@ from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
     for_insert,
+    for_restore,
     for_update,
+    messages_to_restore,
     refuse_if_final,
 )
 from qmcp_agents.domain.ports import Capabilities
@@ -100,6 +102,23 @@ class _Repository(Generic[K, E]):
             except BaseException:
                 self._state.restore(snapshot)
                 raise
+
+    async def _restore(self, entity: E) -> None:
+        raise NotImplementedError
+
+    async def restore_many(self, entities: Sequence[E]) -> int:
+        async with self._store._exclusive():
+            snapshot = self._state.snapshot()
+            written = 0
+            try:
+                for entity in entities:
+                    if getattr(entity, "id") not in self._rows():  # noqa: B009
+                        await self._restore(entity)
+                        written += 1
+            except BaseException:
+                self._state.restore(snapshot)
+                raise
+            return written
 
     async def find(self, id: K) -> E | None:
         async with self._store._exclusive():
@@ -171,6 +190,13 @@ class MemoryAgentTypes(_NamedRepository[AgentType]):
 
     def _rows(self) -> dict[int, AgentType]:
         return self._state.agent_types
+
+    async def _restore(self, entity: AgentType) -> None:
+        stored = for_restore(entity)
+        assert stored.id is not None
+        self._check_name_free(stored.name, stored.id)
+        self._state.agent_types[stored.id] = stored
+        self._state.bump_id("agent_type", stored.id)
 
     def _insert(self, entity: AgentType) -> AgentType:
         self._check_new(entity)
@@ -256,6 +282,18 @@ class MemoryTopologies(_NamedRepository[Topology]):
                 self._state.restore(snapshot)
                 raise
 
+    async def _restore(self, entity: Topology) -> None:
+        stored = for_restore(entity)
+        topology_id = stored.id
+        assert topology_id is not None
+        self._check_name_free(stored.name, topology_id)
+        await self._checked(stored)
+        stored = stored.model_copy(update={"memberships": self._with_membership_ids(stored, topology_id)})
+        for membership in stored.memberships:
+            self._state.bump_id("membership", membership.id or 0)
+        self._state.topologies[topology_id] = stored
+        self._state.bump_id("topology", topology_id)
+
     async def _insert_async(self, entity: Topology) -> Topology:
         self._check_new(entity)
         await self._checked(entity)
@@ -324,6 +362,11 @@ class MemoryAgentInstances(_UuidRepository[AgentInstance]):
         if entity.execution_id is not None:
             self._require(self._state.executions, entity.execution_id, "execution_id", entity)
 
+    async def _restore(self, entity: AgentInstance) -> None:
+        stored = for_restore(entity)
+        self._check_refs(stored)
+        self._state.instances[stored.id] = stored
+
     def _insert(self, entity: AgentInstance) -> AgentInstance:
         self._check_new_id(entity)
         self._check_refs(entity)
@@ -372,11 +415,19 @@ class MemoryExecutions(_UuidRepository[Execution]):
     def _rows(self) -> dict[UUID, Execution]:
         return self._state.executions
 
-    def _insert(self, entity: Execution) -> Execution:
-        self._check_new_id(entity)
+    def _check_refs(self, entity: Execution) -> None:
         self._require(self._state.topologies, entity.topology_id, "topology_id", entity)
         if entity.parent_id is not None:
             self._require(self._state.executions, entity.parent_id, "parent_id", entity)
+
+    async def _restore(self, entity: Execution) -> None:
+        stored = for_restore(entity)
+        self._check_refs(stored)
+        self._state.executions[stored.id] = stored
+
+    def _insert(self, entity: Execution) -> Execution:
+        self._check_new_id(entity)
+        self._check_refs(entity)
         stored = for_insert(entity)
         self._state.executions[stored.id] = stored
         return stored
@@ -503,19 +554,7 @@ class MemoryMessages:
             if execution is None:
                 raise NotFound(f"execution {execution_id} does not exist")
             refuse_if_final(execution.id, execution.status, "messages")
-            for draft in drafts:
-                for role, instance_id in (
-                    ("sender_id", draft.sender_id),
-                    ("recipient_id", draft.recipient_id),
-                ):
-                    if instance_id is None:
-                        continue
-                    instance = state.instances.get(instance_id)
-                    if instance is None:
-                        raise IntegrityError(f"message {role} {instance_id} is not an agent instance")
-                    check_instance_binding(
-                        instance_id, instance.execution_id, execution_id, f"message {role}"
-                    )
+            self._check_participants(execution_id, drafts)
             log = state.message_log.setdefault(execution_id, [])
             now = utc_now()
             stored = [
@@ -532,6 +571,36 @@ class MemoryMessages:
                 state.messages[message.id] = message
                 log.append(message.id)
             return [_copy(m) for m in stored]
+
+    def _check_participants(self, execution_id: UUID, drafts: Sequence[MessageCreate | Message]) -> None:
+        for draft in drafts:
+            for role, instance_id in (("sender_id", draft.sender_id), ("recipient_id", draft.recipient_id)):
+                if instance_id is None:
+                    continue
+                instance = self._state.instances.get(instance_id)
+                if instance is None:
+                    raise IntegrityError(f"message {role} {instance_id} is not an agent instance")
+                check_instance_binding(instance_id, instance.execution_id, execution_id, f"message {role}")
+
+    async def restore_many(self, messages: Sequence[Message]) -> int:
+        by_execution: dict[UUID, builtins.list[Message]] = {}
+        for message in messages:
+            by_execution.setdefault(message.execution_id, []).append(message)
+        async with self._store._exclusive():
+            state = self._state
+            planned = []
+            for execution_id, group in by_execution.items():
+                if execution_id not in state.executions:
+                    raise IntegrityError(f"message execution_id {execution_id} does not exist")
+                fresh = messages_to_restore(execution_id, len(state.message_log.get(execution_id, [])), group)
+                self._check_participants(execution_id, fresh)
+                planned.append((execution_id, fresh))
+            for execution_id, fresh in planned:
+                log = state.message_log.setdefault(execution_id, [])
+                for message in fresh:
+                    state.messages[message.id] = message
+                    log.append(message.id)
+            return sum(len(fresh) for _, fresh in planned)
 
     async def find(self, id: UUID) -> Message | None:
         async with self._store._exclusive():
@@ -586,11 +655,17 @@ class MemoryResults(_UuidRepository[Result]):
     def _rows(self) -> dict[UUID, Result]:
         return self._state.results
 
-    def _check_refs(self, entity: Result) -> None:
+    def _check_refs(self, entity: Result, restoring: bool = False) -> None:
         execution = self._require(self._state.executions, entity.execution_id, "execution_id", entity)
         instance = self._require(self._state.instances, entity.agent_instance_id, "agent_instance_id", entity)
         check_instance_binding(instance.id, instance.execution_id, entity.execution_id, "agent_instance_id")
-        refuse_if_final(execution.id, execution.status, "results")
+        if not restoring:
+            refuse_if_final(execution.id, execution.status, "results")
+
+    async def _restore(self, entity: Result) -> None:
+        stored = for_restore(entity)
+        self._check_refs(stored, restoring=True)
+        self._state.results[stored.id] = stored
 
     def _insert(self, entity: Result) -> Result:
         self._check_new_id(entity)

@@ -41,7 +41,9 @@ from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
     for_insert,
+    for_restore,
     for_update,
+    messages_to_restore,
     refuse_if_final,
 )
 from qmcp_agents.domain.message import trusted_message
@@ -153,6 +155,30 @@ class _Repository(Generic[K, E]):
         await self._store.connect()
         return await self._insert(entity, self._store.session())
 
+    async def _restore(self, entity: E, session: Any) -> None:
+        raise NotImplementedError
+
+    async def restore_many(self, entities: Sequence[E]) -> int:
+        """See the port. Without a transaction, a refused entity leaves the earlier ones of
+        the call written; rerunning the restore skips them."""
+        await self._store.connect()
+        session = self._store.session()
+        written = 0
+        for entity in entities:
+            if await self._one({"_id": getattr(entity, "id")}) is None:  # noqa: B009
+                await self._restore(entity, session)
+                written += 1
+        return written
+
+    async def _bump_counter(self, counter: str, used: int) -> None:
+        """Make sure an id written as given is never handed out again."""
+        counters = self._store.collection("counters")
+        await self._store.call(
+            counters.update_one(
+                {"_id": counter}, {"$max": {"n": used}}, upsert=True, session=self._store.session()
+            )
+        )
+
     async def add_many(self, entities: Sequence[E]) -> builtins.list[E]:
         """All-or-nothing: inside a transaction by the transaction; otherwise by deleting what
         was inserted when a later entity is refused (a crash in between can leave a prefix)."""
@@ -209,6 +235,11 @@ class _NamedRepository(_Repository[int, E]):
             raise NotFound(f"{self.label} named {name!r} does not exist")
         return entity
 
+    async def _check_name_free(self, entity: BaseModel) -> None:
+        name = getattr(entity, "name")  # noqa: B009
+        if await self._one({"name": name}) is not None:
+            raise AlreadyExists(f"{self.label} named {name!r} already exists")
+
     async def _check_new(self, entity: BaseModel) -> None:
         if getattr(entity, "id") is not None:  # noqa: B009
             raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
@@ -241,6 +272,12 @@ class MongoAgentTypes(_NamedRepository[AgentType]):
 
     def _document(self, entity: AgentType) -> dict[str, Any]:
         return documents.agent_type_document(entity)
+
+    async def _restore(self, entity: AgentType, session: Any) -> None:
+        stored = for_restore(entity)
+        await self._check_name_free(stored)
+        await self._write_new(self._document(stored), session)
+        await self._bump_counter(self.counter, stored.id or 0)
 
     async def _insert(self, entity: AgentType, session: Any) -> AgentType:
         await self._check_new(entity)
@@ -314,6 +351,17 @@ class MongoTopologies(_NamedRepository[Topology]):
         ]
         return topology.model_copy(update={"memberships": members})
 
+    async def _restore(self, entity: Topology, session: Any) -> None:
+        stored = for_restore(entity)
+        topology_id = stored.id
+        assert topology_id is not None
+        await self._check_name_free(stored)
+        await self._check_rules(stored)
+        stored = await self._with_member_ids(stored, topology_id)
+        await self._write_new(self._document(stored), session)
+        await self._bump_counter(self.counter, topology_id)
+        await self._bump_counter("memberships", max((m.id or 0 for m in stored.memberships), default=0))
+
     async def _insert(self, entity: Topology, session: Any) -> Topology:
         await self._check_new(entity)
         stored = for_insert(entity)
@@ -386,6 +434,11 @@ class MongoAgentInstances(_UuidRepository[AgentInstance]):
         if entity.execution_id is not None:
             await self._require("executions", entity.execution_id, "execution_id", entity)
 
+    async def _restore(self, entity: AgentInstance, session: Any) -> None:
+        stored = for_restore(entity)
+        await self._check_refs(stored)
+        await self._write_new(self._document(stored), session)
+
     async def _insert(self, entity: AgentInstance, session: Any) -> AgentInstance:
         stored = for_insert(entity)
         await self._check_new_id(stored)
@@ -440,12 +493,20 @@ class MongoExecutions(_UuidRepository[Execution]):
     def _document(self, entity: Execution) -> dict[str, Any]:
         return documents.execution_document(entity)
 
+    async def _check_refs(self, entity: Execution) -> None:
+        await self._require("topologies", entity.topology_id, "topology_id", entity)
+        if entity.parent_id is not None:
+            await self._require("executions", entity.parent_id, "parent_id", entity)
+
+    async def _restore(self, entity: Execution, session: Any) -> None:
+        stored = for_restore(entity)
+        await self._check_refs(stored)
+        await self._write_new({**self._document(stored), "last_sequence_number": 0}, session)
+
     async def _insert(self, entity: Execution, session: Any) -> Execution:
         stored = for_insert(entity)
         await self._check_new_id(stored)
-        await self._require("topologies", stored.topology_id, "topology_id", stored)
-        if stored.parent_id is not None:
-            await self._require("executions", stored.parent_id, "parent_id", stored)
+        await self._check_refs(stored)
         document = self._document(stored)
         document["last_sequence_number"] = 0
         await self._write_new(document, session)
@@ -691,7 +752,51 @@ class MongoMessages:
             except BaseException as error:
                 raise translate(error) from error
 
-    async def _check_participants(self, execution_id: UUID, drafts: Sequence[MessageCreate]) -> None:
+    async def restore_many(self, messages: Sequence[Message]) -> int:
+        """See the port. Messages keep their batches: consecutive ones with the same
+        ``created_at`` (one original append) go into one batch document."""
+        await self._store.connect()
+        by_execution: dict[UUID, builtins.list[Message]] = {}
+        for message in messages:
+            by_execution.setdefault(message.execution_id, []).append(message)
+        session = self._store.session()
+        written = 0
+        executions = self._store.collection("executions")
+        for execution_id, group in by_execution.items():
+            if (
+                await self._store.call(
+                    executions.find_one({"_id": execution_id}, {"_id": 1}, session=session)
+                )
+                is None
+            ):
+                raise IntegrityError(f"message execution_id {execution_id} does not exist")
+            latest = await self._batches({"execution_id": execution_id}, [("last", DESCENDING)], 1)
+            fresh = messages_to_restore(execution_id, int(latest[0]["last"]) if latest else 0, group)
+            await self._check_participants(execution_id, fresh)
+            for batch in _batches_of(fresh):
+                document = {
+                    "_id": batch[0].id,
+                    "execution_id": execution_id,
+                    "first": batch[0].sequence_number,
+                    "last": batch[-1].sequence_number,
+                    "created_at": batch[0].created_at,
+                    "items": [documents.message_item(m) for m in batch],
+                    "schema_version": CURRENT_SCHEMA_VERSION,
+                }
+                try:
+                    await self._c.insert_one(document, session=session)
+                except DuplicateKeyError as error:
+                    raise ConcurrencyError(
+                        f"execution {execution_id}: messages were appended while restoring; rerun the restore"
+                    ) from error
+                except BaseException as error:
+                    raise translate(error) from error
+                written += len(batch)
+        return written
+
+    async def _check_participants(
+        self, execution_id: UUID, drafts: Sequence[MessageCreate | Message]
+    ) -> None:
         wanted = builtins.list(
             {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
         )
@@ -803,7 +908,7 @@ class MongoResults(_UuidRepository[Result]):
     def _document(self, entity: Result) -> dict[str, Any]:
         return documents.result_document(entity)
 
-    async def _check_refs(self, entity: Result) -> None:
+    async def _check_refs(self, entity: Result, restoring: bool = False) -> None:
         execution = await self._require("executions", entity.execution_id, "execution_id", entity)
         instance = await self._require(
             "agent_instances", entity.agent_instance_id, "agent_instance_id", entity
@@ -811,7 +916,13 @@ class MongoResults(_UuidRepository[Result]):
         check_instance_binding(
             instance["_id"], instance.get("execution_id"), entity.execution_id, "agent_instance_id"
         )
-        refuse_if_final(entity.execution_id, ExecutionStatus(execution["status"]), "results")
+        if not restoring:
+            refuse_if_final(entity.execution_id, ExecutionStatus(execution["status"]), "results")
+
+    async def _restore(self, entity: Result, session: Any) -> None:
+        stored = for_restore(entity)
+        await self._check_refs(stored, restoring=True)
+        await self._write_new(self._document(stored), session)
 
     async def _insert(self, entity: Result, session: Any) -> Result:
         stored = for_insert(entity)
@@ -841,6 +952,18 @@ class MongoResults(_UuidRepository[Result]):
     async def count(self, *, execution_id: UUID | None = None, agent_instance_id: UUID | None = None) -> int:
         flt = ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id)
         return await self._count(_eq(**flt.model_dump()))
+
+
+def _batches_of(messages: builtins.list[Message]) -> builtins.list[builtins.list[Message]]:
+    """Runs of messages that share ``created_at`` (one original append), at most
+    ``MAX_BATCH_ITEMS`` long."""
+    runs: builtins.list[builtins.list[Message]] = []
+    for message in messages:
+        if runs and runs[-1][0].created_at == message.created_at and len(runs[-1]) < MAX_BATCH_ITEMS:
+            runs[-1].append(message)
+        else:
+            runs.append([message])
+    return runs
 
 
 def _eq(**fields: Any) -> Filter:

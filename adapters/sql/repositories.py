@@ -25,6 +25,7 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -50,7 +51,9 @@ from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
     for_insert,
+    for_restore,
     for_update,
+    messages_to_restore,
     refuse_if_final,
 )
 from qmcp_agents.domain.message import trusted_message
@@ -161,6 +164,23 @@ class _Repository(Generic[K, E]):
         async with self._store.connection() as conn:
             return await self._insert(conn, entity)
 
+    async def _restore(self, conn: AsyncConnection, entity: E) -> None:
+        raise NotImplementedError
+
+    async def _after_restore(self, conn: AsyncConnection) -> None:
+        """Hook: make ids written as given never be handed out again."""
+
+    async def restore_many(self, entities: Sequence[E]) -> int:
+        written = 0
+        async with self._store.connection() as conn:
+            for entity in entities:
+                if not await self._exists(conn, self.table, self.table.c.id == getattr(entity, "id")):  # noqa: B009
+                    await self._restore(conn, entity)
+                    written += 1
+            if written:
+                await self._after_restore(conn)
+        return written
+
     async def add_many(self, entities: Sequence[E]) -> builtins.list[E]:
         async with self._store.connection() as conn:
             return [await self._insert(conn, entity) for entity in entities]
@@ -192,6 +212,14 @@ class _NamedRepository(_Repository[int, E]):
             raise NotFound(f"{self.label} named {name!r} does not exist")
         return entity
 
+    async def _check_name_free(self, conn: AsyncConnection, entity: BaseModel) -> None:
+        name = getattr(entity, "name")  # noqa: B009
+        if await self._exists(conn, self.table, self.table.c.name == name):
+            raise AlreadyExists(f"{self.label} named {name!r} already exists")
+
+    async def _after_restore(self, conn: AsyncConnection) -> None:
+        await _advance_sequence(conn, self.table)
+
     async def _check_new(self, conn: AsyncConnection, entity: BaseModel) -> None:
         if getattr(entity, "id") is not None:  # noqa: B009
             raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
@@ -206,6 +234,11 @@ class SqlAgentTypes(_NamedRepository[AgentType]):
 
     def _load(self, row: RowLike) -> AgentType:
         return rows.agent_type_from(row)
+
+    async def _restore(self, conn: AsyncConnection, entity: AgentType) -> None:
+        stored = for_restore(entity)
+        await self._check_name_free(conn, stored)
+        await conn.execute(insert(self.table).values(**rows.agent_type_row(stored)))
 
     async def _insert(self, conn: AsyncConnection, entity: AgentType) -> AgentType:
         await self._check_new(conn, entity)
@@ -315,6 +348,18 @@ class SqlTopologies(_NamedRepository[Topology]):
     def _load(self, row: RowLike) -> Topology:  # pragma: no cover - _load_many is used
         raise NotImplementedError
 
+    async def _restore(self, conn: AsyncConnection, entity: Topology) -> None:
+        stored = for_restore(entity)
+        assert stored.id is not None
+        await self._check_name_free(conn, stored)
+        await self._check_rules(conn, stored)
+        await conn.execute(insert(self.table).values(**rows.topology_row(stored)))
+        await self._write_members(conn, stored, stored.id)
+
+    async def _after_restore(self, conn: AsyncConnection) -> None:
+        await _advance_sequence(conn, self.table)
+        await _advance_sequence(conn, schema.memberships)
+
     async def _insert(self, conn: AsyncConnection, entity: Topology) -> Topology:
         await self._check_new(conn, entity)
         stored = for_insert(entity)
@@ -385,6 +430,11 @@ class SqlAgentInstances(_UuidRepository[AgentInstance]):
         if entity.execution_id is not None:
             await self._require(conn, schema.executions, entity.execution_id, "execution_id", entity)
 
+    async def _restore(self, conn: AsyncConnection, entity: AgentInstance) -> None:
+        stored = for_restore(entity)
+        await self._check_refs(conn, stored)
+        await conn.execute(insert(self.table).values(**rows.instance_row(stored)))
+
     async def _insert(self, conn: AsyncConnection, entity: AgentInstance) -> AgentInstance:
         stored = for_insert(entity)
         await self._check_new_id(conn, stored)
@@ -435,12 +485,20 @@ class SqlExecutions(_UuidRepository[Execution]):
     def _load(self, row: RowLike) -> Execution:
         return rows.execution_from(row)
 
+    async def _check_refs(self, conn: AsyncConnection, entity: Execution) -> None:
+        await self._require(conn, schema.topologies, entity.topology_id, "topology_id", entity)
+        if entity.parent_id is not None:
+            await self._require(conn, self.table, entity.parent_id, "parent_id", entity)
+
+    async def _restore(self, conn: AsyncConnection, entity: Execution) -> None:
+        stored = for_restore(entity)
+        await self._check_refs(conn, stored)
+        await conn.execute(insert(self.table).values(**rows.execution_row(stored)))
+
     async def _insert(self, conn: AsyncConnection, entity: Execution) -> Execution:
         stored = for_insert(entity)
         await self._check_new_id(conn, stored)
-        await self._require(conn, schema.topologies, stored.topology_id, "topology_id", stored)
-        if stored.parent_id is not None:
-            await self._require(conn, self.table, stored.parent_id, "parent_id", stored)
+        await self._check_refs(conn, stored)
         await conn.execute(insert(self.table).values(**rows.execution_row(stored)))
         return stored
 
@@ -608,8 +666,36 @@ class SqlMessages:
         else:
             await conn.execute(insert(self.table), [bulk.row_dict(m) for m in out])
 
+    async def restore_many(self, messages: Sequence[Message]) -> int:
+        by_execution: dict[UUID, builtins.list[Message]] = {}
+        for message in messages:
+            by_execution.setdefault(message.execution_id, []).append(message)
+        e = schema.executions
+        written = 0
+        async with self._store.connection() as conn:
+            for execution_id, group in by_execution.items():
+                row = (
+                    await conn.execute(
+                        select(e.c.last_sequence_number).where(e.c.id == execution_id).with_for_update()
+                    )
+                ).first()
+                if row is None:
+                    raise IntegrityError(f"message execution_id {execution_id} does not exist")
+                fresh = messages_to_restore(execution_id, int(row.last_sequence_number), group)
+                if not fresh:
+                    continue
+                await self._check_participants(conn, execution_id, fresh)
+                await self._write(conn, fresh)
+                await conn.execute(
+                    update(e)
+                    .where(e.c.id == execution_id)
+                    .values(last_sequence_number=fresh[-1].sequence_number)
+                )
+                written += len(fresh)
+        return written
+
     async def _check_participants(
-        self, conn: AsyncConnection, execution_id: UUID, drafts: Sequence[MessageCreate]
+        self, conn: AsyncConnection, execution_id: UUID, drafts: Sequence[MessageCreate | Message]
     ) -> None:
         wanted = {d.sender_id for d in drafts} | {
             d.recipient_id for d in drafts if d.recipient_id is not None
@@ -700,6 +786,19 @@ def _new_messages(execution_id: UUID, drafts: Sequence[MessageCreate], first: in
     ]
 
 
+async def _advance_sequence(conn: AsyncConnection, table: Table) -> None:
+    """After ids were written as given, move PostgreSQL's id sequence past them (SQLite's
+    AUTOINCREMENT keeps track by itself)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                f"(SELECT GREATEST(COALESCE(MAX(id), 0), 1) FROM {table.name}), "
+                f"(SELECT COUNT(*) > 0 FROM {table.name}))"
+            )
+        )
+
+
 async def _count(conn: AsyncConnection, table: Table, where: ColumnElement[bool]) -> int:
     return int((await conn.execute(select(func.count()).select_from(table).where(where))).scalar_one())
 
@@ -711,7 +810,7 @@ class SqlResults(_UuidRepository[Result]):
     def _load(self, row: RowLike) -> Result:
         return rows.result_from(row)
 
-    async def _check_refs(self, conn: AsyncConnection, entity: Result) -> None:
+    async def _check_refs(self, conn: AsyncConnection, entity: Result, restoring: bool = False) -> None:
         execution = await self._require(conn, schema.executions, entity.execution_id, "execution_id", entity)
         instance = await self._require(
             conn, schema.agent_instances, entity.agent_instance_id, "agent_instance_id", entity
@@ -719,7 +818,13 @@ class SqlResults(_UuidRepository[Result]):
         check_instance_binding(
             instance["id"], instance["execution_id"], entity.execution_id, "agent_instance_id"
         )
-        refuse_if_final(entity.execution_id, ExecutionStatus(execution["status"]), "results")
+        if not restoring:
+            refuse_if_final(entity.execution_id, ExecutionStatus(execution["status"]), "results")
+
+    async def _restore(self, conn: AsyncConnection, entity: Result) -> None:
+        stored = for_restore(entity)
+        await self._check_refs(conn, stored, restoring=True)
+        await conn.execute(insert(self.table).values(**rows.result_row(stored)))
 
     async def _insert(self, conn: AsyncConnection, entity: Result) -> Result:
         stored = for_insert(entity)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -51,48 +51,21 @@ class TestSqliteMemoryStore(StoreConformance):
             yield store
 
 
-@pytest.fixture(scope="module")
-def pg_schema() -> str:
-    return unique_schema()
-
-
 class TestPostgresStore(StoreConformance):
     hypothesis_examples = 20
 
-    @pytest.fixture(autouse=True)
-    def _schema(self, pg_schema: str) -> None:
-        self.schema = pg_schema
-
     @asynccontextmanager
     async def make_store(self) -> AsyncIterator[Store]:
-        store = SqlStore(POSTGRES_URL, schema=self.schema)
+        """A schema of its own for every store, dropped afterwards."""
+        store = SqlStore(POSTGRES_URL, schema=unique_schema())
         try:
             await store.create_schema()
         except StoreUnavailable as error:
             await store.close()
             unavailable("PostgreSQL", error)
         try:
-            await empty_tables(store)
             yield store
         finally:
+            async with store.engine.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
             await store.close()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _drop_pg_schemas(pg_schema: str) -> Iterator[None]:
-    yield
-    import asyncio
-
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def drop() -> None:
-        engine = create_async_engine(POSTGRES_URL.replace("postgresql://", "postgresql+asyncpg://"))
-        try:
-            async with engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE'))
-        except Exception:
-            pass
-        finally:
-            await engine.dispose()
-
-    asyncio.run(drop())

@@ -764,7 +764,7 @@ class StoreConformance:
             assert newcomer.id is not None
             assert newcomer.id > max(t["id"] for t in source["agent_types"])
             speaker = await target.agent_instances.add(
-                AgentInstance(agent_type_id=world.agent_type.id, execution_id=child.id)  # type: ignore[arg-type]
+                AgentInstance(agent_type_id=world.agent_type.id, execution_id=child.id)
             )
             appended = await target.messages.append(child.id, [message(speaker.id)])
             assert appended[0].sequence_number == 1

@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m qmcp_agents.adapters.cli.demo $(DEMO_STORE)
+	$(VENV)/bin/qmcp-agents demo
 
 lint: install
 	$(VENV)/bin/ruff check domain adapters testing tests benchmarks

@@ -7,6 +7,7 @@ so a filter means the same thing everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from uuid import UUID
@@ -36,6 +37,18 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+async def all_pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> list[T]:
+    """Every item of a listing: call ``fetch(after)`` following ``next_cursor`` to the end."""
+    items: list[T] = []
+    after: str | None = None
+    while True:
+        page = await fetch(after)
+        items.extend(page.items)
+        if page.next_cursor is None:
+            return items
+        after = page.next_cursor
 
 
 def check_limit(limit: int, name: str = "limit") -> int:
@@ -164,6 +177,7 @@ __all__ = [
     "MessageFilter",
     "Page",
     "PurgeRequest",
+    "all_pages",
     "ResultFilter",
     "TopologyFilter",
     "check_limit",

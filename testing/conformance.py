@@ -43,9 +43,10 @@ from qmcp_agents.domain import (
     uuid7,
 )
 from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.queries import all_pages
 
 from .builders import World, agent_type, message, topology
-from .inspect import all_pages, dump_store
+from .inspect import dump_store
 from .runner import StoreSession, with_store_session
 from .stateful import run_state_machine
 from .strategies import json_objects
@@ -735,10 +736,11 @@ class StoreConformance:
     async def test_copy_restores_everything_exactly_and_can_be_rerun(self, world: World) -> None:
         store = world.store
         await store.messages.append(
-            world.execution.id, [message(world.instance.id, {"i": i}) for i in range(4)]
+            world.execution.id, [message(world.instance.id, {"i": i}) for i in range(3)]
         )
-        await store.messages.append(
-            world.execution.id, [message(world.instance.id, {"j": 1}, round_number=1)]
+        await asyncio.sleep(0.003)  # a later append has a later created_at, which must survive too
+        await store.messages.append(  # copied in batches of 2, so one batch spans both appends
+            world.execution.id, [message(world.instance.id, {"j": j}, round_number=1) for j in range(2)]
         )
         await store.results.add(world.result(confidence=0.5, token_usage={"in": 1}))
         child = await world.new_execution(parent_id=world.execution.id)

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from qmcp_agents.domain.ports import Page, Store
+from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.queries import all_pages
 
 T = TypeVar("T", bound=BaseModel)
-
-
-async def all_pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> list[T]:
-    """Follow ``next_cursor`` until the last page."""
-    items: list[T] = []
-    after: str | None = None
-    while True:
-        page = await fetch(after)
-        items.extend(page.items)
-        if page.next_cursor is None:
-            return items
-        after = page.next_cursor
 
 
 async def dump_store(store: Store) -> dict[str, list[dict[str, Any]]]:

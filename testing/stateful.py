@@ -32,9 +32,9 @@ from qmcp_agents.domain import (
     InvalidTransition,
     QmcpError,
 )
+from qmcp_agents.domain.queries import all_pages
 
 from .builders import agent_type, message, topology
-from .inspect import all_pages
 from .runner import StoreFactory, StoreSession
 
 TYPE_NAMES = ["alpha", "beta", "gamma", "delta"]

@@ -1,119 +1,112 @@
-"""A short tour of qmcp-agents: agent types, a topology and an execution, on any store.
+"""The demo: three topologies (a debate, a pipeline, an ensemble) with scripted agents.
 
-Run ``python -m qmcp_agents.adapters.cli.demo [STORE_URL]`` (default ``memory://``).
+``qmcp-agents demo`` (and ``make demo``) registers what is missing, runs each topology on
+the store and prints the transcripts. Rerunning it adds three more executions.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from uuid import UUID
+from typing import Any
 
-from qmcp_agents.adapters import open_store
-from qmcp_agents.domain import (
-    AgentInstance,
-    AgentRole,
-    AgentTypeCreate,
-    ExecutionCreate,
-    MessageCreate,
-    MessageType,
-    Result,
-    TopologyCreate,
-    TopologyType,
-    services,
-)
+from qmcp_agents.domain import AgentTypeCreate, TopologyCreate, services
+from qmcp_agents.domain.engine import AgentContext, AgentReply, ScriptedAgent, reply
 from qmcp_agents.domain.ports import Store
 
+AGENT_TYPES = [
+    ("optimist", "specialist", "Argues for the proposal."),
+    ("skeptic", "critic", "Argues against the proposal."),
+    ("judge", "reviewer", "Weighs both sides and decides."),
+    ("researcher", "executor", "Gathers the facts."),
+    ("writer", "synthesizer", "Turns facts into prose."),
+    ("editor", "reviewer", "Tightens the prose."),
+    ("forecaster", "specialist", "Estimates a number."),
+]
 
-async def build(store: Store) -> UUID:
-    """Register two debaters and a judge, a debate topology, and record one short debate."""
-    for name, role, prompt in (
-        ("optimist", AgentRole.SPECIALIST, "Argue for the proposal."),
-        ("skeptic", AgentRole.CRITIC, "Argue against the proposal."),
-        ("judge", AgentRole.REVIEWER, "Weigh both sides and decide."),
-    ):
-        await services.register_agent_type(
-            store,
-            AgentTypeCreate(name=name, description=prompt, role=role, config={"system_prompt": prompt}),
+TOPOLOGIES = [
+    TopologyCreate(
+        name="proposal-debate",
+        description="Two debaters and a judge",
+        topology_type="debate",
+        config={"max_rounds": 2, "mediator_agent_name": "judge", "convergence_threshold": 1.0},
+        agent_names=["optimist", "skeptic", "judge"],
+    ),
+    TopologyCreate(
+        name="article-pipeline",
+        description="Research, write, edit",
+        topology_type="pipeline",
+        config={"stages": ["research", "write", "edit"], "checkpoint_after": ["research"]},
+        agent_names=["researcher", "writer", "editor"],
+    ),
+    TopologyCreate(
+        name="forecast-ensemble",
+        description="Three forecasters averaged",
+        topology_type="ensemble",
+        config={"aggregation_method": "average"},
+        agent_names=["forecaster", "forecaster", "forecaster"],
+    ),
+]
+
+INPUTS: dict[str, dict[str, Any]] = {
+    "proposal-debate": {"proposal": "Use time-ordered UUIDv7 keys"},
+    "article-pipeline": {"topic": "barn owls"},
+    "forecast-ensemble": {"question": "Owls seen this winter?"},
+}
+
+USAGE = {"input": 220, "output": 40}
+
+
+def _stage(text: str) -> Any:
+    def step(context: AgentContext) -> AgentReply:
+        previous = context.task.get("input", {})
+        return reply(
+            {"text": text.format(**{**previous, **INPUTS["article-pipeline"]})}, 0.9, token_usage=USAGE
         )
-    await services.create_topology(
-        store,
-        TopologyCreate(
-            name="proposal-debate",
-            description="Two debaters, one judge",
-            topology_type=TopologyType.DEBATE,
-            config={"max_rounds": 2, "mediator_agent_name": "judge"},
-            agent_names=["optimist", "skeptic", "judge"],
-        ),
-    )
-    execution = await services.start_execution(
-        store, ExecutionCreate(topology_name="proposal-debate", input_data={"proposal": "Adopt UUIDv7 keys"})
-    )
-    topology = await store.topologies.get_by_name("proposal-debate")
-    agents = {}
-    for membership in topology.memberships:
-        agent_type = await store.agent_types.get(membership.agent_type_id)
-        agents[agent_type.name] = await store.agent_instances.add(
-            AgentInstance(agent_type_id=agent_type.id, execution_id=execution.id)
-        )
-    script = [
-        (0, "optimist", "Time-ordered keys keep indexes compact."),
-        (0, "skeptic", "They leak creation time."),
-        (1, "optimist", "Creation time is already public here."),
-        (1, "skeptic", "Then I concede."),
-    ]
-    await store.messages.append(
-        execution.id,
-        [
-            MessageCreate(
-                sender_id=agents[who].id,
-                message_type=MessageType.BROADCAST,
-                content={"text": text},
-                round_number=r,
+
+    return step
+
+
+def agents() -> dict[str, dict[str, ScriptedAgent]]:
+    """Fresh scripted agents for each demo topology (they count their calls)."""
+    return {
+        "proposal-debate": {
+            "optimist": ScriptedAgent(
+                [reply({"answer": "adopt", "why": "indexes stay compact"}, 0.8, token_usage=USAGE)]
+            ),
+            "skeptic": ScriptedAgent(
+                [
+                    reply({"answer": "reject", "why": "ids leak creation time"}, 0.6, token_usage=USAGE),
+                    reply({"answer": "adopt", "why": "the times are public anyway"}, 0.7, token_usage=USAGE),
+                ]
+            ),
+            "judge": ScriptedAgent(
+                [reply({"answer": "adopt", "why": "both sides agree"}, 0.9, token_usage=USAGE)]
+            ),
+        },
+        "article-pipeline": {
+            "research": ScriptedAgent([_stage("Facts about {topic}: silent flight, heart-shaped face.")]),
+            "write": ScriptedAgent([_stage("{text} They hunt at night.")]),
+            "edit": ScriptedAgent([_stage("{text} (edited)")]),
+        },
+        "forecast-ensemble": {
+            "forecaster": ScriptedAgent([reply({"answer": 12}, 0.7, token_usage=USAGE)]),
+            "forecaster-2": ScriptedAgent([reply({"answer": 15}, 0.6, token_usage=USAGE)]),
+            "forecaster-3": ScriptedAgent([reply({"answer": 9}, 0.8, token_usage=USAGE)]),
+        },
+    }
+
+
+async def prepare(store: Store) -> list[tuple[str, dict[str, ScriptedAgent]]]:
+    """Register the demo's agent types and topologies where missing."""
+    for name, role, description in AGENT_TYPES:
+        if await store.agent_types.find_by_name(name) is None:
+            await services.register_agent_type(
+                store,
+                AgentTypeCreate(
+                    name=name, description=description, role=role, config={"system_prompt": description}
+                ),
             )
-            for r, who, text in script
-        ],
-    )
-    verdict = {"decision": "adopt", "votes": {"optimist": "adopt", "skeptic": "adopt"}}
-    await store.results.add(
-        Result(
-            execution_id=execution.id,
-            agent_instance_id=agents["judge"].id,
-            output=verdict,
-            confidence=0.9,
-            reasoning="Both debaters agree after round 1.",
-            token_usage={"input": 812, "output": 64},
-        )
-    )
-    await services.finish_execution(store, execution.id, verdict)
-    return execution.id
-
-
-async def show(store: Store, execution_id: UUID) -> None:
-    execution = await services.get_execution(store, execution_id)
-    topology = await store.topologies.get(execution.topology_id)
-    print(f"topology  {topology.name} ({topology.topology_type.value}) config={topology.config}")
-    print(f"execution {execution.id} {execution.status.value} in {execution.duration_ms} ms")
-    names = {}
-    for instance in (await store.agent_instances.list(execution_id=execution_id)).items:
-        names[instance.id] = (await store.agent_types.get(instance.agent_type_id)).name
-    for message in await services.list_messages(store, execution_id):
-        print(
-            f"  #{message.sequence_number} round {message.round_number} {names[message.sender_id]:>8}: "
-            f"{message.content['text']}"
-        )
-    for result in (await store.results.list(execution_id=execution_id)).items:
-        print(
-            f"result by {names[result.agent_instance_id]}: {result.output} (confidence {result.confidence})"
-        )
-
-
-async def main(url: str) -> None:
-    async with open_store(url) as store:
-        await store.create_schema()
-        execution_id = await build(store)
-        await show(store, execution_id)
-
-
-if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "memory://"))
+    for topology in TOPOLOGIES:
+        if await store.topologies.find_by_name(topology.name) is None:
+            await services.create_topology(store, topology)
+    scripts = agents()
+    return [(topology.name, scripts[topology.name]) for topology in TOPOLOGIES]

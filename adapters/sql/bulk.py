@@ -76,7 +76,13 @@ def driver_rows(dialect: Dialect, batch: list[Message]) -> list[tuple[Any, ...]]
             cache[value] = to_uuid(value)
         return cache[value]
 
-    created = to_time(batch[0].created_at) if batch else None
+    times: dict[Any, Any] = {}
+
+    def when(value: Any) -> Any:  # an append shares one timestamp; a restore may not
+        if value not in times:
+            times[value] = to_time(value)
+        return times[value]
+
     return [
         (
             to_uuid(m.id),
@@ -87,7 +93,7 @@ def driver_rows(dialect: Dialect, batch: list[Message]) -> list[tuple[Any, ...]]
             to_json(m.content),
             m.round_number,
             m.sequence_number,
-            created,
+            when(m.created_at),
             1,
             CURRENT_SCHEMA_VERSION,
         )

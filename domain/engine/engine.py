@@ -33,7 +33,8 @@ AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
 class Engine:
     """Runs topologies. ``timeout_scale`` multiplies every agent's ``timeout_seconds``
     (simulations and tests use a small one); ``weights`` gives members (by slot) their say
-    in weighted votes; ``synthesizer`` is used by ``synthesis`` aggregation."""
+    in weighted votes; ``synthesizer`` is used by ``synthesis`` aggregation; ``observer``
+    is told of every answer and failure as it is recorded (progress displays)."""
 
     def __init__(
         self,
@@ -43,8 +44,10 @@ class Engine:
         synthesizer: Synthesizer | None = None,
         weights: Mapping[str, float] | None = None,
         timeout_scale: float = 1.0,
+        observer: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
+        self.observer = observer
         self._agents = agents
         self.synthesizer = synthesizer
         self.weights = dict(weights or {})
@@ -152,6 +155,10 @@ class Engine:
         execution = await self.store.executions.get(run.execution.id)
         execution.metadata = {**execution.metadata, "checkpoint": point}
         run.execution = await self.store.executions.update(execution)
+
+    def notify(self, event: dict[str, Any]) -> None:
+        if self.observer is not None:
+            self.observer(event)
 
     async def _drive(self, topology: Topology, execution: Execution) -> ExecutionRead:
         try:

@@ -161,6 +161,7 @@ class Run:
                     )
                     raise HumanInputNeeded(member.slot, call, answer.needs_human)
                 await self._record(member, call, answer, started, round_number)
+                self._notify("answer", member, call, round_number, confidence=answer.confidence)
                 return answer
             await self.say(
                 member,
@@ -168,7 +169,22 @@ class Run:
                 {"call": call, "attempt": attempt, "error": errors[-1]},
                 round_number,
             )
+            self._notify("failure", member, call, round_number, error=errors[-1])
         raise AgentFailed(member.slot, call, errors)
+
+    def _notify(self, kind: str, member: Member, call: str, round_number: int, **extra: Any) -> None:
+        if self.engine is not None:
+            self.engine.notify(
+                {
+                    "event": kind,
+                    "topology": self.topology.name,
+                    "execution_id": str(self.execution.id),
+                    "slot": member.slot,
+                    "call": call,
+                    "round": round_number,
+                    **extra,
+                }
+            )
 
     async def say(
         self,

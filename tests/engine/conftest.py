@@ -9,8 +9,8 @@ from typing import Any
 import pytest_asyncio
 
 from qmcp_agents.adapters import open_store
-from qmcp_agents.domain import AgentTypeCreate, TopologyCreate, services
 from qmcp_agents.domain.ports import Store
+from qmcp_agents.testing.builders import register_topology
 
 
 @pytest_asyncio.fixture
@@ -27,31 +27,4 @@ async def any_store(request: Any, tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
 
 
-async def build(
-    store: Store,
-    name: str,
-    topology_type: str,
-    members: list[str],
-    config: dict[str, Any] | None = None,
-    capabilities: dict[str, list[str]] | None = None,
-    agent_config: dict[str, dict[str, Any]] | None = None,
-) -> None:
-    """Agent types for ``members`` (skipping ones that exist) and a topology using them."""
-    for member in dict.fromkeys(members):
-        if await store.agent_types.find_by_name(member) is None:
-            config_fields: dict[str, Any] = {
-                "timeout_seconds": 5,
-                "max_retries": 0,
-                **(agent_config or {}).get(member, {}),
-            }
-            config_fields["capabilities"] = [{"name": c} for c in (capabilities or {}).get(member, [])]
-            await services.register_agent_type(
-                store,
-                AgentTypeCreate(name=member, description=member, role="specialist", config=config_fields),
-            )
-    await services.create_topology(
-        store,
-        TopologyCreate(
-            name=name, description=name, topology_type=topology_type, config=config or {}, agent_names=members
-        ),
-    )
+build = register_topology

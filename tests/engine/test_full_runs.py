@@ -11,7 +11,7 @@ import pytest
 from qmcp_agents.domain import ExecutionRead, ExecutionStatus, MessageType
 from qmcp_agents.domain.engine import Engine, ScriptedAgent, reply
 from qmcp_agents.domain.ports import Store
-from qmcp_agents.testing.inspect import all_pages
+from qmcp_agents.domain.queries import all_pages
 
 from .conftest import build
 

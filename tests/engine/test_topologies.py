@@ -9,7 +9,7 @@ import pytest
 from qmcp_agents.domain import ExecutionStatus, MessageType
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
 from qmcp_agents.domain.ports import Store
-from qmcp_agents.testing.inspect import all_pages
+from qmcp_agents.domain.queries import all_pages
 
 from .conftest import build
 

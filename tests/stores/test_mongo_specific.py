@@ -15,8 +15,8 @@ from pymongo import AsyncMongoClient
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.domain import AgentInstance, ConcurrencyError, StoreUnavailable, TopologyType
+from qmcp_agents.domain.queries import all_pages
 from qmcp_agents.testing.builders import World, agent_type, message, topology
-from qmcp_agents.testing.inspect import all_pages
 
 from .servers import MONGODB_URL, unavailable, with_database
 

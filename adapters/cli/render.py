@@ -1,0 +1,135 @@
+"""How the command shows things: Rich tables on a terminal, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from qmcp_agents.domain import AgentType, ExecutionRead, Message, Result, Topology
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(jsonable(value), indent=2, sort_keys=True, default=str)
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def agent_types_table(items: list[AgentType]) -> Table:
+    table = Table(
+        "id", "name", "role", "version", "model", "capabilities", "description", title="Agent types"
+    )
+    for t in items:
+        caps = ", ".join(c.name for c in t.config.capabilities) or "-"
+        table.add_row(
+            str(t.id), t.name, t.role.value, t.version, t.config.model, caps, short(t.description, 40)
+        )
+    return table
+
+
+def topologies_table(items: list[Topology]) -> Table:
+    table = Table("id", "name", "type", "members", "config", title="Topologies")
+    for t in items:
+        table.add_row(str(t.id), t.name, t.topology_type.value, str(len(t.memberships)), short(t.config, 50))
+    return table
+
+
+def topology_tree(topology: Topology, type_names: dict[int, str]) -> Tree:
+    tree = Tree(f"[bold]{topology.name}[/bold] ({topology.topology_type.value}) v{topology.version}")
+    tree.add(f"config: {json.dumps(topology.config, sort_keys=True)}")
+    members = tree.add(f"members ({len(topology.memberships)})")
+    for m in sorted(topology.memberships, key=lambda m: (m.position, m.slot_name)):
+        agent = type_names.get(m.agent_type_id, m.agent_type_id)
+        line = f"#{m.position} slot [cyan]{m.slot_name}[/cyan] ← {agent}"
+        if m.config_overrides:
+            line += f"  overrides {json.dumps(m.config_overrides, sort_keys=True)}"
+        members.add(line)
+    return tree
+
+
+def executions_table(items: list[ExecutionRead], topology_names: dict[int, str]) -> Table:
+    table = Table("id", "topology", "status", "started", "duration", "error", title="Executions")
+    for e in items:
+        duration = f"{e.duration_ms} ms" if e.duration_ms is not None else "-"
+        table.add_row(
+            str(e.id),
+            topology_names.get(e.topology_id, str(e.topology_id)),
+            e.status.value,
+            e.started_at.isoformat(timespec="seconds"),
+            duration,
+            short(e.error or "", 40),
+        )
+    return table
+
+
+def transcript(
+    console: Console,
+    execution: ExecutionRead,
+    topology: str,
+    messages: list[Message],
+    results: list[Result],
+    names: dict[UUID, str],
+) -> None:
+    tokens: defaultdict[str, int] = defaultdict(int)
+    for result in results:
+        for key, count in (result.token_usage or {}).items():
+            tokens[key] += count
+    duration = f"{execution.duration_ms} ms" if execution.duration_ms is not None else "running"
+    console.print(
+        f"[bold]{topology}[/bold] · execution {execution.id} · "
+        f"[bold]{execution.status.value}[/bold] · {duration}"
+    )
+    console.print(f"input  {short(execution.input_data, 100)}")
+    by_round: dict[int, list[Message]] = defaultdict(list)
+    for message in messages:
+        by_round[message.round_number].append(message)
+    for round_number in sorted(by_round):
+        table = Table(
+            "#", "from", "to", "type", "content", "conf.", title=f"round {round_number}", title_justify="left"
+        )
+        for m in by_round[round_number]:
+            conf = m.content.get("confidence") if m.message_type.value == "response" else None
+            table.add_row(
+                str(m.sequence_number),
+                names.get(m.sender_id, str(m.sender_id)[:8]),
+                names.get(m.recipient_id, "everyone") if m.recipient_id else "everyone",
+                m.message_type.value,
+                short(m.content.get("output", m.content), 70),
+                f"{conf:.2f}" if isinstance(conf, float) else "-",
+            )
+        console.print(table)
+    if results:
+        summary = Table("agent", "confidence", "tokens", "output", title="results", title_justify="left")
+        for r in results:
+            summary.add_row(
+                names.get(r.agent_instance_id, "?"),
+                f"{r.confidence:.2f}" if r.confidence is not None else "-",
+                str(sum((r.token_usage or {}).values())),
+                short(r.output, 60),
+            )
+        console.print(summary)
+    total = ", ".join(f"{k} {v}" for k, v in sorted(tokens.items())) or "none"
+    console.print(
+        f"tokens {total} · output {short(execution.output_data, 100) if execution.output_data else '-'}"
+    )
+    if execution.error:
+        console.print(f"[red]error[/red] {execution.error}")

@@ -1,0 +1,112 @@
+"""``copy`` across backends: memory -> SQLite -> PostgreSQL -> MongoDB, ending with equal
+stores, and again after being interrupted half-way."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+
+from qmcp_agents.adapters import open_store
+from qmcp_agents.adapters.mongo import MongoStore
+from qmcp_agents.adapters.sql import SqlStore
+from qmcp_agents.adapters.transfer import copy_store
+from qmcp_agents.domain import StoreUnavailable
+from qmcp_agents.domain.engine import Engine, ScriptedAgent, reply
+from qmcp_agents.domain.ports import Store
+from qmcp_agents.testing.builders import register_topology as build
+from qmcp_agents.testing.inspect import dump_store
+
+from .servers import MONGODB_URL, POSTGRES_URL, unavailable, unique_schema
+
+pytestmark = pytest.mark.asyncio
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest_asyncio.fixture
+async def populated() -> AsyncIterator[Store]:
+    async with open_store("memory://") as store:
+        await build(store, "debate", "debate", ["pro", "con", "judge"], {"mediator_agent_name": "judge"})
+        await build(store, "panel", "ensemble", ["pro", "con"], {"aggregation_method": "vote"})
+        agents = {
+            "pro": ScriptedAgent([reply({"answer": "a"}, 0.9)]),
+            "con": ScriptedAgent([reply({"answer": "b"}, 0.4)]),
+            "judge": ScriptedAgent([reply({"answer": "a"}, 1.0)]),
+        }
+        engine = Engine(store, agents)
+        for i in range(3):
+            await engine.run("debate", {"i": i})
+            await engine.run("panel", {"i": i})
+        yield store
+
+
+@pytest_asyncio.fixture
+async def postgres() -> AsyncIterator[SqlStore]:
+    store = SqlStore(POSTGRES_URL, schema=unique_schema())
+    try:
+        await store.create_schema()
+    except StoreUnavailable as error:
+        await store.close()
+        unavailable("PostgreSQL", error)
+    yield store
+    async with store.engine.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
+    await store.close()
+
+
+@pytest_asyncio.fixture
+async def mongo() -> AsyncIterator[MongoStore]:
+    store = MongoStore.from_url(MONGODB_URL, database=f"qmcp_test_{uuid.uuid4().hex[:10]}")
+    try:
+        await store.create_schema()
+    except StoreUnavailable as error:
+        await store.close()
+        unavailable("MongoDB", error)
+    yield store
+    await store.drop_schema()
+    await store.close()
+
+
+async def test_copy_through_every_backend(
+    populated: Store, postgres: SqlStore, mongo: MongoStore, tmp_path: Path
+) -> None:
+    expected = await dump_store(populated)
+    assert len(expected["messages"]) > 10
+    async with open_store(f"sqlite:///{tmp_path / 'copy.db'}") as sqlite:
+        await sqlite.create_schema()
+        checksums = set()
+        for source, target in ((populated, sqlite), (sqlite, postgres), (postgres, mongo)):
+            summary = await copy_store(source, target, batch_size=4)
+            assert summary.written == summary.counts
+            assert await dump_store(target) == expected
+            checksums.add(summary.checksum)
+        assert len(checksums) == 1
+
+
+async def test_interrupted_copy_resumes_without_duplicates(
+    populated: Store, postgres: SqlStore, mongo: MongoStore
+) -> None:
+    expected = await dump_store(populated)
+    for target in (postgres, mongo):
+        batches = 0
+
+        def stop_half_way(kind: str, count: int) -> None:
+            nonlocal batches
+            batches += 1
+            if batches == 6:
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            await copy_store(populated, target, batch_size=3, progress=stop_half_way)
+        partial = await dump_store(target)
+        assert 0 < sum(len(v) for v in partial.values()) < sum(len(v) for v in expected.values())
+        summary = await copy_store(populated, target, batch_size=3)
+        assert 0 < sum(summary.written.values()) < sum(summary.counts.values())
+        assert await dump_store(target) == expected

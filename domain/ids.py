@@ -18,6 +18,7 @@ _last_ms = 0
 _counter = 0
 
 
+_UNKNOWN_SAFETY = SafeUUID.unknown  # enum member lookups are slow; ids are made by the thousand
 _RAND_B = (1 << 62) - 1
 _MS = (1 << 48) - 1
 
@@ -44,7 +45,7 @@ def _assemble(ms: int, counter: int, random_bits: int) -> UUID:
     object.__setattr__(
         value, "int", (ms & _MS) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | (random_bits & _RAND_B)
     )
-    object.__setattr__(value, "is_safe", SafeUUID.unknown)
+    object.__setattr__(value, "is_safe", _UNKNOWN_SAFETY)
     return value
 
 

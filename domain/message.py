@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -10,7 +11,7 @@ from pydantic import Field, NonNegativeInt, StrictFloat, StrictInt, model_valida
 from .base import DomainModel, Text
 from .clock import UtcDatetime, utc_now
 from .enums import MessageType
-from .ids import uuid7
+from .ids import uuid7, uuid7_many
 from .json_payload import INT64_MAX, JsonObject
 
 
@@ -83,6 +84,28 @@ def trusted_message(**fields: Any) -> Message:
     return message
 
 
+def build_messages(execution_id: UUID, drafts: Sequence[MessageCreate], first: int) -> list[Message]:
+    """The messages a store writes for validated ``drafts``: new ids, one timestamp, and
+    sequence numbers from ``first`` on."""
+    now = utc_now()
+    ids = uuid7_many(len(drafts))
+    return [
+        trusted_message(
+            id=ids[i],
+            execution_id=execution_id,
+            sender_id=d.sender_id,
+            recipient_id=d.recipient_id,
+            message_type=d.message_type,
+            content=d.content,
+            round_number=d.round_number,
+            sequence_number=first + i,
+            created_at=now,
+            revision=1,
+        )
+        for i, d in enumerate(drafts)
+    ]
+
+
 TokenCount = StrictInt
 
 
@@ -119,4 +142,4 @@ class Result(DomainModel):
         return sum((self.token_usage or {}).values())
 
 
-__all__ = ["Message", "MessageCreate", "MessageRead", "Result", "trusted_message"]
+__all__ = ["Message", "MessageCreate", "MessageRead", "Result", "build_messages", "trusted_message"]

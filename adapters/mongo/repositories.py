@@ -33,10 +33,9 @@ from qmcp_agents.domain import (
     Result,
     Topology,
     TopologyType,
-    utc_now,
 )
+from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.enums import FINAL_STATUSES
-from qmcp_agents.domain.ids import uuid7_many
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -46,7 +45,7 @@ from qmcp_agents.domain.integrity import (
     messages_to_restore,
     refuse_if_final,
 )
-from qmcp_agents.domain.message import trusted_message
+from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
     ExecutionFilter,
@@ -682,7 +681,8 @@ class MongoMessages:
         return self._store.collection(self.collection_name)
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
-        drafts = [MessageCreate.model_validate(m) for m in messages]
+        with paused_gc():
+            drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
         executions = self._store.collection("executions")
         execution = await self._store.call(
@@ -705,7 +705,6 @@ class MongoMessages:
     async def _append_batch(
         self, execution_id: UUID, drafts: Sequence[MessageCreate], session: Any
     ) -> builtins.list[Message]:
-        ids = uuid7_many(len(drafts))
         while True:
             previous = await self._store.call(
                 self._c.find_one(
@@ -713,31 +712,17 @@ class MongoMessages:
                 )
             )
             first = 1 if previous is None else int(previous["last"]) + 1
-            now = utc_now()
-            out = [
-                trusted_message(
-                    id=ids[i],
-                    execution_id=execution_id,
-                    sender_id=d.sender_id,
-                    recipient_id=d.recipient_id,
-                    message_type=d.message_type,
-                    content=d.content,
-                    round_number=d.round_number,
-                    sequence_number=first + i,
-                    created_at=now,
-                    revision=1,
-                )
-                for i, d in enumerate(drafts)
-            ]
-            batch = {
-                "_id": ids[0],
-                "execution_id": execution_id,
-                "first": first,
-                "last": first + len(out) - 1,
-                "created_at": now,
-                "items": [documents.message_item(m) for m in out],
-                "schema_version": CURRENT_SCHEMA_VERSION,
-            }
+            with paused_gc():
+                out = build_messages(execution_id, drafts, first)
+                batch = {
+                    "_id": out[0].id,
+                    "execution_id": execution_id,
+                    "first": first,
+                    "last": first + len(out) - 1,
+                    "created_at": out[0].created_at,
+                    "items": [documents.message_item(m) for m in out],
+                    "schema_version": CURRENT_SCHEMA_VERSION,
+                }
             try:
                 await self._c.insert_one(batch, session=session)
                 return out

@@ -44,9 +44,8 @@ from qmcp_agents.domain import (
     Result,
     Topology,
     TopologyType,
-    utc_now,
 )
-from qmcp_agents.domain.ids import uuid7_many
+from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -56,7 +55,7 @@ from qmcp_agents.domain.integrity import (
     messages_to_restore,
     refuse_if_final,
 )
-from qmcp_agents.domain.message import trusted_message
+from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
     ExecutionFilter,
@@ -623,7 +622,8 @@ class SqlMessages:
         self._store = store
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
-        drafts = [MessageCreate.model_validate(m) for m in messages]
+        with paused_gc():
+            drafts = [MessageCreate.model_validate(m) for m in messages]
         if not drafts:
             async with self._store.connection() as conn:
                 if not await _count(conn, schema.executions, schema.executions.c.id == execution_id):
@@ -644,7 +644,8 @@ class SqlMessages:
             refuse_if_final(execution_id, ExecutionStatus(bumped.status), "messages")
             await self._check_participants(conn, execution_id, drafts)
             first = bumped.last_sequence_number - len(drafts) + 1
-            out = _new_messages(execution_id, drafts, first)
+            with paused_gc():
+                out = build_messages(execution_id, drafts, first)
             await self._write(conn, out)
             return out
 
@@ -654,15 +655,16 @@ class SqlMessages:
         rows are stored exactly as a Core insert would store them)."""
         dialect = conn.dialect
         if dialect.name == "postgresql" and len(out) >= bulk.COPY_MIN_ROWS:
+            with paused_gc():
+                records = bulk.copy_records(out)
             raw = await conn.get_raw_connection()
             await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                self.table.name,
-                records=bulk.copy_records(out),
-                columns=bulk.COLUMNS,
-                schema_name=self._store.schema,
+                self.table.name, records=records, columns=bulk.COLUMNS, schema_name=self._store.schema
             )
         elif dialect.name == "sqlite":
-            await conn.exec_driver_sql(bulk.insert_sql(dialect), bulk.driver_rows(dialect, out))
+            with paused_gc():
+                rows = bulk.driver_rows(dialect, out)
+            await conn.exec_driver_sql(bulk.insert_sql(dialect), rows)
         else:
             await conn.execute(insert(self.table), [bulk.row_dict(m) for m in out])
 
@@ -763,27 +765,6 @@ class SqlMessages:
         )
         async with self._store.connection() as conn:
             return await _count(conn, self.table, where)
-
-
-def _new_messages(execution_id: UUID, drafts: Sequence[MessageCreate], first: int) -> builtins.list[Message]:
-    """Messages for validated drafts, built without validating them a second time."""
-    now = utc_now()
-    ids = uuid7_many(len(drafts))
-    return [
-        trusted_message(
-            id=ids[i],
-            execution_id=execution_id,
-            sender_id=d.sender_id,
-            recipient_id=d.recipient_id,
-            message_type=d.message_type,
-            content=d.content,
-            round_number=d.round_number,
-            sequence_number=first + i,
-            created_at=now,
-            revision=1,
-        )
-        for i, d in enumerate(drafts)
-    ]
 
 
 async def _advance_sequence(conn: AsyncConnection, table: Table) -> None:

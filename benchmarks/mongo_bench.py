@@ -76,8 +76,13 @@ async def store_append(url: str, total: int, batch: int) -> float:
         await store.close()
 
 
-async def bench_mongo(url: str, total: int, batch: int) -> list[Figure]:
-    raw = await raw_insert_many(url, total, batch)
-    ours = await store_append(url, total, batch)
+async def bench_mongo(url: str, total: int, batch: int, rounds: int = 3) -> list[Figure]:
+    """Alternate baseline and store ``rounds`` times and keep each side's best, so that a
+    burst of load on the shared machine does not land on one side only."""
+    raws, ours_all = [], []
+    for _ in range(rounds):
+        raws.append(await raw_insert_many(url, total, batch))
+        ours_all.append(await store_append(url, total, batch))
+    raw, ours = min(raws), min(ours_all)
     name = f"append {total:,} messages in batches of {batch}, client CPU per message"
     return [Figure("mongodb", name, ours * 1e6, raw * 1e6, "raw PyMongo insert_many", "µs")]

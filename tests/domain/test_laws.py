@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from qmcp_agents.domain import Execution, ExecutionStatus, InvalidTransition, to_utc_ms
 from qmcp_agents.domain.base import normalize_name
 from qmcp_agents.domain.json_payload import JsonPayloadError, check_json_object
+from qmcp_agents.testing.stateful import LEGAL
 from qmcp_agents.testing.strategies import json_objects, objects_with_one_bad_leaf
 
 # --- names -----------------------------------------------------------------------------
@@ -74,19 +75,9 @@ def test_timestamps_are_utc_milliseconds(value: datetime, tz: timezone | None) -
 
 # --- the execution status machine --------------------------------------------------------
 
+# The status machine's moves, written out independently of domain/execution.py (shared
+# with the conformance suite's state machine).
 S = ExecutionStatus
-LEGAL = {
-    (S.PENDING, "start"): S.RUNNING,
-    (S.PENDING, "cancel"): S.CANCELLED,
-    (S.PENDING, "mark_failed"): S.FAILED,
-    (S.RUNNING, "pause"): S.PAUSED,
-    (S.RUNNING, "cancel"): S.CANCELLED,
-    (S.RUNNING, "mark_failed"): S.FAILED,
-    (S.RUNNING, "mark_complete"): S.COMPLETED,
-    (S.PAUSED, "resume"): S.RUNNING,
-    (S.PAUSED, "cancel"): S.CANCELLED,
-    (S.PAUSED, "mark_failed"): S.FAILED,
-}
 MOVES = ["start", "pause", "resume", "cancel", "mark_complete", "mark_failed"]
 
 

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from sqlalchemy import text
+
+from qmcp_agents.adapters.sql import SqlStore
+from qmcp_agents.domain import StoreUnavailable
 
 POSTGRES_URL = os.environ.get("QMCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MONGODB_URL = os.environ.get("QMCP_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017/?directConnection=true")
@@ -27,6 +33,23 @@ def unavailable(backend: str, error: BaseException) -> None:
 def unique_schema() -> str:
     """A PostgreSQL schema of its own for one test run, so runs never see each other's data."""
     return f"qmcp_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def postgres_store() -> AsyncIterator[SqlStore]:
+    """A PostgreSQL store in a schema of its own, dropped afterwards."""
+    store = SqlStore(POSTGRES_URL, schema=unique_schema())
+    try:
+        await store.create_schema()
+    except StoreUnavailable as error:
+        await store.close()
+        unavailable("PostgreSQL", error)
+    try:
+        yield store
+    finally:
+        async with store.engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
+        await store.close()
 
 
 def with_database(url: str, database: str) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore
@@ -21,7 +20,7 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.testing.builders import register_topology as build
 from qmcp_agents.testing.inspect import dump_store
 
-from .servers import MONGODB_URL, POSTGRES_URL, unavailable, unique_schema
+from .servers import MONGODB_URL, postgres_store, unavailable
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,16 +48,8 @@ async def populated() -> AsyncIterator[Store]:
 
 @pytest_asyncio.fixture
 async def postgres() -> AsyncIterator[SqlStore]:
-    store = SqlStore(POSTGRES_URL, schema=unique_schema())
-    try:
-        await store.create_schema()
-    except StoreUnavailable as error:
-        await store.close()
-        unavailable("PostgreSQL", error)
-    yield store
-    async with store.engine.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
-    await store.close()
+    async with postgres_store() as store:
+        yield store
 
 
 @pytest_asyncio.fixture

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.adapters.sql.schema import ALL_TABLES
-from qmcp_agents.domain import StoreUnavailable
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.testing import StoreConformance
 
-from .servers import POSTGRES_URL, unavailable, unique_schema
+from .servers import postgres_store
 
 
 async def empty_tables(store: SqlStore) -> None:
@@ -54,18 +52,6 @@ class TestSqliteMemoryStore(StoreConformance):
 class TestPostgresStore(StoreConformance):
     hypothesis_examples = 20
 
-    @asynccontextmanager
-    async def make_store(self) -> AsyncIterator[Store]:
+    def make_store(self) -> AbstractAsyncContextManager[Store]:
         """A schema of its own for every store, dropped afterwards."""
-        store = SqlStore(POSTGRES_URL, schema=unique_schema())
-        try:
-            await store.create_schema()
-        except StoreUnavailable as error:
-            await store.close()
-            unavailable("PostgreSQL", error)
-        try:
-            yield store
-        finally:
-            async with store.engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
-            await store.close()
+        return postgres_store()

@@ -87,18 +87,18 @@ class _Repository(Generic[K, E]):
     def _rows(self) -> dict[K, E]:
         raise NotImplementedError
 
-    def _insert(self, entity: E) -> E:
+    async def _insert(self, entity: E) -> E:
         raise NotImplementedError
 
     async def add(self, entity: E) -> E:
         async with self._store._exclusive():
-            return _copy(self._insert(entity))
+            return _copy(await self._insert(entity))
 
     async def add_many(self, entities: Sequence[E]) -> builtins.list[E]:
         async with self._store._exclusive():
             snapshot = self._state.snapshot()
             try:
-                return [_copy(self._insert(entity)) for entity in entities]
+                return [_copy(await self._insert(entity)) for entity in entities]
             except BaseException:
                 self._state.restore(snapshot)
                 raise
@@ -198,7 +198,7 @@ class MemoryAgentTypes(_NamedRepository[AgentType]):
         self._state.agent_types[stored.id] = stored
         self._state.bump_id("agent_type", stored.id)
 
-    def _insert(self, entity: AgentType) -> AgentType:
+    async def _insert(self, entity: AgentType) -> AgentType:
         self._check_new(entity)
         stored = for_insert(entity, id=self._state.take_id("agent_type"))
         self._state.agent_types[stored.id] = stored  # type: ignore[index]
@@ -266,22 +266,6 @@ class MemoryTopologies(_NamedRepository[Topology]):
         }
         await check_topology_rules(topology, names, self._sub_topologies_of)
 
-    def _insert(self, entity: Topology) -> Topology:  # pragma: no cover - async path below
-        raise NotImplementedError
-
-    async def add(self, entity: Topology) -> Topology:
-        async with self._store._exclusive():
-            return _copy(await self._insert_async(entity))
-
-    async def add_many(self, entities: Sequence[Topology]) -> builtins.list[Topology]:
-        async with self._store._exclusive():
-            snapshot = self._state.snapshot()
-            try:
-                return [_copy(await self._insert_async(entity)) for entity in entities]
-            except BaseException:
-                self._state.restore(snapshot)
-                raise
-
     async def _restore(self, entity: Topology) -> None:
         stored = for_restore(entity)
         topology_id = stored.id
@@ -294,7 +278,7 @@ class MemoryTopologies(_NamedRepository[Topology]):
         self._state.topologies[topology_id] = stored
         self._state.bump_id("topology", topology_id)
 
-    async def _insert_async(self, entity: Topology) -> Topology:
+    async def _insert(self, entity: Topology) -> Topology:
         self._check_new(entity)
         await self._checked(entity)
         new_id = self._state.take_id("topology")
@@ -367,7 +351,7 @@ class MemoryAgentInstances(_UuidRepository[AgentInstance]):
         self._check_refs(stored)
         self._state.instances[stored.id] = stored
 
-    def _insert(self, entity: AgentInstance) -> AgentInstance:
+    async def _insert(self, entity: AgentInstance) -> AgentInstance:
         self._check_new_id(entity)
         self._check_refs(entity)
         stored = for_insert(entity)
@@ -425,7 +409,7 @@ class MemoryExecutions(_UuidRepository[Execution]):
         self._check_refs(stored)
         self._state.executions[stored.id] = stored
 
-    def _insert(self, entity: Execution) -> Execution:
+    async def _insert(self, entity: Execution) -> Execution:
         self._check_new_id(entity)
         self._check_refs(entity)
         stored = for_insert(entity)
@@ -667,7 +651,7 @@ class MemoryResults(_UuidRepository[Result]):
         self._check_refs(stored, restoring=True)
         self._state.results[stored.id] = stored
 
-    def _insert(self, entity: Result) -> Result:
+    async def _insert(self, entity: Result) -> Result:
         self._check_new_id(entity)
         self._check_refs(entity)
         stored = for_insert(entity)

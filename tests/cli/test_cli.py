@@ -40,6 +40,7 @@ def refused(store_url: str, *args: str, match: str) -> None:
 
 def setup_store(store_url: str, tmp_path: Path) -> None:
     ok(store_url, "init")
+    assert ok(store_url, "db", "upgrade") == {"store": store_url, "schema": "ready"}
     ok(store_url, "agent-type", "add", "pro", "--role", "specialist", "--description", "argues for")
     ok(
         store_url,

@@ -61,4 +61,8 @@ def test_wheel_contains_only_the_qmcp_agents_package(tmp_path: Path) -> None:
     assert "qmcp_agents/domain/__init__.py" in names
     assert "qmcp_agents/domain/py.typed" in names
     assert "qmcp_agents/adapters/memory/__init__.py" in names
+    assert "qmcp_agents/adapters/sql/migrations/script.py.mako" in names
+    assert "qmcp_agents/adapters/sql/migrations/versions/0001_initial_schema.py" in names
+    assert "qmcp_agents/domain/engine/engine.py" in names
+    assert "qmcp_agents/testing/conformance.py" in names
     assert not any(name.startswith(("domain/", "adapters/", "tests/")) for name in names)

@@ -72,6 +72,18 @@ async def test_storage_model_is_native_bson(store: MongoStore) -> None:
     assert "schema_version" in stored
 
 
+async def test_store_on_an_existing_pymongo_database_handle(store: MongoStore) -> None:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(MONGODB_URL)  # default codec options
+    try:
+        borrowed = MongoStore.from_database(client[store.database.name])
+        added = await borrowed.agent_types.add(agent_type("borrowed"))
+        assert (await store.agent_types.get(added.id)).created_at.tzinfo is not None  # type: ignore[arg-type]
+        await borrowed.close()  # the client stays the caller's
+        assert await client[store.database.name].list_collection_names()
+    finally:
+        await client.close()
+
+
 async def test_create_schema_makes_the_unique_indexes(store: MongoStore) -> None:
     await store.create_schema()  # idempotent
     names = await store.collection("agent_types").index_information()

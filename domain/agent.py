@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from .base import Description, DomainModel, SemVer, ShortText, Text, normalize_name
+from .base import Description, DomainModel, NamedModel, SemVer, ShortText, Text
 from .clock import UtcDatetime, utc_now
 from .enums import AgentRole
 from .ids import uuid7
@@ -72,19 +72,12 @@ def check_config_overrides(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-class AgentTypeBase(DomainModel):
+class AgentTypeBase(NamedModel):
     """Fields shared by agent type inputs, reads and the entity."""
 
-    name: str = Field(min_length=1, max_length=64)
     description: Description
     role: AgentRole
     version: SemVer = "1.0.0"
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def validate_name(cls, v: str) -> str:
-        """Names are case-insensitive identifiers: ``[a-z0-9_-]{1,64}`` after lowercasing."""
-        return normalize_name(v)
 
 
 class AgentTypeCreate(AgentTypeBase):

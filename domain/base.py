@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 
@@ -56,6 +56,18 @@ def normalize_name(value: str) -> str:
     return lowered
 
 
+class NamedModel(DomainModel):
+    """A model with a unique, case-insensitive name (agent types, topologies)."""
+
+    name: str = Field(min_length=1, max_length=64)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def validate_name(cls, v: str) -> str:
+        """Names are case-insensitive identifiers: ``[a-z0-9_-]{1,64}`` after lowercasing."""
+        return normalize_name(v)
+
+
 Name = Annotated[str, AfterValidator(normalize_name)]
 """A unique, case-insensitive identifier (agent type and topology names)."""
 
@@ -72,6 +84,7 @@ __all__ = [
     "NAME_PATTERN",
     "Description",
     "DomainModel",
+    "NamedModel",
     "Name",
     "SemVer",
     "ShortText",

@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from .agent import check_config_overrides
-from .base import Description, DomainModel, Name, SemVer, ShortText, normalize_name
+from .base import Description, DomainModel, Name, NamedModel, SemVer, ShortText
 from .clock import UtcDatetime, utc_now
 from .enums import TopologyType
 from .json_payload import JsonObject
@@ -39,19 +39,12 @@ def _validated_config(topology_type: TopologyType | None, config: dict[str, Any]
         raise _config_error(topology_type, error) from None
 
 
-class TopologyBase(DomainModel):
+class TopologyBase(NamedModel):
     """Fields shared by topology inputs, reads and the entity."""
 
-    name: str = Field(min_length=1, max_length=64)
     description: Description
     topology_type: TopologyType
     version: SemVer = "1.0.0"
-
-    @field_validator("name", mode="before")
-    @classmethod
-    def validate_name(cls, v: str) -> str:
-        """Names are case-insensitive identifiers: ``[a-z0-9_-]{1,64}`` after lowercasing."""
-        return normalize_name(v)
 
 
 class _ConfigChecked(TopologyBase):

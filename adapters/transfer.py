@@ -101,17 +101,32 @@ def _line(kind: str, entity: BaseModel) -> str:
 
 
 class _Digest:
-    """A checksum of the content, independent of backend and of batch boundaries."""
+    """Counts and a checksum of the content, independent of backend and of batch boundaries.
+
+    Lines are hashed as they stream past, except executions: they come parents first, an
+    order that can differ between stores, so their lines are kept and hashed sorted.
+    """
 
     def __init__(self) -> None:
+        self.counts = dict.fromkeys(KINDS, 0)
         self._hashes = {kind: hashlib.sha256() for kind in KINDS}
+        self._executions: list[str] = []
 
-    def add(self, kind: str, lines: Iterable[str]) -> None:
-        for line in lines:
-            self._hashes[kind].update(line.encode())
-            self._hashes[kind].update(b"\n")
+    def add(self, kind: str, entities: list[Any]) -> list[str]:
+        """Take a batch in; returns its lines (what an export writes)."""
+        lines = [_line(kind, entity) for entity in entities]
+        self.counts[kind] += len(lines)
+        if kind == "execution":
+            self._executions.extend(lines)
+        else:
+            for line in lines:
+                self._hashes[kind].update(line.encode() + b"\n")
+        return lines
 
     def hexdigest(self) -> str:
+        for line in sorted(self._executions):
+            self._hashes["execution"].update(line.encode() + b"\n")
+        self._executions = []
         whole = hashlib.sha256()
         for kind in KINDS:
             whole.update(self._hashes[kind].digest())
@@ -120,14 +135,10 @@ class _Digest:
 
 async def fingerprint(store: Store) -> Summary:
     """Counts and checksum of everything in ``store``."""
-    summary = Summary()
     digest = _Digest()
-    by_kind: dict[str, list[str]] = {kind: [] for kind in KINDS}
     async for kind, entities in batches(store):
-        summary.counts[kind] += len(entities)
-        by_kind[kind].extend(_line(kind, e) for e in entities)
-    for kind in KINDS:  # executions are hashed in id order, whatever the write order
-        digest.add(kind, sorted(by_kind[kind]) if kind == "execution" else by_kind[kind])
+        digest.add(kind, entities)
+    summary = Summary(counts=digest.counts)
     summary.checksum = digest.hexdigest()
     return summary
 
@@ -179,15 +190,15 @@ async def export_store(
     store: Store, out: TextIO, *, batch_size: int = 500, progress: Progress | None = None
 ) -> Summary:
     """Write everything in ``store`` to ``out`` as JSON Lines."""
-    summary = Summary()
+    digest = _Digest()
     out.write(json.dumps({"format": FORMAT, "version": VERSION, "exported_at": utc_now().isoformat()}) + "\n")
     async for kind, entities in batches(store, batch_size):
-        for entity in entities:
-            out.write(_line(kind, entity) + "\n")
-        summary.counts[kind] += len(entities)
+        for line in digest.add(kind, entities):  # checksummed as written: one read of the store
+            out.write(line + "\n")
         if progress is not None:
             progress(kind, len(entities))
-    summary.checksum = (await fingerprint(store)).checksum
+    summary = Summary(counts=digest.counts)
+    summary.checksum = digest.hexdigest()
     out.write(json.dumps({"kind": "end", "counts": summary.counts, "checksum": summary.checksum}) + "\n")
     return summary
 

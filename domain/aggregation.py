@@ -28,7 +28,7 @@ from typing import Any
 
 from .enums import AggregationMethod
 from .json_payload import check_json
-from .votes import Answer, canonical, earliest, require_answers, tally
+from .votes import Answer, canonical, counts, earliest, require_answers, tally
 
 Synthesizer = Callable[[list[Answer]], Any]
 
@@ -54,9 +54,9 @@ def _number(answer: Answer, what: str) -> Fraction:
 def vote(answers: Sequence[Answer]) -> Aggregate:
     values = list(answers)
     require_answers(values, "vote")
-    counts = tally([Answer(a.agent, a.value, 1.0, position=a.position) for a in values])
-    best = max(counts.values())
-    winners = [earliest(values, key) for key, count in counts.items() if count == best]
+    frequency = counts(values)
+    best = max(frequency.values())
+    winners = [earliest(values, key) for key, count in frequency.items() if count == best]
     return Aggregate(AggregationMethod.VOTE, min(winners, key=lambda a: (a.position, a.agent)).value)
 
 
@@ -70,12 +70,12 @@ def average(answers: Sequence[Answer]) -> Aggregate:
 def weighted(answers: Sequence[Answer], diversity_weight: float = 0.0) -> Aggregate:
     values = list(answers)
     require_answers(values, "weighted")
-    counts = tally([Answer(a.agent, a.value, 1.0) for a in values])
+    frequency = counts(values)
     scaled = [
         Answer(
             a.agent,
             a.value,
-            a.weight * (1 + diversity_weight) if counts[canonical(a.value)] == 1 else a.weight,
+            a.weight * (1 + diversity_weight) if frequency[canonical(a.value)] == 1 else a.weight,
             a.confidence,
             a.position,
             a.arrival,

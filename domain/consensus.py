@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .enums import ConsensusMethod
-from .votes import Answer, canonical, earliest, require_answers, tally
+from .votes import Answer, canonical, counts, earliest, require_answers, tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +46,7 @@ def _none(method: ConsensusMethod, support: float) -> Consensus:
 def majority(answers: Sequence[Answer]) -> Consensus:
     votes = list(answers)
     require_answers(votes, "majority")
-    counts = tally([Answer(a.agent, a.value, 1.0, position=a.position) for a in votes])
-    key, count = max(counts.items(), key=lambda item: item[1])
+    key, count = max(counts(votes).items(), key=lambda item: item[1])
     support = count / len(votes)
     if count * 2 > len(votes):
         return Consensus(ConsensusMethod.MAJORITY_VOTE, True, earliest(votes, key).value, support)
@@ -60,9 +59,7 @@ def unanimous(answers: Sequence[Answer]) -> Consensus:
     keys = {canonical(a.value) for a in votes}
     if len(keys) == 1:
         return Consensus(ConsensusMethod.UNANIMOUS, True, earliest(votes, keys.pop()).value, 1.0)
-    return _none(
-        ConsensusMethod.UNANIMOUS, max(tally([Answer(a.agent, a.value) for a in votes]).values()) / len(votes)
-    )
+    return _none(ConsensusMethod.UNANIMOUS, max(counts(votes).values()) / len(votes))
 
 
 def weighted(answers: Sequence[Answer]) -> Consensus:

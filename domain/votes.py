@@ -77,6 +77,15 @@ def tally(answers: list[Answer]) -> dict[str, float]:
     return totals
 
 
+def counts(answers: list[Answer]) -> dict[str, int]:
+    """How many answers give each canonical value (weights ignored)."""
+    totals: dict[str, int] = {}
+    for answer in answers:
+        key = canonical(answer.value)
+        totals[key] = totals.get(key, 0) + 1
+    return totals
+
+
 def earliest(answers: list[Answer], key: str) -> Answer:
     """The answer with value ``key`` from the lowest member position."""
     return min((a for a in answers if canonical(a.value) == key), key=lambda a: (a.position, a.agent))

@@ -14,7 +14,6 @@ from typing import TypeVar
 from qmcp_agents.domain.ports import Store
 
 T = TypeVar("T")
-Run = Callable[[Awaitable[T]], T]
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
 
 

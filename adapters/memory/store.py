@@ -446,10 +446,6 @@ class MemoryExecutions(_UuidRepository[Execution]):
             self._stored(id)
             self._cascade(id)
 
-    @staticmethod
-    def _filter(**fields: Any) -> ExecutionFilter:
-        return ExecutionFilter(**fields)
-
     async def list(
         self,
         *,

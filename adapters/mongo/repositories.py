@@ -35,7 +35,6 @@ from qmcp_agents.domain import (
     TopologyType,
 )
 from qmcp_agents.domain.batching import paused_gc
-from qmcp_agents.domain.enums import FINAL_STATUSES
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -242,9 +241,7 @@ class _NamedRepository(_Repository[int, E]):
     async def _check_new(self, entity: BaseModel) -> None:
         if getattr(entity, "id") is not None:  # noqa: B009
             raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
-        name = getattr(entity, "name")  # noqa: B009
-        if await self._one({"name": name}) is not None:
-            raise AlreadyExists(f"{self.label} named {name!r} already exists")
+        await self._check_name_free(entity)
 
     async def next_id(self, counter: str | None = None) -> int:
         """A new id from an atomic counter (ids may skip, never repeat)."""
@@ -956,7 +953,6 @@ def _eq(**fields: Any) -> Filter:
 
 
 __all__ = [
-    "FINAL_STATUSES",
     "MongoAgentInstances",
     "MongoAgentTypes",
     "MongoExecutions",

@@ -146,7 +146,7 @@ class _Repository(Generic[K, E]):
             )
 
     async def _exists(self, conn: AsyncConnection, table: Table, where: ColumnElement[bool]) -> int:
-        return int((await conn.execute(select(func.count()).select_from(table).where(where))).scalar_one())
+        return await _count(conn, table, where)
 
     async def _require(
         self, conn: AsyncConnection, table: Table, key: Any, what: str, owner: BaseModel
@@ -222,9 +222,7 @@ class _NamedRepository(_Repository[int, E]):
     async def _check_new(self, conn: AsyncConnection, entity: BaseModel) -> None:
         if getattr(entity, "id") is not None:  # noqa: B009
             raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
-        name = getattr(entity, "name")  # noqa: B009
-        if await self._exists(conn, self.table, self.table.c.name == name):
-            raise AlreadyExists(f"{self.label} named {name!r} already exists")
+        await self._check_name_free(conn, entity)
 
 
 class SqlAgentTypes(_NamedRepository[AgentType]):

@@ -16,7 +16,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from qmcp_agents.adapters.mongo import MongoStore
-from qmcp_agents.domain import utc_now, uuid7
+from qmcp_agents.domain import MessageCreate, MessageType, utc_now, uuid7
 from qmcp_agents.testing.builders import World
 
 from .sql_bench import Figure, payload
@@ -86,3 +86,63 @@ async def bench_mongo(url: str, total: int, batch: int, rounds: int = 3) -> list
     raw, ours = min(raws), min(ours_all)
     name = f"append {total:,} messages in batches of {batch}, client CPU per message"
     return [Figure("mongodb", name, ours * 1e6, raw * 1e6, "raw PyMongo insert_many", "µs")]
+
+
+async def raw_insert_one(url: str, total: int) -> float:
+    """CPU seconds per call for PyMongo's ``insert_one`` of one message document."""
+    name = f"qmcp_bench_raw_{uuid.uuid4().hex[:8]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        url, tz_aware=True, uuidRepresentation="standard"
+    )
+    try:
+        collection = client[name]["messages"]
+        execution_id, sender_id = uuid7(), uuid7()
+        await collection.insert_one({"_id": uuid7()})  # connect outside the measurement
+        start = time.process_time()
+        for i in range(total):
+            await collection.insert_one(
+                {
+                    "_id": uuid7(),
+                    "execution_id": execution_id,
+                    "sender_id": sender_id,
+                    "recipient_id": None,
+                    "message_type": "broadcast",
+                    "content": payload(i),
+                    "round_number": 0,
+                    "sequence_number": i + 1,
+                    "created_at": utc_now(),
+                }
+            )
+        return (time.process_time() - start) / total
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+async def store_append_one(url: str, total: int) -> float:
+    """CPU seconds per ``store.messages.append`` of one message (a ``MessageCreate``)."""
+    store = MongoStore.from_url(url, database=f"qmcp_bench_{uuid.uuid4().hex[:8]}")
+    try:
+        await store.create_schema()
+        world = await World(store).build()
+        start = time.process_time()
+        for i in range(total):
+            draft = MessageCreate(
+                sender_id=world.instance.id, message_type=MessageType.BROADCAST, content=payload(i)
+            )
+            await store.messages.append(world.execution.id, [draft])
+        return (time.process_time() - start) / total
+    finally:
+        await store.drop_schema()
+        await store.client.drop_database(store.database.name)
+        await store.close()
+
+
+async def bench_mongo_single(url: str, total: int, rounds: int = 3) -> list[Figure]:
+    raws, ours_all = [], []
+    for _ in range(rounds):
+        raws.append(await raw_insert_one(url, total))
+        ours_all.append(await store_append_one(url, total))
+    raw, ours = min(raws), min(ours_all)
+    name = f"append one message ({total:,} calls), client CPU per call"
+    return [Figure("mongodb", name, ours * 1e6, raw * 1e6, "raw PyMongo insert_one", "µs")]

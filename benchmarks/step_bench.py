@@ -234,9 +234,7 @@ async def bench_memory_steps(calls: int) -> list[Figure]:
         ("get an execution", lambda: store.executions.get(world.execution.id), 20.0),
     ):
         took = await median_of(calls, fn) * 1e6
-        figures.append(
-            Figure("memory", name, took, goal or took, "goal" if goal else "itself", "µs")
-        )
+        figures.append(Figure("memory", name, took, goal or took, "goal" if goal else "itself", "µs"))
     return figures
 
 

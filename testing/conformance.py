@@ -911,6 +911,68 @@ class StoreConformance:
     async def test_matches_the_reference_model(self) -> None:
         await asyncio.to_thread(run_state_machine, self.make_store, self.hypothesis_examples)
 
+    # --- issue 15: reads hand out copies; the single-message fast paths keep every rule ----
+
+    async def test_returned_messages_and_executions_are_copies(self, world: World) -> None:
+        store = world.store
+        nested = {"tags": ["a"], "inner": {"k": [1, {"deep": True}]}}
+        (sent,) = await store.messages.append(world.execution.id, [message(world.instance.id, nested)])
+        sent.content["tags"].append("returned by append")
+        for read in (
+            (await store.messages.last(world.execution.id, 50))[0],
+            (await store.messages.list(world.execution.id)).items[0],
+            await store.messages.get(sent.id),
+        ):
+            read.content["tags"].append("mutated")
+            read.content["inner"]["k"][1]["deep"] = False
+        assert (await store.messages.get(sent.id)).content == nested
+        got = await store.executions.get(world.execution.id)
+        got.input_data["task"] = "changed"
+        got.metadata["x"] = [1]
+        listed = (await store.executions.list()).items[0]
+        listed.input_data["added"] = 1
+        again = await store.executions.get(world.execution.id)
+        assert (again.input_data, again.metadata) == ({"task": "t"}, {})
+
+    async def test_single_appends_number_check_and_refuse(self, world: World) -> None:
+        store = world.store
+        execution_id = world.execution.id
+        numbers = [
+            (await store.messages.append(execution_id, [message(world.instance.id, {"i": i})]))[
+                0
+            ].sequence_number
+            for i in range(5)
+        ]
+        assert numbers == [1, 2, 3, 4, 5]
+        other = await world.new_execution()
+        outsider = await world.new_instance(other.id)
+        stranger = uuid7()
+        for bad, error in (
+            (message(outsider.id), IntegrityError),
+            (message(stranger), IntegrityError),
+            (
+                message(world.instance.id, recipient_id=stranger, message_type=MessageType.REQUEST),
+                IntegrityError,
+            ),
+            (
+                message(world.instance.id, recipient_id=outsider.id, message_type=MessageType.REQUEST),
+                IntegrityError,
+            ),
+        ):
+            with pytest.raises(error):
+                await store.messages.append(execution_id, [bad])
+        with pytest.raises(NotFound):
+            await store.messages.append(uuid7(), [message(world.instance.id)])
+        (sixth,) = await store.messages.append(execution_id, [message(world.instance.id, {"i": 5})])
+        assert sixth.sequence_number == 6  # refusals took no numbers
+        done = await store.executions.get(execution_id)
+        done.mark_complete({"ok": True})
+        await store.executions.update(done)
+        with pytest.raises(InvalidTransition):
+            await store.messages.append(execution_id, [message(world.instance.id)])
+        assert [m.sequence_number for m in await store.messages.last(execution_id, 50)] == list(range(1, 7))
+        assert await store.messages.count(execution_id) == 6
+
 
 def _needs_transactions(store: Store) -> None:
     if not store.capabilities.transactions:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
+import asyncpg
 from sqlalchemy import exc
 
 from qmcp_agents.domain import AlreadyExists, IntegrityError, QmcpError, StoreUnavailable
@@ -11,10 +13,34 @@ from qmcp_agents.domain import AlreadyExists, IntegrityError, QmcpError, StoreUn
 _UNIQUE_MARKERS = ("unique", "duplicate key")
 
 
+def connection_lost(error: BaseException) -> bool:
+    """Whether a driver-level call failed because its connection is unusable."""
+    return isinstance(
+        error,
+        asyncpg.InterfaceError | asyncpg.PostgresConnectionError | ConnectionError | OSError,
+    ) or (isinstance(error, sqlite3.ProgrammingError) and "closed" in str(error))
+
+
+def _driver_error(error: BaseException) -> BaseException | None:
+    """Errors raised by the drivers themselves (the per-turn calls use them directly)."""
+    text = str(error)
+    unique = any(marker in text.lower() for marker in _UNIQUE_MARKERS)
+    if isinstance(error, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
+        if unique:
+            return AlreadyExists(f"a unique key is already taken: {text}")
+        return IntegrityError(f"the database refused a reference: {text}")
+    if connection_lost(error) or isinstance(error, sqlite3.OperationalError):
+        return StoreUnavailable(f"the database is unavailable: {error!r}")
+    return None
+
+
 def translate(error: BaseException) -> BaseException:
     """The library error for a driver error (or the error itself if it is not one)."""
     if isinstance(error, QmcpError):
         return error
+    found = _driver_error(error)
+    if found is not None:
+        return found
     if isinstance(error, exc.IntegrityError):
         text = str(error.orig)
         if any(marker in text.lower() for marker in _UNIQUE_MARKERS):

@@ -68,7 +68,7 @@ from qmcp_agents.domain.queries import (
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
 
-from . import bulk, rows, schema
+from . import bulk, driver, rows, schema
 from .rows import RowLike
 
 if TYPE_CHECKING:
@@ -409,6 +409,13 @@ class SqlTopologies(_NamedRepository[Topology]):
 class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
 
+    async def find(self, id: UUID) -> E | None:
+        """One statement on the driver's connection, no transaction (see :mod:`.driver`)."""
+        dialect = self._store.engine.dialect
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
+        return self._load(driver.decoder(self.table, dialect)(found[0])) if found else None
+
     async def _check_new_id(self, conn: AsyncConnection, entity: BaseModel) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009
         if await self._exists(conn, self.table, self.table.c.id == entity_id):
@@ -552,7 +559,19 @@ class SqlExecutions(_UuidRepository[Execution]):
             started_after=started_after,
             started_before=started_before,
         )
-        return await self._page(self._conditions(flt), limit, after)
+        check_limit(limit)
+        start = self.cursor(after)
+        values: dict[str, Any] = {k: v for k, v in flt.model_dump(exclude_none=True).items() if k != "status"}
+        if flt.status is not None:
+            values["status"] = flt.status.value
+        dialect = self._store.engine.dialect
+        statement = driver.executions_page(dialect, tuple(sorted(values)), start is not None)
+        values.update(after=start, limit=limit + 1)
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, statement, values)
+        decode = driver.decoder(self.table, dialect)
+        items = [self._load(decode(row)) for row in found[:limit]]
+        return Page(items, str(items[-1].id) if len(found) > limit else None)
 
     async def count(
         self,
@@ -622,6 +641,11 @@ class SqlMessages:
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
         with paused_gc():
             drafts = [MessageCreate.model_validate(m) for m in messages]
+        if len(drafts) == 1 and not self._store.in_transaction:
+            appended = await self._append_one(execution_id, drafts[0])
+            if appended is not None:
+                return [appended]
+            # Refused: the general path below says why (or appends, if a race resolved it).
         if not drafts:
             async with self._store.connection() as conn:
                 if not await _count(conn, schema.executions, schema.executions.c.id == execution_id):
@@ -646,6 +670,40 @@ class SqlMessages:
                 out = build_messages(execution_id, drafts, first)
             await self._write(conn, out)
             return out
+
+    async def _append_one(self, execution_id: UUID, draft: MessageCreate) -> Message | None:
+        """One message outside a transaction, the per-turn call: on PostgreSQL one statement
+        (bump the counter if the execution is not final and the participants fit, insert,
+        return the number); on SQLite ``BEGIN IMMEDIATE``, the checked bump, the insert and
+        ``COMMIT`` on the driver connection. ``None`` when the checks refused it: nothing
+        was written and no number was taken."""
+        (message,) = build_messages(execution_id, [draft], 0)
+        values = bulk.row_dict(message)
+        dialect = self._store.engine.dialect
+        if dialect.name == "postgresql":
+            async with self._store.driver() as raw:
+                found = await driver.fetch(raw, driver.append_one_postgres(dialect), values)
+            if not found:
+                return None
+            number = found[0][0]
+        else:
+            bump, insert_one = driver.append_one_sqlite(dialect)
+            async with self._store.sqlite_writer() as raw:
+                await raw.execute("BEGIN IMMEDIATE")
+                try:
+                    bumped = await driver.fetch(raw, bump, values)
+                    if not bumped:
+                        await raw.execute("ROLLBACK")
+                        return None
+                    number = values["sequence_number"] = bumped[0][0]
+                    await raw.execute(insert_one.sql, insert_one.params(values))
+                    await raw.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:
+                        await raw.execute("ROLLBACK")
+                    raise
+        message.__dict__["sequence_number"] = number
+        return message
 
     async def _write(self, conn: AsyncConnection, out: builtins.list[Message]) -> None:
         """Batch insert: COPY on PostgreSQL for large batches, the driver's executemany
@@ -711,9 +769,10 @@ class SqlMessages:
                 check_instance_binding(instance_id, bound[instance_id], execution_id, f"message {role}")
 
     async def find(self, id: UUID) -> Message | None:
-        async with self._store.connection() as conn:
-            row = (await conn.execute(select(self.table).where(self.table.c.id == id))).mappings().first()
-        return None if row is None else rows.message_from(row)
+        dialect = self._store.engine.dialect
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
+        return rows.message_from(driver.decoder(self.table, dialect)(found[0])) if found else None
 
     async def get(self, id: UUID) -> Message:
         message = await self.find(id)
@@ -746,16 +805,13 @@ class SqlMessages:
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
         check_limit(n, "n")
-        c = self.table.c
-        query = (
-            select(self.table)
-            .where(c.execution_id == execution_id)
-            .order_by(c.sequence_number.desc())
-            .limit(n)
-        )
-        async with self._store.connection() as conn:
-            found = (await conn.execute(query)).mappings().all()
-        return [rows.message_from(row) for row in reversed(found)]
+        dialect = self._store.engine.dialect
+        async with self._store.driver() as raw:
+            found = await driver.fetch(
+                raw, driver.newest_messages(dialect), {"execution_id": execution_id, "n": n}
+            )
+        decode = driver.decoder(self.table, dialect)
+        return [rows.message_from(decode(row)) for row in reversed(found)]
 
     async def count(self, execution_id: UUID | None = None) -> int:
         where = (

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager, nullcontext
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -28,7 +28,7 @@ from sqlalchemy.pool import StaticPool
 from qmcp_agents.domain.ports import Capabilities
 
 from . import jsonb, migrate
-from .errors import translate
+from .errors import connection_lost, translate
 from .repositories import (
     SqlAgentInstances,
     SqlAgentTypes,
@@ -97,7 +97,11 @@ class SqlStore:
         return self._engine
 
     def _create_engine(self) -> AsyncEngine:
-        options: dict[str, Any] = {"echo": self._options["echo"], "pool_pre_ping": True}
+        # No pool_pre_ping: on asyncpg it costs three round trips per checkout (BEGIN, a
+        # ping, ROLLBACK), more than the call itself. A checkout listener refuses
+        # connections the driver already knows are closed (a killed backend); a connection
+        # that dies unnoticed fails one call with StoreUnavailable and is replaced.
+        options: dict[str, Any] = {"echo": self._options["echo"]}
         if self.dialect == "sqlite":
             database = self.url.database
             if not database or database == ":memory:":
@@ -112,7 +116,9 @@ class SqlStore:
         options["connect_args"] = {"server_settings": settings, "timeout": self._options["connect_timeout"]}
         options["pool_size"] = self._options["pool_size"]
         options["json_serializer"] = jsonb.dumps
-        return create_async_engine(self.url, **options)
+        engine = create_async_engine(self.url, **options)
+        _refuse_closed_connections(engine)
+        return engine
 
     @property
     def capabilities(self) -> Capabilities:
@@ -148,6 +154,45 @@ class SqlStore:
                 yield conn
         except BaseException as error:
             raise translate(error) from error
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._current.get() is not None
+
+    @asynccontextmanager
+    async def driver(self, queued: bool = False) -> AsyncIterator[Any]:
+        """The driver's own connection (aiosqlite or asyncpg), for the per-turn calls of
+        :mod:`.driver`: the open transaction's, or a pooled one in autocommit (a single
+        statement is atomic by itself, so a read or a one-statement write needs no
+        ``BEGIN``/``COMMIT`` round trips). An in-memory SQLite database is one connection
+        shared by every task, so there the call queues behind open transactions."""
+        current = self._current.get()
+        if current is not None:
+            try:
+                yield (await current.get_raw_connection()).driver_connection
+            except BaseException as error:
+                raise translate(error) from error
+            return
+        shared = self._writer is not None and not self.capabilities.multi_process
+        lock = self._writer if (shared or queued) and self._writer is not None else nullcontext()
+        async with lock:
+            try:
+                async with self.engine.connect() as conn:
+                    try:
+                        yield (await conn.get_raw_connection()).driver_connection
+                    except BaseException as error:
+                        if connection_lost(error):
+                            await conn.invalidate()
+                        raise
+            except BaseException as error:
+                raise translate(error) from error
+
+    @asynccontextmanager
+    async def sqlite_writer(self) -> AsyncIterator[Any]:
+        """SQLite, outside a transaction: the driver connection with this process's writers
+        queued (the same lock ``BEGIN IMMEDIATE`` transactions take)."""
+        async with self.driver(queued=True) as raw:
+            yield raw
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -220,3 +265,13 @@ def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _refuse_closed_connections(engine: AsyncEngine) -> None:
+    """Hand out no pooled asyncpg connection the driver knows is closed (SQLAlchemy then
+    takes another): the cheap part of a pre-ping, without its round trips."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise exc.DisconnectionError("the connection was closed")

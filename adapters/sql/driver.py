@@ -1,0 +1,243 @@
+"""Driver-level statements for the per-turn calls: one round trip (PostgreSQL) or one
+thread hop (SQLite) each, no SQLAlchemy execution machinery in between.
+
+The SQL text is compiled by SQLAlchemy once per dialect from Core statements, parameters
+are converted by the column types' own bind processors and rows by their own result
+processors, so what is written and read is exactly what a Core ``execute`` would write
+and read: only the per-call machinery (statement cache lookup, execution context, result
+wrapping, greenlet switches) is skipped. Rows are then validated into domain models as
+everywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import aiosqlite
+from sqlalchemy import (
+    ClauseElement,
+    Dialect,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    exc,
+    exists,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
+
+from qmcp_agents.domain import FINAL_STATUSES
+
+from . import schema
+from .rows import Row
+
+_FINAL = sorted(s.value for s in FINAL_STATUSES)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """Compiled SQL text and, in order, the converter of each positional parameter."""
+
+    sql: str
+    names: tuple[str, ...]
+    converters: tuple[Callable[[Any], Any], ...]
+    defaults: dict[str, Any]
+    """Values of the binds SQLAlchemy made itself (``+ 1``, ``OFFSET 0``)."""
+
+    def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            convert(values[name] if name in values else self.defaults[name])
+            for name, convert in zip(self.names, self.converters, strict=True)
+        )
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _bind(kind: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
+    process = kind.dialect_impl(dialect).bind_processor(dialect)
+    return process if process is not None else _identity
+
+
+def compile_statement(statement: ClauseElement, dialect: Dialect) -> Statement:
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    names = tuple(compiled.positiontup or ())
+    converters = tuple(_bind(compiled.binds[name].type, dialect) for name in names)
+    defaults = {name: compiled.binds[name].value for name in names}
+    return Statement(str(compiled), names, converters, defaults)
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """Turns a driver row (a tuple, or asyncpg's Record) of ``SELECT table.*`` into a dict."""
+
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def __call__(self, row: Sequence[Any]) -> Row:
+        return {
+            name: value if process is None or value is None else process(value)
+            for name, process, value in zip(self.names, self.processors, row, strict=True)
+        }
+
+
+@cache
+def decoder(table: Table, dialect: Dialect) -> Decoder:
+    names = tuple(c.name for c in table.columns)
+    return Decoder(names, tuple(_result(c.type, dialect) for c in table.columns))
+
+
+def _result(kind: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    try:
+        return kind.dialect_impl(dialect).result_processor(dialect, None)
+    except (TypeError, exc.InvalidRequestError):
+        # asyncpg's numeric types want the driver's type code; its floats come back as
+        # Python floats already, which is what the column type would return.
+        return None
+
+
+@cache
+def by_id(table: Table, dialect: Dialect) -> Statement:
+    return compile_statement(
+        select(table).where(table.c.id == bindparam("id", type_=table.c.id.type)), dialect
+    )
+
+
+@cache
+def newest_messages(dialect: Dialect) -> Statement:
+    m = schema.messages
+    query = (
+        select(m)
+        .where(m.c.execution_id == bindparam("execution_id", type_=m.c.execution_id.type))
+        .order_by(m.c.sequence_number.desc())
+        .limit(bindparam("n", type_=Integer()))
+    )
+    return compile_statement(query, dialect)
+
+
+def _participants_ok() -> Any:
+    """The sender (and recipient, if any) exist and are unbound or bound to this execution."""
+    i = schema.agent_instances
+
+    def fits(key: str, optional: bool) -> Any:
+        instance = bindparam(key, type_=i.c.id.type)
+        found = exists().where(
+            i.c.id == instance,
+            or_(i.c.execution_id.is_(None), i.c.execution_id == bindparam("execution_id", type_=i.c.id.type)),
+        )
+        return or_(instance.is_(None), found) if optional else found
+
+    return and_(fits("sender_id", False), fits("recipient_id", True))
+
+
+def _bump(checked: bool) -> Any:
+    e = schema.executions
+    conditions = [
+        e.c.id == bindparam("execution_id", type_=e.c.id.type),
+        *(e.c.status != literal_column(f"'{status}'") for status in _FINAL),
+    ]
+    if checked:
+        conditions.append(_participants_ok())
+    return (
+        update(e)
+        .where(*conditions)
+        .values(last_sequence_number=e.c.last_sequence_number + 1)
+        .returning(e.c.last_sequence_number)
+    )
+
+
+_MESSAGE_VALUES = (
+    "id",
+    "execution_id",
+    "sender_id",
+    "recipient_id",
+    "message_type",
+    "content",
+    "round_number",
+    "created_at",
+    "revision",
+    "schema_version",
+)
+
+
+def _message_binds() -> dict[str, Any]:
+    m = schema.messages
+    return {name: bindparam(name, type_=m.c[name].type) for name in _MESSAGE_VALUES}
+
+
+@cache
+def append_one_sqlite(dialect: Dialect) -> tuple[Statement, Statement]:
+    """SQLite has no data-modifying CTEs: a checked bump, then the insert, in one transaction
+    that the caller runs under ``BEGIN IMMEDIATE`` (so nothing can come in between)."""
+    m = schema.messages
+    values = _message_binds()
+    values["sequence_number"] = bindparam("sequence_number", type_=Integer())
+    return compile_statement(_bump(checked=True), dialect), compile_statement(
+        insert(m).values(**values), dialect
+    )
+
+
+@cache
+def append_one_postgres(dialect: Dialect) -> Statement:
+    """One statement: bump the counter only if the execution is not final and the
+    participants fit, and insert the message numbered by the bump. No row back means
+    nothing changed (the caller then finds out why on the general path)."""
+    m = schema.messages
+    bumped = _bump(checked=True).cte("bumped")
+    values = _message_binds()
+    columns = [*values, "sequence_number"]
+    source = select(*values.values(), bumped.c.last_sequence_number)
+    statement = insert(m).from_select(columns, source).returning(m.c.sequence_number)
+    return compile_statement(statement, dialect)
+
+
+__all__ = [
+    "Decoder",
+    "Statement",
+    "append_one_postgres",
+    "append_one_sqlite",
+    "by_id",
+    "compile_statement",
+    "decoder",
+    "fetch",
+    "newest_messages",
+]
+
+
+async def fetch(raw: Any, statement: Statement, values: dict[str, Any]) -> list[Sequence[Any]]:
+    """Rows of one statement, in one round trip (asyncpg) or one thread hop (aiosqlite)."""
+    params = statement.params(values)
+    if isinstance(raw, aiosqlite.Connection):
+        return list(await raw.execute_fetchall(statement.sql, params))
+    return list(await raw.fetch(statement.sql, *params))
+
+
+_RANGES = {"started_after": ">=", "started_before": "<"}
+
+
+@cache
+def executions_page(dialect: Dialect, filters: tuple[str, ...], after: bool) -> Statement:
+    """A keyset page of executions for one combination of filters (each an index range)."""
+    e = schema.executions
+    conditions = []
+    for name in filters:
+        if name in _RANGES:
+            bound = bindparam(name, type_=e.c.started_at.type)
+            conditions.append(e.c.started_at >= bound if _RANGES[name] == ">=" else e.c.started_at < bound)
+        else:
+            conditions.append(e.c[name] == bindparam(name, type_=e.c[name].type))
+    if after:
+        conditions.append(e.c.id > bindparam("after", type_=e.c.id.type))
+    query = select(e).where(*conditions).order_by(e.c.id).limit(bindparam("limit", type_=Integer()))
+    return compile_statement(query, dialect)

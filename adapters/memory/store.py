@@ -3,7 +3,8 @@
 Concurrency: the store is safe under asyncio. Each operation runs without awaiting in the
 middle, so it is atomic; a transaction holds the store's lock for its duration, so other
 tasks' operations wait and never see its partial writes. Transactions snapshot the state
-and restore it on error.
+and restore it on error. Tasks started inside a transaction share it and take turns on the
+lock of its frame (see ``adapters/concurrency.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from qmcp_agents.adapters.concurrency import Frame
 from qmcp_agents.domain import (
     AgentInstance,
     AgentRole,
@@ -36,6 +38,7 @@ from qmcp_agents.domain import (
     TopologyType,
     utc_now,
 )
+from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -50,13 +53,13 @@ from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
     AgentTypeFilter,
     ExecutionFilter,
-    MessageFilter,
     Page,
     PurgeRequest,
     ResultFilter,
     TopologyFilter,
     check_limit,
     int_cursor,
+    message_query,
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
@@ -76,6 +79,7 @@ class _Repository(Generic[K, E]):
 
     label: str
     cursor: Callable[[str | None], Any]
+    key: Callable[[Any], Any]
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -121,6 +125,7 @@ class _Repository(Generic[K, E]):
             return written
 
     async def find(self, id: K) -> E | None:
+        id = self.key(id)
         async with self._store._exclusive():
             entity = self._rows().get(id)
             return None if entity is None else _copy(entity)
@@ -132,7 +137,7 @@ class _Repository(Generic[K, E]):
         return entity
 
     def _stored(self, id: K | None) -> E:
-        entity = self._rows().get(id) if id is not None else None
+        entity = self._rows().get(self.key(id)) if id is not None else None
         if entity is None:
             raise NotFound(f"{self.label} {id} does not exist")
         return entity
@@ -159,9 +164,13 @@ class _Repository(Generic[K, E]):
 
 
 class _NamedRepository(_Repository[int, E]):
+    key = staticmethod(int_id)
+
     async def find_by_name(self, name: str) -> E | None:
+        key = name_key(name)
+        if key is None:
+            return None
         async with self._store._exclusive():
-            key = name.lower() if isinstance(name, str) else name
             for entity in self._rows().values():
                 if getattr(entity, "name") == key:  # noqa: B009
                     return _copy(entity)
@@ -323,6 +332,7 @@ class MemoryTopologies(_NamedRepository[Topology]):
 
 class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
+    key = staticmethod(uuid_id)
 
     def _check_new_id(self, entity: E) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009
@@ -527,6 +537,7 @@ class MemoryMessages:
         return self._store._state
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         drafts = [MessageCreate.model_validate(m) for m in messages]
         async with self._store._exclusive():
             state = self._state
@@ -583,6 +594,7 @@ class MemoryMessages:
             return sum(len(fresh) for _, fresh in planned)
 
     async def find(self, id: UUID) -> Message | None:
+        id = uuid_id(id)
         async with self._store._exclusive():
             message = self._state.messages.get(id)
             return None if message is None else _copy(message)
@@ -602,9 +614,8 @@ class MemoryMessages:
         round_number: int | None = None,
         sender_id: UUID | None = None,
     ) -> Page[Message]:
-        check_limit(limit)
-        start = int_cursor(after) or 0
-        matches = MessageFilter(round_number=round_number, sender_id=sender_id).matches
+        query = message_query(execution_id, limit, after, round_number, sender_id)
+        start, matches = query.start, query.filter.matches
         async with self._store._exclusive():
             log = self._state.message_log.get(execution_id, [])
             items: builtins.list[Message] = []
@@ -617,12 +628,14 @@ class MemoryMessages:
             return Page(items, None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         async with self._store._exclusive():
             log = self._state.message_log.get(execution_id, [])
             return [_copy(self._state.messages[m]) for m in log[-n:]]
 
     async def count(self, execution_id: UUID | None = None) -> int:
+        optional_uuid(execution_id, "execution_id")
         async with self._store._exclusive():
             if execution_id is None:
                 return len(self._state.messages)
@@ -689,8 +702,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._state = State()
         self._lock = asyncio.Lock()
-        self._owner: contextvars.ContextVar[bool] = contextvars.ContextVar(
-            f"memory-store-{id(self)}", default=False
+        self._frame: contextvars.ContextVar[Frame[None] | None] = contextvars.ContextVar(
+            f"memory-store-{id(self)}", default=None
         )
         self.agent_types = MemoryAgentTypes(self)
         self.topologies = MemoryTopologies(self)
@@ -705,32 +718,44 @@ class MemoryStore:
 
     @asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
-        if self._owner.get():
-            yield
+        """One operation at a time: outside a transaction on the store's lock, inside one on
+        the lock of the (nested) transaction the calling task belongs to."""
+        frame = self._frame.get()
+        if frame is None:
+            async with self._lock:
+                yield
             return
-        async with self._lock:
+        frame.check_open()
+        async with frame.lock:
             yield
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        if self._owner.get():  # nested: a savepoint
-            snapshot = self._state.snapshot()
-            try:
+        frame = self._frame.get()
+        if frame is not None:
+            # Nested: a savepoint. It holds the parent frame's lock for its whole body, so no
+            # sibling task writes while it runs, and restoring its snapshot on error undoes
+            # only its own work (child tasks used to skip the lock and be rolled back too).
+            frame.check_open()
+            async with frame.lock, self._frame_of_its_own():
                 yield
-            except BaseException:
-                self._state.restore(snapshot)
-                raise
             return
-        async with self._lock:
-            token = self._owner.set(True)
-            snapshot = self._state.snapshot()
-            try:
-                yield
-            except BaseException:
-                self._state.restore(snapshot)
-                raise
-            finally:
-                self._owner.reset(token)
+        async with self._lock, self._frame_of_its_own():
+            yield
+
+    @asynccontextmanager
+    async def _frame_of_its_own(self) -> AsyncIterator[None]:
+        frame: Frame[None] = Frame(None)
+        token = self._frame.set(frame)
+        snapshot = self._state.snapshot()
+        try:
+            yield
+        except BaseException:
+            self._state.restore(snapshot)
+            raise
+        finally:
+            frame.open = False
+            self._frame.reset(token)
 
     async def create_schema(self) -> None:
         """Nothing to create in memory."""

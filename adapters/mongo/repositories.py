@@ -34,6 +34,7 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
+from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
 from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
@@ -47,12 +48,15 @@ from qmcp_agents.domain.integrity import (
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
+    AgentTypeFilter,
     ExecutionFilter,
     Page,
     PurgeRequest,
     ResultFilter,
+    TopologyFilter,
     check_limit,
     int_cursor,
+    message_query,
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
@@ -76,6 +80,7 @@ class _Repository(Generic[K, E]):
     collection_name: str
     label: str
     cursor: Callable[[str | None], Any]
+    key: Callable[[Any], Any]  # checks an id argument before it reaches a query
 
     def __init__(self, store: MongoStore) -> None:
         self._store = store
@@ -98,6 +103,7 @@ class _Repository(Generic[K, E]):
         return int(await self._store.call(collection.count_documents(query, session=self._store.session())))
 
     async def find(self, id: K) -> E | None:
+        id = self.key(id)
         await self._store.connect()
         document = await self._one({"_id": id})
         return None if document is None else self._load(document)
@@ -220,11 +226,15 @@ class _Repository(Generic[K, E]):
 
 class _NamedRepository(_Repository[int, E]):
     cursor = staticmethod(int_cursor)
+    key = staticmethod(int_id)
     counter: str
 
     async def find_by_name(self, name: str) -> E | None:
+        key = name_key(name)
+        if key is None:
+            return None
         await self._store.connect()
-        document = await self._one({"name": name.lower() if isinstance(name, str) else name})
+        document = await self._one({"name": key})
         return None if document is None else self._load(document)
 
     async def get_by_name(self, name: str) -> E:
@@ -304,10 +314,12 @@ class MongoAgentTypes(_NamedRepository[AgentType]):
     async def list(
         self, *, role: AgentRole | None = None, limit: int = 50, after: str | None = None
     ) -> Page[AgentType]:
-        return await self._page(_eq(role=AgentRole(role).value if role else None), limit, after)
+        kind = AgentTypeFilter(role=role).role
+        return await self._page(_eq(role=kind.value if kind else None), limit, after)
 
     async def count(self, *, role: AgentRole | None = None) -> int:
-        return await self._count(_eq(role=AgentRole(role).value if role else None))
+        kind = AgentTypeFilter(role=role).role
+        return await self._count(_eq(role=kind.value if kind else None))
 
 
 class MongoTopologies(_NamedRepository[Topology]):
@@ -396,18 +408,17 @@ class MongoTopologies(_NamedRepository[Topology]):
     async def list(
         self, *, topology_type: TopologyType | None = None, limit: int = 50, after: str | None = None
     ) -> Page[Topology]:
-        return await self._page(
-            _eq(topology_type=TopologyType(topology_type).value if topology_type else None), limit, after
-        )
+        kind = TopologyFilter(topology_type=topology_type).topology_type
+        return await self._page(_eq(topology_type=kind.value if kind else None), limit, after)
 
     async def count(self, *, topology_type: TopologyType | None = None) -> int:
-        return await self._count(
-            _eq(topology_type=TopologyType(topology_type).value if topology_type else None)
-        )
+        kind = TopologyFilter(topology_type=topology_type).topology_type
+        return await self._count(_eq(topology_type=kind.value if kind else None))
 
 
 class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
+    key = staticmethod(uuid_id)
 
     async def _check_new_id(self, entity: BaseModel) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009
@@ -678,6 +689,7 @@ class MongoMessages:
         return self._store.collection(self.collection_name)
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         with paused_gc():
             drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
@@ -807,6 +819,7 @@ class MongoMessages:
         return found
 
     async def find(self, id: UUID) -> Message | None:
+        id = uuid_id(id)
         for batch in await self._batches({"items.id": id}, [("first", ASCENDING)], 1):
             for message in documents.messages_from(batch):
                 if message.id == id:
@@ -828,8 +841,8 @@ class MongoMessages:
         round_number: int | None = None,
         sender_id: UUID | None = None,
     ) -> Page[Message]:
-        check_limit(limit)
-        start = int_cursor(after) or 0
+        checked = message_query(execution_id, limit, after, round_number, sender_id)
+        start, round_number, sender_id = checked.start, checked.filter.round_number, checked.filter.sender_id
         query: Filter = {"execution_id": execution_id, "last": {"$gt": start}}
         if round_number is not None:
             query["items.round_number"] = round_number
@@ -854,6 +867,7 @@ class MongoMessages:
             query["last"] = {"$gt": int(batches[-1]["last"])}
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         newest: builtins.list[Message] = []
         query: Filter = {"execution_id": execution_id}
@@ -867,6 +881,7 @@ class MongoMessages:
         return newest[-n:]
 
     async def count(self, execution_id: UUID | None = None) -> int:
+        optional_uuid(execution_id, "execution_id")
         await self._store.connect()
         if execution_id is not None:
             latest = await self._batches({"execution_id": execution_id}, [("last", DESCENDING)], 1)

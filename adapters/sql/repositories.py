@@ -45,6 +45,7 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
+from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
 from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
@@ -58,12 +59,15 @@ from qmcp_agents.domain.integrity import (
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
+    AgentTypeFilter,
     ExecutionFilter,
     Page,
     PurgeRequest,
     ResultFilter,
+    TopologyFilter,
     check_limit,
     int_cursor,
+    message_query,
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
@@ -84,6 +88,7 @@ class _Repository(Generic[K, E]):
     table: Table
     label: str
     cursor: Callable[[str | None], Any]
+    key: Callable[[Any], Any]
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
@@ -104,7 +109,8 @@ class _Repository(Generic[K, E]):
         return (await self._load_many(conn, [row]))[0]
 
     async def find(self, id: K) -> E | None:
-        async with self._store.connection() as conn:
+        id = self.key(id)
+        async with self._store.connection(read=True) as conn:
             return await self._fetch(conn, self.table.c.id == id)
 
     async def get(self, id: K) -> E:
@@ -114,7 +120,7 @@ class _Repository(Generic[K, E]):
         return entity
 
     async def _stored(self, conn: AsyncConnection, id: K | None) -> E:
-        entity = None if id is None else await self._fetch(conn, self.table.c.id == id, lock=True)
+        entity = None if id is None else await self._fetch(conn, self.table.c.id == self.key(id), lock=True)
         if entity is None:
             raise NotFound(f"{self.label} {id} does not exist")
         return entity
@@ -131,14 +137,14 @@ class _Repository(Generic[K, E]):
         if start is not None:
             conditions = [*conditions, key > start]
         query: Select[Any] = select(self.table).where(*conditions).order_by(key).limit(limit + 1)
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             found = (await conn.execute(query)).mappings().all()
             items = await self._load_many(conn, found[:limit])
         more = len(found) > limit
         return Page(items, str(found[limit - 1]["id"]) if more else None)
 
     async def _count(self, conditions: builtins.list[ColumnElement[bool]]) -> int:
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             return int(
                 (
                     await conn.execute(select(func.count()).select_from(self.table).where(*conditions))
@@ -198,12 +204,14 @@ class _Repository(Generic[K, E]):
 
 class _NamedRepository(_Repository[int, E]):
     cursor = staticmethod(int_cursor)
+    key = staticmethod(int_id)
 
     async def find_by_name(self, name: str) -> E | None:
-        async with self._store.connection() as conn:
-            return await self._fetch(
-                conn, self.table.c.name == (name.lower() if isinstance(name, str) else name)
-            )
+        key = name_key(name)
+        if key is None:
+            return None
+        async with self._store.connection(read=True) as conn:
+            return await self._fetch(conn, self.table.c.name == key)
 
     async def get_by_name(self, name: str) -> E:
         entity = await self.find_by_name(name)
@@ -281,10 +289,12 @@ class SqlAgentTypes(_NamedRepository[AgentType]):
     async def list(
         self, *, role: AgentRole | None = None, limit: int = 50, after: str | None = None
     ) -> Page[AgentType]:
-        return await self._page(self._where(role=AgentRole(role).value if role else None), limit, after)
+        kind = AgentTypeFilter(role=role).role
+        return await self._page(self._where(role=kind.value if kind else None), limit, after)
 
     async def count(self, *, role: AgentRole | None = None) -> int:
-        return await self._count(self._where(role=AgentRole(role).value if role else None))
+        kind = AgentTypeFilter(role=role).role
+        return await self._count(self._where(role=kind.value if kind else None))
 
 
 class SqlTopologies(_NamedRepository[Topology]):
@@ -398,16 +408,22 @@ class SqlTopologies(_NamedRepository[Topology]):
     async def list(
         self, *, topology_type: TopologyType | None = None, limit: int = 50, after: str | None = None
     ) -> Page[Topology]:
-        kind = TopologyType(topology_type).value if topology_type else None
+        kind = _topology_type(topology_type)
         return await self._page(self._where(topology_type=kind), limit, after)
 
     async def count(self, *, topology_type: TopologyType | None = None) -> int:
-        kind = TopologyType(topology_type).value if topology_type else None
+        kind = _topology_type(topology_type)
         return await self._count(self._where(topology_type=kind))
+
+
+def _topology_type(topology_type: Any) -> str | None:
+    kind = TopologyFilter(topology_type=topology_type).topology_type
+    return kind.value if kind else None
 
 
 class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
+    key = staticmethod(uuid_id)
 
     async def _check_new_id(self, conn: AsyncConnection, entity: BaseModel) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009
@@ -620,12 +636,19 @@ class SqlMessages:
         self._store = store
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         with paused_gc():
             drafts = [MessageCreate.model_validate(m) for m in messages]
-        if not drafts:
-            async with self._store.connection() as conn:
-                if not await _count(conn, schema.executions, schema.executions.c.id == execution_id):
-                    raise NotFound(f"execution {execution_id} does not exist")
+        if not drafts:  # nothing to write, but the same refusals as a real append
+            async with self._store.connection(read=True) as conn:
+                status = (
+                    await conn.execute(
+                        select(schema.executions.c.status).where(schema.executions.c.id == execution_id)
+                    )
+                ).scalar_one_or_none()
+            if status is None:
+                raise NotFound(f"execution {execution_id} does not exist")
+            refuse_if_final(execution_id, ExecutionStatus(status), "messages")
             return []
         e = schema.executions
         async with self._store.connection() as conn:
@@ -711,7 +734,8 @@ class SqlMessages:
                 check_instance_binding(instance_id, bound[instance_id], execution_id, f"message {role}")
 
     async def find(self, id: UUID) -> Message | None:
-        async with self._store.connection() as conn:
+        id = uuid_id(id)
+        async with self._store.connection(read=True) as conn:
             row = (await conn.execute(select(self.table).where(self.table.c.id == id))).mappings().first()
         return None if row is None else rows.message_from(row)
 
@@ -730,8 +754,8 @@ class SqlMessages:
         round_number: int | None = None,
         sender_id: UUID | None = None,
     ) -> Page[Message]:
-        check_limit(limit)
-        start = int_cursor(after) or 0
+        checked = message_query(execution_id, limit, after, round_number, sender_id)
+        start, round_number, sender_id = checked.start, checked.filter.round_number, checked.filter.sender_id
         c = self.table.c
         conditions = [c.execution_id == execution_id, c.sequence_number > start]
         if round_number is not None:
@@ -739,12 +763,13 @@ class SqlMessages:
         if sender_id is not None:
             conditions.append(c.sender_id == sender_id)
         query = select(self.table).where(and_(*conditions)).order_by(c.sequence_number).limit(limit + 1)
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             found = (await conn.execute(query)).mappings().all()
         items = [rows.message_from(row) for row in found[:limit]]
         return Page(items, str(items[-1].sequence_number) if len(found) > limit else None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         c = self.table.c
         query = (
@@ -753,15 +778,16 @@ class SqlMessages:
             .order_by(c.sequence_number.desc())
             .limit(n)
         )
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             found = (await conn.execute(query)).mappings().all()
         return [rows.message_from(row) for row in reversed(found)]
 
     async def count(self, execution_id: UUID | None = None) -> int:
+        optional_uuid(execution_id, "execution_id")
         where = (
             literal_column("1") == 1 if execution_id is None else self.table.c.execution_id == execution_id
         )
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             return await _count(conn, self.table, where)
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from qmcp_agents.adapters.concurrency import Frame
 from qmcp_agents.domain import (
+    FINAL_STATUSES,
     AgentInstance,
     AgentRole,
     AgentType,
@@ -46,7 +47,9 @@ from qmcp_agents.domain.integrity import (
     for_restore,
     for_update,
     messages_to_restore,
+    refuse_child_of_final,
     refuse_if_final,
+    with_own_membership_ids,
 )
 from qmcp_agents.domain.ports import Capabilities
 from qmcp_agents.domain.queries import (
@@ -291,16 +294,19 @@ class MemoryTopologies(_NamedRepository[Topology]):
         self._check_new(entity)
         await self._checked(entity)
         new_id = self._state.take_id("topology")
-        stored = for_insert(entity, id=new_id, memberships=self._with_membership_ids(entity, new_id))
+        members = self._with_membership_ids(with_own_membership_ids(entity, ()), new_id)
+        stored = for_insert(entity, id=new_id, memberships=members)
         self._state.topologies[new_id] = stored
         return stored
 
     async def update(self, topology: Topology) -> Topology:
         async with self._store._exclusive():
-            stored = for_update(self._stored(topology.id), topology)
+            current = self._stored(topology.id)
+            stored = for_update(current, topology)
             await self._checked(stored)
-            topology_id = self._stored(topology.id).id
+            topology_id = current.id
             assert topology_id is not None
+            stored = with_own_membership_ids(stored, (m.id for m in current.memberships if m.id))
             stored = stored.model_copy(update={"memberships": self._with_membership_ids(stored, topology_id)})
             self._state.topologies[topology_id] = stored
             return _copy(stored)
@@ -422,6 +428,8 @@ class MemoryExecutions(_UuidRepository[Execution]):
     async def _insert(self, entity: Execution) -> Execution:
         self._check_new_id(entity)
         self._check_refs(entity)
+        if entity.parent_id is not None:
+            refuse_child_of_final(entity.parent_id, self._state.executions[entity.parent_id].status)
         stored = for_insert(entity)
         self._state.executions[stored.id] = stored
         return stored
@@ -432,15 +440,19 @@ class MemoryExecutions(_UuidRepository[Execution]):
             self._state.executions[stored.id] = stored
             return _copy(stored)
 
+    def _tree(self, root: UUID) -> builtins.list[UUID]:
+        """``root`` and all its descendants."""
+        tree = [root]
+        index = 0
+        while index < len(tree):
+            parent = tree[index]
+            tree.extend(e.id for e in self._state.executions.values() if e.parent_id == parent)
+            index += 1
+        return tree
+
     def _cascade(self, root: UUID) -> int:
         """Delete an execution, its children, and everything they own. Returns executions deleted."""
-        doomed = [root]
-        index = 0
-        while index < len(doomed):
-            parent = doomed[index]
-            doomed.extend(e.id for e in self._state.executions.values() if e.parent_id == parent)
-            index += 1
-        gone = set(doomed)
+        gone = set(self._tree(root))
         state = self._state
         for execution_id in gone:
             for message_id in state.message_log.pop(execution_id, []):
@@ -513,14 +525,20 @@ class MemoryExecutions(_UuidRepository[Execution]):
             }
         )
         deleted = 0
+        kept: set[UUID] = set()  # final, but with a descendant still live
         while True:
             async with self._store._exclusive():
-                batch = [e.id for e in self._state.executions.values() if request.matches(e)][
+                executions = self._state.executions
+                batch = [e.id for e in executions.values() if request.matches(e) and e.id not in kept][
                     : request.batch_size
                 ]
                 for execution_id in batch:
-                    if execution_id in self._state.executions:  # may have gone with its parent
-                        deleted += self._cascade(execution_id)
+                    if execution_id not in executions:  # gone with its parent
+                        continue
+                    if any(executions[i].status not in FINAL_STATUSES for i in self._tree(execution_id)):
+                        kept.add(execution_id)
+                        continue
+                    deleted += self._cascade(execution_id)
             if len(batch) < request.batch_size:
                 return deleted
             await asyncio.sleep(0)  # let other tasks in between batches

@@ -18,7 +18,9 @@ from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from qmcp_agents.adapters.concurrency import taking_turns, wrap_verbs
 from qmcp_agents.domain import (
+    FINAL_STATUSES,
     AgentInstance,
     AgentRole,
     AgentType,
@@ -43,7 +45,9 @@ from qmcp_agents.domain.integrity import (
     for_restore,
     for_update,
     messages_to_restore,
+    refuse_child_of_final,
     refuse_if_final,
+    with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
@@ -72,6 +76,7 @@ E = TypeVar("E", bound=BaseModel)
 K = TypeVar("K", int, UUID)
 Filter = dict[str, Any]
 
+_FINAL = sorted(s.value for s in FINAL_STATUSES)
 MAX_BATCH_ITEMS = 1000
 """Messages per batch document; larger appends become several documents (see MongoMessages)."""
 
@@ -375,7 +380,8 @@ class MongoTopologies(_NamedRepository[Topology]):
         stored = for_insert(entity)
         await self._check_rules(stored)
         new_id = await self.next_id()
-        stored = await self._with_member_ids(stored.model_copy(update={"id": new_id}), new_id)
+        fresh = with_own_membership_ids(stored.model_copy(update={"id": new_id}), ())
+        stored = await self._with_member_ids(fresh, new_id)
         await self._write_new(self._document(stored), session)
         return stored
 
@@ -385,6 +391,7 @@ class MongoTopologies(_NamedRepository[Topology]):
         stored = for_update(current, topology)
         await self._check_rules(stored)
         assert current.id is not None
+        stored = with_own_membership_ids(stored, (m.id for m in current.memberships if m.id))
         return await self._replace(current, await self._with_member_ids(stored, current.id))
 
     async def delete(self, id: int) -> None:
@@ -514,6 +521,9 @@ class MongoExecutions(_UuidRepository[Execution]):
         stored = for_insert(entity)
         await self._check_new_id(stored)
         await self._check_refs(stored)
+        if stored.parent_id is not None:
+            parent = await self._one({"_id": stored.parent_id})
+            refuse_child_of_final(stored.parent_id, ExecutionStatus(parent["status"]))
         document = self._document(stored)
         document["last_sequence_number"] = 0
         await self._write_new(document, session)
@@ -649,19 +659,27 @@ class MongoExecutions(_UuidRepository[Execution]):
             "completed_at": {"$lt": request.older_than},
         }
         deleted = 0
+        kept: builtins.list[UUID] = []  # final, but with a descendant still live
         while True:
             async with self._store.unit() as session:
                 found = await self._store.call(
                     self._c.find(
-                        query,
+                        {**query, "_id": {"$nin": kept}},
                         {"_id": 1},
                         sort=[("completed_at", ASCENDING)],
                         limit=request.batch_size,
                         session=session,
                     ).to_list(None)
                 )
-                if found:
-                    deleted += await self._cascade([d["_id"] for d in found])
+                roots = []
+                for document in found:  # purge never deletes a live execution below a final one
+                    live = {"_id": {"$in": await self._tree([document["_id"]])}, "status": {"$nin": _FINAL}}
+                    if await self._count_in(self._c, live):
+                        kept.append(document["_id"])
+                    else:
+                        roots.append(document["_id"])
+                if roots:
+                    deleted += await self._cascade(roots)
             if len(found) < request.batch_size:
                 return deleted
 
@@ -975,3 +993,15 @@ __all__ = [
     "MongoResults",
     "MongoTopologies",
 ]
+
+
+# Tasks sharing one transaction take turns on its session (see adapters/concurrency.py).
+wrap_verbs(
+    taking_turns,
+    MongoAgentTypes,
+    MongoTopologies,
+    MongoAgentInstances,
+    MongoExecutions,
+    MongoMessages,
+    MongoResults,
+)

@@ -30,7 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from qmcp_agents.adapters.concurrency import settled, wrap_verbs
 from qmcp_agents.domain import (
+    FINAL_STATUSES,
     AgentInstance,
     AgentRole,
     AgentType,
@@ -54,7 +56,9 @@ from qmcp_agents.domain.integrity import (
     for_restore,
     for_update,
     messages_to_restore,
+    refuse_child_of_final,
     refuse_if_final,
+    with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
@@ -79,6 +83,7 @@ if TYPE_CHECKING:
     from .store import SqlStore
 
 E = TypeVar("E", bound=BaseModel)
+_COMPOUND_LOCK = 727373  # pg_advisory_xact_lock key serialising compound topology saves (727372: migrations)
 K = TypeVar("K", int, UUID)
 
 
@@ -315,6 +320,12 @@ class SqlTopologies(_NamedRepository[Topology]):
         return [rows.topology_from(row, by_topology[row["id"]]) for row in found]
 
     async def _check_rules(self, conn: AsyncConnection, topology: Topology) -> None:
+        if conn.dialect.name == "postgresql" and topology.topology_type is TopologyType.COMPOUND:
+            # Two transactions each adding one edge (a -> b, b -> a) would both pass the
+            # acyclicity check on committed rows and store a cycle. Saves of compound
+            # topologies take turns instead (until commit); the second then sees the first's
+            # edge. SQLite writers are serialised already.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _COMPOUND_LOCK})
         type_ids = sorted({m.agent_type_id for m in topology.memberships})
         names = dict(
             (
@@ -376,7 +387,8 @@ class SqlTopologies(_NamedRepository[Topology]):
         new_id = (
             await conn.execute(insert(self.table).values(**row).returning(self.table.c.id))
         ).scalar_one()
-        return await self._write_members(conn, stored.model_copy(update={"id": new_id}), new_id)
+        fresh = with_own_membership_ids(stored.model_copy(update={"id": new_id}), ())
+        return await self._write_members(conn, fresh, new_id)
 
     async def update(self, topology: Topology) -> Topology:
         async with self._store.connection() as conn:
@@ -385,7 +397,8 @@ class SqlTopologies(_NamedRepository[Topology]):
             await self._check_rules(conn, stored)
             await self._write_update(conn, stored, rows.topology_row(stored), current.revision)
             assert current.id is not None
-            return await self._write_members(conn, stored, current.id)
+            owned = (m.id for m in current.memberships if m.id)
+            return await self._write_members(conn, with_own_membership_ids(stored, owned), current.id)
 
     async def delete(self, id: int) -> None:
         async with self._store.connection() as conn:
@@ -512,6 +525,10 @@ class SqlExecutions(_UuidRepository[Execution]):
         stored = for_insert(entity)
         await self._check_new_id(conn, stored)
         await self._check_refs(conn, stored)
+        if stored.parent_id is not None:
+            parent = select(self.table.c.status).where(self.table.c.id == stored.parent_id)
+            status = (await conn.execute(parent)).scalar_one()
+            refuse_child_of_final(stored.parent_id, ExecutionStatus(status))
         await conn.execute(insert(self.table).values(**rows.execution_row(stored)))
         return stored
 
@@ -605,23 +622,40 @@ class SqlExecutions(_UuidRepository[Execution]):
             }
         )
         c = self.table.c
-        query = (
-            select(c.id)
-            .where(
-                c.status.in_(sorted(s.value for s in request.statuses)), c.completed_at < request.older_than
-            )
-            .order_by(c.completed_at)
-            .limit(request.batch_size)
-        )
+        kept: builtins.list[UUID] = []  # final, but with a descendant still live
         deleted = 0
         while True:
+            query = (
+                select(c.id)
+                .where(
+                    c.status.in_(sorted(s.value for s in request.statuses)),
+                    c.completed_at < request.older_than,
+                    c.id.not_in(kept),
+                )
+                .order_by(c.completed_at)
+                .limit(request.batch_size)
+            )
             async with self._store.connection() as conn:
-                batch = builtins.list((await conn.execute(query)).scalars().all())
+                found = builtins.list((await conn.execute(query)).scalars().all())
+                live = await self._with_live_descendants(conn, found)
+                kept.extend(live)
+                batch = [i for i in found if i not in live]
                 if batch:
                     deleted += await self._tree_size(conn, batch)
                     await conn.execute(delete(self.table).where(c.id.in_(batch)))
-            if len(batch) < request.batch_size:
+            if len(found) < request.batch_size:
                 return deleted
+
+    async def _with_live_descendants(self, conn: AsyncConnection, roots: builtins.list[UUID]) -> set[UUID]:
+        """Those of ``roots`` that have a descendant (or are themselves) not final."""
+        if not roots:
+            return set()
+        e = self.table
+        tree = select(e.c.id.label("root"), e.c.id).where(e.c.id.in_(roots)).cte("tree", recursive=True)
+        tree = tree.union_all(select(tree.c.root, e.c.id).join(tree, e.c.parent_id == tree.c.id))
+        finals = sorted(s.value for s in FINAL_STATUSES)
+        live = select(tree.c.root).join(e, e.c.id == tree.c.id).where(e.c.status.not_in(finals)).distinct()
+        return set((await conn.execute(live)).scalars().all())
 
 
 class SqlMessages:
@@ -865,3 +899,7 @@ class SqlResults(_UuidRepository[Result]):
     async def count(self, *, execution_id: UUID | None = None, agent_instance_id: UUID | None = None) -> int:
         flt = ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id)
         return await self._count(self._where(**flt.model_dump()))
+
+
+# A cancelled call never leaves a connection inside a transaction (docs/decisions.md).
+wrap_verbs(settled, SqlAgentTypes, SqlTopologies, SqlAgentInstances, SqlExecutions, SqlMessages, SqlResults)

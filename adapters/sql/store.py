@@ -150,15 +150,16 @@ class SqlStore:
             raise
         return conn
 
-    @staticmethod
-    async def _end(conn: AsyncConnection, commit: bool) -> None:
+    async def _end(self, conn: AsyncConnection, commit: bool) -> None:
         """COMMIT or ROLLBACK, then give the connection back. A connection whose transaction
-        could not be ended cleanly is invalidated, so the pool never hands it out again."""
+        could not be ended cleanly is invalidated, so the pool never hands it out again
+        (except an in-memory SQLite store's only connection, which *is* the database)."""
         try:
             await (conn.commit() if commit else conn.rollback())
         except BaseException:
-            with suppress(Exception):
-                await conn.invalidate()
+            if self.dialect == "postgresql" or self._reads_share_the_file:
+                with suppress(Exception):
+                    await conn.invalidate()
             raise
         finally:
             await conn.close()

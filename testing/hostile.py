@@ -29,12 +29,14 @@ from qmcp_agents.domain import (
     NotFound,
     Result,
     TopologyMembership,
+    TransactionClosed,
     TransactionRolledBack,
     uuid7,
 )
 from qmcp_agents.domain.ports import Store
 
 from .builders import World, agent_type, message, topology
+from .differential import run_differential
 from .inspect import dump_store
 
 INT32 = 2**31
@@ -419,6 +421,26 @@ class HostileConformance:
         assert sorted(batch[0].sequence_number for batch in got) == [1, 2, 3, 4]
         assert await store.agent_types.count() == 1
 
+    async def test_a_task_outliving_its_transaction_is_refused(self, world: World) -> None:
+        store = world.store
+        gate = asyncio.Event()
+
+        async def late() -> AgentType:
+            await gate.wait()
+            return await store.agent_types.add(agent_type("late"))
+
+        async with store.transaction():
+            leftover = asyncio.ensure_future(late())
+            await asyncio.sleep(0)
+        gate.set()
+        if not store.capabilities.transactions:  # documented: no transaction, the call just runs
+            assert (await leftover).name == "late"
+            return
+        with pytest.raises(TransactionClosed, match="ended"):
+            await leftover
+        assert await store.agent_types.find_by_name("late") is None
+        assert (await store.agent_types.add(agent_type("later"))).name == "later"
+
     # --- 1: cancellation at any point ----------------------------------------------------------
 
     async def test_random_cancellations_leave_no_partial_write_and_no_stuck_store(self, world: World) -> None:
@@ -449,6 +471,12 @@ class HostileConformance:
         assert numbers == list(range(1, len(numbers) + 1))
         more = await asyncio.wait_for(store.messages.append(execution_id, [message(sender)]), timeout=5)
         assert more[0].sequence_number == len(numbers) + 1
+
+    # --- the differential property test ---------------------------------------------------------
+
+    async def test_hostile_calls_match_the_memory_store(self) -> None:
+        examples = getattr(self, "hypothesis_examples", 20)
+        await asyncio.to_thread(run_differential, self.make_store, examples)
 
 
 async def _two_step(store: Store, execution_id: UUID, sender: UUID, size: int) -> None:

@@ -193,7 +193,10 @@ class _NamedRepository(_Repository[int, E]):
     def _check_new(self, entity: E) -> None:
         if getattr(entity, "id") is not None:  # noqa: B009
             raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
-        self._check_name_free(getattr(entity, "name"))  # noqa: B009
+        # Checked as it will be stored: an entity that bypassed validation may hold "PLANNER".
+        name = name_key(getattr(entity, "name"))  # noqa: B009
+        if name is not None:
+            self._check_name_free(name)
 
 
 class MemoryAgentTypes(_NamedRepository[AgentType]):

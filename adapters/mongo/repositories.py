@@ -249,8 +249,9 @@ class _NamedRepository(_Repository[int, E]):
         return entity
 
     async def _check_name_free(self, entity: BaseModel) -> None:
-        name = getattr(entity, "name")  # noqa: B009
-        if await self._one({"name": name}) is not None:
+        # Checked as it will be stored: an entity that bypassed validation may hold "PLANNER".
+        name = name_key(getattr(entity, "name"))  # noqa: B009
+        if name is not None and await self._one({"name": name}) is not None:
             raise AlreadyExists(f"{self.label} named {name!r} already exists")
 
     async def _check_new(self, entity: BaseModel) -> None:

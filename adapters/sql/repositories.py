@@ -225,8 +225,9 @@ class _NamedRepository(_Repository[int, E]):
         return entity
 
     async def _check_name_free(self, conn: AsyncConnection, entity: BaseModel) -> None:
-        name = getattr(entity, "name")  # noqa: B009
-        if await self._exists(conn, self.table, self.table.c.name == name):
+        # Checked as it will be stored: an entity that bypassed validation may hold "PLANNER".
+        name = name_key(getattr(entity, "name"))  # noqa: B009
+        if name is not None and await self._exists(conn, self.table, self.table.c.name == name):
             raise AlreadyExists(f"{self.label} named {name!r} already exists")
 
     async def _after_restore(self, conn: AsyncConnection) -> None:

@@ -80,6 +80,12 @@ async def settle(step: Awaitable[T]) -> T:
 _settling: contextvars.ContextVar[bool] = contextvars.ContextVar("qmcp-settling", default=False)
 
 
+def in_settled_call() -> bool:
+    """Whether the running task is a settled call's own task, which nobody cancels (its
+    caller's cancellation waits for it): steps inside need no settling of their own."""
+    return _settling.get()
+
+
 def settled(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Make a repository call run to its end, the caller's cancellation delivered afterwards.
 

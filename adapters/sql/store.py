@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from qmcp_agents.adapters.concurrency import Frame, settle, wait_out
+from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wait_out
 from qmcp_agents.domain.ports import Capabilities
 
 from . import jsonb, migrate
@@ -143,7 +143,7 @@ class SqlStore:
         conn = await self.engine.connect()
         try:
             if read:  # SQLite: a deferred BEGIN, which takes no write lock (see _setup_sqlite)
-                await conn.execution_options(qmcp_read=True)
+                conn.sync_connection.execution_options(qmcp_read=True)  # type: ignore[union-attr]  # no I/O
             await conn.begin()
         except BaseException:
             await conn.close()
@@ -170,6 +170,10 @@ class SqlStore:
         shared = read and self._reads_share_the_file
         queue = self._writer if self._writer is not None and not shared else None
         async with queue if queue is not None else nullcontext():
+            if in_settled_call():  # nobody can cancel this task: no need for extra ones
+                async with self._plain(read) as conn:
+                    yield conn
+                return
             opening = asyncio.ensure_future(self._open(read))
             if await wait_out(opening):  # cancelled while connecting: give the connection back
                 if not opening.cancelled() and opening.exception() is None:
@@ -188,6 +192,23 @@ class SqlStore:
                 await settle(self._end(conn, commit=True))
             except BaseException as error:
                 raise translate(error) from error
+
+    @asynccontextmanager
+    async def _plain(self, read: bool) -> AsyncIterator[AsyncConnection]:
+        """``_begin`` for a settled call: the same steps, awaited directly."""
+        try:
+            conn = await self._open(read)
+        except BaseException as error:
+            raise translate(error) from error
+        try:
+            yield conn
+        except BaseException as error:
+            await self._end(conn, commit=False)
+            raise translate(error) from error
+        try:
+            await self._end(conn, commit=True)
+        except BaseException as error:
+            raise translate(error) from error
 
     @asynccontextmanager
     async def connection(self, *, read: bool = False) -> AsyncIterator[AsyncConnection]:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -149,3 +150,23 @@ async def test_sigkill_in_a_multi_call_transaction_leaves_nothing(tmp_path: Path
         )
         assert again[0].sequence_number == 2
     assert _second_writer(path) < 0.5
+
+
+async def test_reads_do_not_wait_for_the_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with SqlStore(f"sqlite:///{path}") as store:
+        await store.create_schema()
+        world = await World(store).build()
+        await store.messages.append(world.execution.id, [message(world.instance.id)])
+        writer = sqlite3.connect(path, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # another writer holds the file's write lock
+            started = time.monotonic()
+            page = await asyncio.wait_for(store.messages.list(world.execution.id), timeout=5)
+            assert [m.sequence_number for m in page.items] == [1]
+            assert await asyncio.wait_for(store.executions.count(), timeout=5) == 1
+            assert (await store.agent_types.get_by_name("planner")).name == "planner"
+            assert time.monotonic() - started < 2
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()

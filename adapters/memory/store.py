@@ -119,7 +119,7 @@ class _Repository(Generic[K, E]):
             written = 0
             try:
                 for entity in entities:
-                    if getattr(entity, "id") not in self._rows():  # noqa: B009
+                    if self.key(getattr(entity, "id")) not in self._rows():  # noqa: B009
                         await self._restore(entity)
                         written += 1
             except BaseException:

@@ -174,7 +174,7 @@ class _Repository(Generic[K, E]):
         session = self._store.session()
         written = 0
         for entity in entities:
-            if await self._one({"_id": getattr(entity, "id")}) is None:  # noqa: B009
+            if await self._one({"_id": self.key(getattr(entity, "id"))}) is None:  # noqa: B009
                 await self._restore(entity, session)
                 written += 1
         return written

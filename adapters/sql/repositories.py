@@ -184,7 +184,8 @@ class _Repository(Generic[K, E]):
         written = 0
         async with self._store.connection() as conn:
             for entity in entities:
-                if not await self._exists(conn, self.table, self.table.c.id == getattr(entity, "id")):  # noqa: B009
+                key = self.key(getattr(entity, "id"))  # noqa: B009
+                if not await self._exists(conn, self.table, self.table.c.id == key):
                     await self._restore(conn, entity)
                     written += 1
             if written:

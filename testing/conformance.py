@@ -46,13 +46,14 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import all_pages
 
 from .builders import World, agent_type, message, topology
+from .conformance_parts import TopologyPartsConformance
 from .inspect import dump_store
 from .runner import StoreSession, with_store_session
 from .stateful import run_state_machine
 from .strategies import json_objects
 
 
-class StoreConformance:
+class StoreConformance(TopologyPartsConformance):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]

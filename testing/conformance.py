@@ -46,6 +46,7 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import all_pages
 
 from .builders import World, agent_type, message, topology
+from .conformance_parts import TopologyPartsConformance
 from .hostile import HostileConformance
 from .inspect import dump_store
 from .runner import StoreSession, with_store_session
@@ -53,7 +54,7 @@ from .stateful import run_state_machine
 from .strategies import json_objects
 
 
-class StoreConformance(HostileConformance):
+class StoreConformance(HostileConformance, TopologyPartsConformance):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]

@@ -1,7 +1,9 @@
 """The topology engine: run a topology with agents and record it through the ports."""
 
 from .agents import Agent, AgentContext, AgentReply, ScriptedAgent, reply
+from .budget import LimitExceeded, Limits
 from .engine import Engine
+from .failures import ChildPaused
 from .run import AgentFailed, HumanInputNeeded, TopologyFailed
 
 __all__ = [
@@ -9,8 +11,11 @@ __all__ = [
     "AgentContext",
     "AgentFailed",
     "AgentReply",
+    "ChildPaused",
     "Engine",
     "HumanInputNeeded",
+    "LimitExceeded",
+    "Limits",
     "ScriptedAgent",
     "TopologyFailed",
     "reply",

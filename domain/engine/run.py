@@ -17,7 +17,7 @@ from qmcp_agents.domain.message import MessageCreate, Result
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.topology import Topology, TopologyMembership
 
-from .agents import Agent, AgentContext, AgentReply
+from .agents import Agent, AgentContext, AgentRefused, AgentReply
 
 CALLS = "calls"
 """Key of an instance's ``state`` that keeps its answered calls, so a resumed run replays
@@ -143,6 +143,7 @@ class Run:
         )
         timeout = member.config.timeout_seconds * self.timeout_scale
         errors: list[str] = []
+        refused = False
         for attempt in range(1, member.config.max_retries + 2):
             started = utc_now()
             try:
@@ -151,6 +152,7 @@ class Run:
                 errors.append(f"timed out after {timeout:g}s")
             except Exception as error:  # an agent may fail in any way; the run records it
                 errors.append(f"{type(error).__name__}: {error}")
+                refused = isinstance(error, AgentRefused)
             else:
                 if answer.needs_human is not None and context.human_input is None:
                     await self.say(
@@ -170,6 +172,8 @@ class Run:
                 round_number,
             )
             self._notify("failure", member, call, round_number, error=errors[-1])
+            if refused:
+                break
         raise AgentFailed(member.slot, call, errors)
 
     def _notify(self, kind: str, member: Member, call: str, round_number: int, **extra: Any) -> None:

@@ -6,7 +6,7 @@ await check_topology(store, "review", agent)   # keys and model names, before an
 run = await Engine(store, agent.lookup).run("review", {"doc": "..."})
 """
 
-from .agent import JsonAnswer, LLMAgent, LLMCallFailed, TextAnswer, token_usage
+from .agent import JsonAnswer, LLMAgent, LLMCallFailed, LLMRefused, TextAnswer, token_usage
 from .models import KEY_VARIABLES, LLMConfigError, ModelChoice, parse_model
 from .offline import offline_model
 from .preflight import check_topology
@@ -17,6 +17,7 @@ __all__ = [
     "LLMAgent",
     "LLMCallFailed",
     "LLMConfigError",
+    "LLMRefused",
     "ModelChoice",
     "TextAnswer",
     "check_topology",

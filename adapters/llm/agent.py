@@ -92,7 +92,21 @@ class JsonAnswer(_Answer):
 
 class LLMCallFailed(Exception):
     """A provider error that may pass (rate limit, overload, 5xx, a dropped connection, a
-    timeout, a malformed answer): the engine asks again within ``max_retries``."""
+    timeout, a malformed answer): the engine asks again within ``max_retries``. Carries
+    the tokens the failed call spent, which the engine counts."""
+
+    def __init__(self, message: str, token_usage: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.token_usage = token_usage
+
+
+class LLMRefused(AgentRefused):
+    """A call that asking again cannot fix (a key refused, an unknown model, a request the
+    provider rejects, ``max_tool_calls`` reached): the engine stops at once."""
+
+    def __init__(self, message: str, token_usage: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.token_usage = token_usage
 
 
 async def ask_human(ctx: RunContext[AgentContext], question: str) -> str:
@@ -154,7 +168,7 @@ class LLMAgent:
         try:
             model, choice = self.model_for(context)
         except LLMConfigError as error:
-            raise AgentRefused(str(error)) from error
+            raise LLMRefused(str(error)) from error
         label = choice.label if choice is not None else model.model_name
         where = f"agent type {context.agent_type.name!r}, model {label!r}: "
         can_ask = config.max_tool_calls > 0
@@ -164,6 +178,7 @@ class LLMAgent:
             "max_tokens": config.max_tokens,
             "max_retries": 0,
         }
+        spent = RunUsage()  # pydantic-ai adds to it as it goes, so a failed call's cost is known
         try:
             result: AgentRunResult[Any] = await _RUNNER.run(
                 prompt(context),
@@ -174,11 +189,12 @@ class LLMAgent:
                 model_settings=settings,
                 usage_limits=UsageLimits(tool_calls_limit=config.max_tool_calls),
                 toolsets=[HUMAN_TOOLS] if can_ask else [],
+                usage=spent,
             )
         except AgentRunError as error:
-            raise await _failure(error, where, config, choice) from error
+            raise await _failure(error, where, config, choice, token_usage(spent)) from error
         except UserError as error:
-            raise AgentRefused(f"{where}pydantic-ai refused the setup: {error}") from error
+            raise LLMRefused(f"{where}pydantic-ai refused the setup: {error}", token_usage(spent)) from error
         usage = token_usage(result.usage)
         output = result.output
         if isinstance(output, DeferredToolRequests):
@@ -205,25 +221,39 @@ _TRANSIENT = (
 
 
 async def _failure(
-    error: AgentRunError, where: str, config: AgentConfig, choice: ModelChoice | None
-) -> Exception:
+    error: AgentRunError,
+    where: str,
+    config: AgentConfig,
+    choice: ModelChoice | None,
+    spent: dict[str, int],
+) -> LLMCallFailed | LLMRefused:
     """The engine's view of a failed call: ask again (it may pass) or stop (it will not)."""
+    status = error.status_code if isinstance(error, ModelHTTPError) else None
     if isinstance(error, UsageLimitExceeded):
-        return AgentRefused(f"{where}{error} (config.max_tool_calls is {config.max_tool_calls})")
-    if isinstance(error, ModelAuthenticationError):
-        variable = choice.key_variable if choice and choice.key_variable else "the API key"
-        return AgentRefused(f"{where}the provider refused the API key; check {variable} ({error})")
-    if isinstance(error, ModelNotFoundError):
-        return AgentRefused(f"{where}the provider does not know this model; check config.model ({error})")
+        return LLMRefused(f"{where}{error} (config.max_tool_calls is {config.max_tool_calls})", spent)
+    if isinstance(error, ModelAuthenticationError) or status in (401, 403):
+        variable = choice.key_variable if choice is not None and choice.key_variable else "the API key"
+        return LLMRefused(f"{where}the provider refused the API key; check {variable} ({error})", spent)
+    if isinstance(error, ModelNotFoundError) or status == 404:
+        return LLMRefused(
+            f"{where}the provider does not know this model; check config.model ({error})", spent
+        )
     transient = isinstance(error, _TRANSIENT) or (
-        isinstance(error, ModelHTTPError)
-        and (error.status_code in _TRANSIENT_STATUS or error.status_code >= 500)
+        status is not None and (status in _TRANSIENT_STATUS or status >= 500)
     )
     if not transient:
-        return AgentRefused(f"{where}the provider refused the request; check config.model ({error})")
+        return LLMRefused(f"{where}the provider refused the request; check config.model ({error})", spent)
     if isinstance(error, ModelAPIError) and error.retry_after:
         await asyncio.sleep(min(error.retry_after, RETRY_AFTER_CAP))
-    return LLMCallFailed(f"{where}{error}")
+    return LLMCallFailed(f"{where}{error}", spent)
 
 
-__all__ = ["HUMAN_TOOLS", "JsonAnswer", "LLMAgent", "LLMCallFailed", "TextAnswer", "token_usage"]
+__all__ = [
+    "HUMAN_TOOLS",
+    "JsonAnswer",
+    "LLMAgent",
+    "LLMCallFailed",
+    "LLMRefused",
+    "TextAnswer",
+    "token_usage",
+]

@@ -22,9 +22,7 @@ from qmcp_agents.testing.builders import register_topology
 pytestmark = pytest.mark.asyncio
 
 
-def tool_call(
-    name: str, arguments: dict[str, Any], prompt_tokens: int, completion_tokens: int
-) -> dict[str, Any]:
+def tool_call(name: str, arguments: dict[str, Any], prompt: int, completion: int) -> dict[str, Any]:
     """A chat completion whose answer is one tool call, with the usage figures to report."""
     return {
         "id": f"chatcmpl-{name}",

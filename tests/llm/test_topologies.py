@@ -161,6 +161,36 @@ def _crosscheck_check(run: ExecutionRead, script: Script) -> None:
     assert {s.slot: '"specialization": "facts"' in s.prompt for s in script.seen} == {"a": True, "b": False}
 
 
+# --- cross-check decided by a mediator that answers JSON and withholds approval -----------
+
+
+async def _mediated_crosscheck(store: Store) -> None:
+    await services.register_agent_type(
+        store,
+        AgentTypeCreate(
+            name="chair", description="chairs", role="coordinator", config={"output_format": "json"}
+        ),
+    )
+    await register_topology(
+        store, "t", "crosscheck", ["a", "b", "chair"], {"num_checkers": 2, "consensus_method": "mediator"}
+    )
+
+
+def _mediated_says(seen: Seen) -> Decision:
+    if seen.call == "verdict":
+        assert seen.slot == "chair"
+        assert '"checks"' in seen.prompt
+        return answer("sound", 0.6, seen=seen, approved=False)
+    return answer("sound")
+
+
+def _mediated_check(run: ExecutionRead, script: Script) -> None:
+    assert run.output_data is not None
+    assert run.output_data["answer"] == "sound"
+    assert run.output_data["approved"] is False  # the mediator's decision, not the checkers' agreement
+    assert run.output_data["decided_by"] == "chair"
+
+
 # --- ensemble: an LLM synthesizes the others' answers -------------------------------------
 
 
@@ -239,6 +269,7 @@ SCENARIOS: dict[str, Scenario] = {
         _delegation_check,
     ),
     "cross_check": Scenario(_crosscheck, _crosscheck_says, {"claim": "x"}, 2, _crosscheck_check),
+    "mediated-crosscheck": Scenario(_mediated_crosscheck, _mediated_says, {"claim": "x"}, 3, _mediated_check),
     "ensemble": Scenario(_ensemble, _ensemble_says, {"q": "?"}, 3, _ensemble_check),
     "pipeline": Scenario(_pipeline, _pipeline_says, {"topic": "owls"}, 2, _pipeline_check),
     "compound": Scenario(_compound, lambda seen: answer("inner answer"), {"q": "?"}, 0, _compound_check),
@@ -319,3 +350,32 @@ async def test_an_llm_agent_pauses_for_a_person_and_resumes_with_the_answer(any_
     stored = await any_store.executions.get(done.id)
     # Totals include the call that asked the question.
     assert stored.metadata["token_usage"] == {**per_request(4), "tool_calls": 1}
+
+
+async def test_a_question_in_a_child_pauses_the_compound_and_the_answer_resumes_both(
+    any_store: Store,
+) -> None:
+    await register_topology(any_store, "inner", "pipeline", ["a"], {})
+    await register_topology(any_store, "t", "compound", [], {"sub_topologies": ["inner"]})
+
+    def decide(seen: Seen) -> Decision:
+        if "Their answer" not in seen.prompt:
+            return Ask("May I?")
+        return answer("granted")
+
+    script = scripted(decide)
+    engine = Engine(any_store, LLMAgent(script.model()).lookup)
+    paused = await engine.run("t", {})
+    assert paused.status is ExecutionStatus.PAUSED
+    (child,) = (await any_store.executions.list(parent_id=paused.id)).items
+    assert child.status is ExecutionStatus.PAUSED
+    assert (await any_store.executions.get(paused.id)).metadata["awaiting_human"]["question"] == "May I?"
+
+    done = await engine.resume(paused.id, "yes")
+
+    assert done.status is ExecutionStatus.COMPLETED, done.error_details
+    assert done.output_data is not None
+    assert done.output_data["result"]["answer"] == "granted"
+    assert (await any_store.executions.get(child.id)).status is ExecutionStatus.COMPLETED
+    totals = (await any_store.executions.get(done.id)).metadata["token_usage"]
+    assert totals == {**per_request(2), "tool_calls": 0}  # the question and the answer, via the child

@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_ai import Agent as PydanticAgent
 from pydantic_ai import (
     CallDeferred,
@@ -67,6 +67,16 @@ class _Answer(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0, description="How sure you are, from 0 to 1.")
     reasoning: str | None = Field(default=None, description="Why, in a sentence or two.")
 
+    def to_output(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _storable(self) -> Self:
+        """What will be stored must pass the JSON payload rules; a model whose answer does not
+        is told why and asked again (pydantic-ai's output retry), not failed."""
+        check_json_object({"output": self.to_output(), "reasoning": self.reasoning})
+        return self
+
 
 class TextAnswer(_Answer):
     text: str = Field(description="Your answer.")
@@ -80,11 +90,6 @@ class TextAnswer(_Answer):
 
 class JsonAnswer(_Answer):
     output: dict[str, Any] = Field(description="Your answer, a JSON object; the voted value under 'answer'.")
-
-    @field_validator("output")
-    @classmethod
-    def _payload_rules(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json_object(value)
 
     def to_output(self) -> dict[str, Any]:
         return self.output

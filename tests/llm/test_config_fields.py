@@ -179,3 +179,20 @@ async def test_the_model_comes_from_the_membership_override_unless_the_agent_fix
     assert {k: c.label for k, c in choices.items()} == {"t/solo": "openai:gpt-4o"}
     offline = await check_topology(store, "t", LLMAgent("test", env={}))
     assert {c.provider for c in offline.values()} == {"test"}
+
+
+async def test_a_text_answer_that_cannot_be_stored_is_asked_again(store: Store) -> None:
+    await solo(store, {"max_retries": 1})
+    replies: list[Decision] = [
+        {"text": "fine", "answer": 2**70, "confidence": 0.5},  # past the signed 64-bit range
+        {"text": "fine", "reasoning": "no\x00pe", "confidence": 0.5},  # NUL in a stored string
+        answer("fine"),
+    ]
+    run, seen = await run_solo(store, lambda s: replies.pop(0))
+    assert run.status is ExecutionStatus.COMPLETED, run.error_details
+    assert len(seen) == 3
+    # pydantic-ai asked once more within the call; the second bad answer failed the attempt,
+    # and the engine's next attempt got a storable one.
+    messages = (await store.messages.list(run.id, limit=MAX_LIMIT)).items
+    (failure,) = [m.content["error"] for m in messages if m.message_type is MessageType.SYSTEM]
+    assert failure.startswith("LLMCallFailed: agent type 'solo', model 'scripted'")

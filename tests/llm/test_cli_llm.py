@@ -4,6 +4,7 @@ that name what to set and store nothing."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,13 @@ def test_model_without_llm_and_llm_with_agents_are_refused(store_url: str, tmp_p
     refused(store_url, "run", "proposal-debate", "--llm", "--agents", str(agents), match="give one of them")
     refused(store_url, "demo", "--model", "test", match="add --llm")
     assert counts(store_url) == before
+
+
+def test_the_results_table_counts_tokens_not_requests(store_url: str) -> None:
+    (run,) = [d["execution"] for d in demo(store_url, "--llm", "--model", "test")][2:]
+    shown = ok(store_url, "executions", "show", run["id"])
+    usage = shown["results"][0]["token_usage"]
+    pretty = cli(store_url, "executions", "show", run["id"]).stdout
+    found = re.search(r"forecaster\s+│\s+0\.75\s+│\s+(\d+)\s+│", pretty)
+    assert found is not None, pretty
+    assert int(found.group(1)) == usage["input"] + usage["output"]

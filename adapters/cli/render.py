@@ -121,7 +121,7 @@ def transcript(
             summary.add_row(
                 names.get(r.agent_instance_id, "?"),
                 f"{r.confidence:.2f}" if r.confidence is not None else "-",
-                str(sum((r.token_usage or {}).values())),
+                str(sum(v for k, v in (r.token_usage or {}).items() if k in ("input", "output"))),
                 short(r.output, 60),
             )
         console.print(summary)

@@ -1,6 +1,6 @@
 """The topology engine: run a topology with agents and record it through the ports."""
 
-from .agents import Agent, AgentContext, AgentReply, ScriptedAgent, reply
+from .agents import Agent, AgentContext, AgentRefused, AgentReply, ScriptedAgent, reply
 from .budget import LimitExceeded, Limits
 from .engine import Engine
 from .failures import ChildPaused
@@ -10,6 +10,7 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentFailed",
+    "AgentRefused",
     "AgentReply",
     "ChildPaused",
     "Engine",

@@ -18,7 +18,7 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.seating import Seat
 from qmcp_agents.domain.topology import Topology, TopologyMembership
 
-from .agents import Agent, AgentContext, AgentReply
+from .agents import Agent, AgentContext, AgentRefused, AgentReply
 from .budget import TOKEN_BUDGET, Budget, LimitExceeded, tokens_of
 from .failures import AgentFailed, ChildPaused, HumanInputNeeded, TopologyFailed
 
@@ -127,6 +127,7 @@ class Run:
         )
         timeout = member.config.timeout_seconds * self.timeout_scale
         errors: list[str] = []
+        refused = False
         for attempt in range(1, member.config.max_retries + 2):
             self._refuse_when_spent()
             started = utc_now()
@@ -136,6 +137,7 @@ class Run:
                 errors.append(f"timed out after {timeout:g}s")
             except Exception as error:  # an agent may fail in any way; the run records it
                 errors.append(f"{type(error).__name__}: {error}")
+                refused = isinstance(error, AgentRefused)
                 # An agent that spent tokens before failing may say so on the exception.
                 spent = getattr(error, "token_usage", None)
                 self.budget.add(spent if isinstance(spent, Mapping) else None)
@@ -165,6 +167,8 @@ class Run:
                 round_number,
             )
             self._notify("failure", member, call, round_number, error=errors[-1])
+            if refused:
+                break
         self.budget.check_tokens()
         raise AgentFailed(member.slot, call, errors)
 

@@ -28,6 +28,7 @@ from .errors import (
     NotFound,
     QmcpError,
     StoreUnavailable,
+    TransactionClosed,
     TransactionRolledBack,
 )
 from .execution import Execution, ExecutionCreate, ExecutionRead
@@ -94,6 +95,7 @@ __all__ = [
     "TopologyRead",
     "TopologyType",
     "TopologyUpdate",
+    "TransactionClosed",
     "TransactionRolledBack",
     "to_utc_ms",
     "utc_now",

@@ -8,14 +8,13 @@ from uuid import UUID
 from pydantic import (
     AliasChoices,
     Field,
-    NonNegativeInt,
     StrictBool,
     StrictFloat,
     StrictInt,
     field_validator,
 )
 
-from .base import Description, DomainModel, NamedModel, SemVer, ShortText, Text
+from .base import Description, DomainModel, Int32, NamedModel, SemVer, ShortText, StoredId, Text
 from .clock import UtcDatetime, utc_now
 from .enums import AgentRole
 from .ids import uuid7
@@ -98,11 +97,11 @@ class AgentTypeUpdate(DomainModel):
 class AgentType(AgentTypeBase):
     """A persistent agent template: role, configuration and capabilities."""
 
-    id: int | None = None
+    id: StoredId | None = None
     config: AgentConfig = Field(default_factory=AgentConfig)
     created_at: UtcDatetime = Field(default_factory=utc_now)
     updated_at: UtcDatetime = Field(default_factory=utc_now)
-    revision: NonNegativeInt = 0
+    revision: Int32 = 0
 
     def get_capabilities(self) -> list[AgentCapability]:
         """All capabilities of this type (copies: changing them changes nothing here)."""
@@ -150,13 +149,13 @@ class AgentInstance(DomainModel):
     """One agent of a given type taking part in an execution, with its mutable state."""
 
     id: UUID = Field(default_factory=uuid7)
-    agent_type_id: StrictInt
+    agent_type_id: StoredId
     execution_id: UUID | None = None
     state: JsonObject = Field(default_factory=dict)
     metadata: JsonObject = Field(default_factory=dict, validation_alias=AliasChoices("metadata", "metadata_"))
     created_at: UtcDatetime = Field(default_factory=utc_now)
     last_active: UtcDatetime | None = None
-    revision: NonNegativeInt = 0
+    revision: Int32 = 0
 
     @property
     def metadata_(self) -> dict[str, Any]:

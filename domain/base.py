@@ -5,9 +5,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
+
+INT32_MAX = 2**31 - 1
+"""The largest id, counter or position a store holds: PostgreSQL ``integer`` columns are
+signed 32-bit, so the domain refuses more before any backend sees it."""
 
 
 class DomainModel(BaseModel):
@@ -71,17 +83,46 @@ class NamedModel(DomainModel):
 Name = Annotated[str, AfterValidator(normalize_name)]
 """A unique, case-insensitive identifier (agent type and topology names)."""
 
-SemVer = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")]
-"""``MAJOR.MINOR.PATCH`` with ASCII digits (``\\d`` would also admit other scripts' digits)."""
+SemVer = Annotated[str, StringConstraints(strict=True, max_length=64, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")]
+"""``MAJOR.MINOR.PATCH`` with ASCII digits (``\\d`` would also admit other scripts' digits),
+at most 64 characters (the SQL column's width)."""
 
-Text = Annotated[str, StringConstraints(strict=True, pattern=r"^[^\x00]*$")]
-"""A plain string without NUL characters (PostgreSQL text columns refuse NUL)."""
+
+def _no_nul_or_surrogate(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"string contains a NUL character: {value!r}")
+    if not value.isascii() and has_lone_surrogate(value):
+        raise ValueError(f"string contains a lone surrogate (not valid Unicode text): {value!r}")
+    return value
+
+
+def has_lone_surrogate(value: str) -> bool:
+    """Whether ``value`` holds a surrogate code point, which is not text: PostgreSQL refuses it
+    and SQLite would merge a pair of them into one character, so it would not read back equal."""
+    return _SURROGATE.search(value) is not None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+Text = Annotated[str, StringConstraints(strict=True), AfterValidator(_no_nul_or_surrogate)]
+"""A plain string without NUL characters (PostgreSQL text columns refuse NUL) or lone
+surrogates (no backend stores them as written)."""
+
+Int32 = Annotated[StrictInt, Field(ge=0, le=INT32_MAX)]
+"""A stored counter or position (``revision``, ``round_number``, ``sequence_number``, ...)."""
+
+StoredId = Annotated[StrictInt, Field(ge=1, le=INT32_MAX)]
+"""An id a store assigns to agent types, topologies and memberships."""
 
 Description = Annotated[Text, Field(min_length=1, max_length=1024)]
 ShortText = Annotated[Text, Field(min_length=1, max_length=255)]
 
 __all__ = [
+    "INT32_MAX",
     "NAME_PATTERN",
+    "Int32",
+    "StoredId",
+    "has_lone_surrogate",
     "Description",
     "DomainModel",
     "NamedModel",

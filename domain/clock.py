@@ -15,11 +15,18 @@ from pydantic import AfterValidator
 
 
 def to_utc_ms(value: datetime) -> datetime:
-    """Return ``value`` as an aware UTC datetime truncated to whole milliseconds."""
+    """Return ``value`` as an aware UTC datetime truncated to whole milliseconds.
+
+    A value whose offset puts it outside years 1..9999 in UTC (``datetime.max`` at -05:00)
+    raises ``ValueError`` (a validation error) rather than the conversion's ``OverflowError``.
+    """
     if value.tzinfo is None or value.utcoffset() is None:
         value = value.replace(tzinfo=UTC)
     else:
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{value.isoformat()} is outside the range of datetimes in UTC") from None
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
 

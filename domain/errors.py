@@ -41,6 +41,11 @@ class TransactionRolledBack(QmcpError):
     enclosing transaction was rolled back rather than committing half of it."""
 
 
+class TransactionClosed(QmcpError):
+    """A repository call was made from a task started inside ``store.transaction()`` after
+    that transaction ended; it would otherwise have run outside the transaction."""
+
+
 class StoreUnavailable(QmcpError):
     """The backend could not be reached or timed out; wraps the driver's error.
 
@@ -56,5 +61,6 @@ __all__ = [
     "NotFound",
     "QmcpError",
     "StoreUnavailable",
+    "TransactionClosed",
     "TransactionRolledBack",
 ]

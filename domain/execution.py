@@ -17,9 +17,9 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from pydantic import AliasChoices, Field, NonNegativeInt, StrictInt, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
-from .base import DomainModel, Name, ShortText, Text
+from .base import DomainModel, Int32, Name, ShortText, StoredId, Text
 from .clock import UtcDatetime, utc_now
 from .enums import FINAL_STATUSES, ExecutionStatus
 from .errors import InvalidTransition
@@ -75,7 +75,7 @@ class Execution(DomainModel):
     """One run of a topology: input, output, status, timing and error."""
 
     id: UUID = Field(default_factory=uuid7)
-    topology_id: StrictInt
+    topology_id: StoredId
     parent_id: UUID | None = None
     status: ExecutionStatus = ExecutionStatus.PENDING
     input_data: JsonObject
@@ -86,7 +86,7 @@ class Execution(DomainModel):
     completed_at: UtcDatetime | None = None
     error: Text | None = None
     error_details: JsonObject | None = None
-    revision: NonNegativeInt = 0
+    revision: Int32 = 0
 
     @model_validator(mode="after")
     def _completed_at_matches_status(self) -> Execution:

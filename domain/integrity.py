@@ -6,6 +6,7 @@ the status machine mean the same on every backend.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from .enums import FINAL_STATUSES, ExecutionStatus
 from .errors import ConcurrencyError, IntegrityError, InvalidTransition
 from .execution import Execution, can_reach
 from .message import Message
+from .topology import Topology
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -23,7 +25,9 @@ IMMUTABLE: dict[str, tuple[str, ...]] = {
     "AgentType": ("name",),
     "Topology": ("name",),
     "Execution": ("topology_id", "parent_id", "started_at"),
-    "AgentInstance": ("created_at",),
+    # Re-binding an instance would strand its messages and results in its first execution
+    # (deleting the second one deletes the instance), so the binding is fixed at creation.
+    "AgentInstance": ("created_at", "execution_id"),
     "Result": ("execution_id", "agent_instance_id"),
 }
 
@@ -83,6 +87,27 @@ def for_update(stored: E, new: E) -> E:
     return revalidated(new, **changes)
 
 
+def with_own_membership_ids(topology: Topology, owned: Iterable[int]) -> Topology:
+    """``topology`` with only the membership ids it may keep: those of its own stored
+    memberships (``owned``), once each. Others (copied from another topology, made up) are
+    cleared, so the store assigns fresh ones instead of sharing or colliding with ids."""
+    own = set(owned)
+    members = []
+    for membership in topology.memberships:
+        keep = membership.id in own
+        own.discard(membership.id or 0)
+        cleared = {"id": None, "topology_id": None}
+        members.append(membership if keep else membership.model_copy(update=cleared))
+    return topology.model_copy(update={"memberships": members})
+
+
+def refuse_child_of_final(parent_id: UUID | None, parent_status: ExecutionStatus | None) -> None:
+    """A final execution takes no new child executions: ``purge`` deletes a final parent
+    with its children, and must never delete one still running."""
+    if parent_id is not None and parent_status is not None:
+        refuse_if_final(parent_id, parent_status, "child executions")
+
+
 def check_instance_binding(instance_id: UUID, bound_to: UUID | None, execution_id: UUID, role: str) -> None:
     """An instance bound to one execution takes part in no other (unbound ones may roam).
 
@@ -135,6 +160,8 @@ __all__ = [
     "messages_to_restore",
     "for_insert",
     "for_update",
+    "refuse_child_of_final",
     "refuse_if_final",
+    "with_own_membership_ids",
     "revalidated",
 ]

@@ -3,7 +3,9 @@
 A payload is accepted only if every backend can store it and hand back an *equal* value:
 str keys; ``None``, ``bool``, ``int`` in the signed 64-bit range (BSON and PostgreSQL
 ``bigint`` stop there), finite ``float`` (JSON has no NaN or infinity), ``str``, ``list``
-and ``dict``; no NUL character in any string or key (PostgreSQL JSONB refuses it) and at
+and ``dict``; no NUL character in any string or key (PostgreSQL JSONB refuses it), no lone
+surrogate (not Unicode text: PostgreSQL refuses it, SQLite merges a pair into one
+character) and at
 most :data:`MAX_DEPTH` levels of nesting (BSON documents stop at 100 levels, and the
 store wraps the payload in a few of its own). Tuples, sets, bytes, datetimes and other
 Python objects are refused rather than silently converted, because they would not read
@@ -18,6 +20,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import PlainValidator
+
+from .base import has_lone_surrogate
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -49,6 +53,8 @@ def _check_scalar(value: Any) -> Any:
     if kind is str:
         if "\x00" in value:
             raise _Bad("", f"string contains a NUL character: {value!r}")
+        if not value.isascii() and has_lone_surrogate(value):
+            raise _Bad("", f"string contains a lone surrogate: {value!r}")
         return value
     if kind is int:
         if not INT64_MIN <= value <= INT64_MAX:
@@ -89,6 +95,8 @@ def _check(value: Any, depth: int) -> Any:
             raise _Bad("", f"key {key!r} is not a string")
         if "\x00" in key:
             raise _Bad("", f"key {key!r} contains a NUL character")
+        if not key.isascii() and has_lone_surrogate(key):
+            raise _Bad("", f"key {key!r} contains a lone surrogate")
         try:
             checked = _check_scalar(item)
             if checked is _CONTAINER:

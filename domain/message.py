@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from pydantic import Field, NonNegativeInt, StrictFloat, StrictInt, model_validator
+from pydantic import Field, StrictFloat, StrictInt, model_validator
 
-from .base import DomainModel, Text
+from .base import DomainModel, Int32, Text
 from .clock import UtcDatetime, utc_now
 from .enums import MessageType
 from .ids import uuid7, uuid7_many
@@ -22,7 +22,7 @@ class _Addressed(DomainModel):
     recipient_id: UUID | None = None
     message_type: MessageType
     content: JsonObject
-    round_number: NonNegativeInt = 0
+    round_number: Int32 = 0
 
     @model_validator(mode="after")
     def _broadcast_has_no_recipient(self) -> Any:
@@ -42,9 +42,9 @@ class Message(_Addressed):
 
     id: UUID = Field(default_factory=uuid7)
     execution_id: UUID
-    sequence_number: NonNegativeInt = 0
+    sequence_number: Int32 = 0
     created_at: UtcDatetime = Field(default_factory=utc_now)
-    revision: NonNegativeInt = 0
+    revision: Int32 = 0
 
 
 class MessageRead(DomainModel):
@@ -118,10 +118,10 @@ class Result(DomainModel):
     output: JsonObject
     confidence: StrictFloat | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
     reasoning: Text | None = None
-    token_usage: dict[str, TokenCount] | None = None
+    token_usage: dict[Text, TokenCount] | None = None
     started_at: UtcDatetime = Field(default_factory=utc_now)
     completed_at: UtcDatetime | None = None
-    revision: NonNegativeInt = 0
+    revision: Int32 = 0
 
     @model_validator(mode="after")
     def _usage_and_timing(self) -> Result:

@@ -7,15 +7,17 @@ so a filter means the same thing everywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 from uuid import UUID
 
-from pydantic import NonNegativeInt, StrictInt, model_validator
+from pydantic import Strict, StrictInt, ValidationError, model_validator
 
 from .agent import AgentInstance, AgentType
-from .base import DomainModel
+from .arguments import invalid_argument, uuid_id
+from .base import INT32_MAX, DomainModel, Int32, StoredId, Text
 from .clock import UtcDatetime
 from .enums import FINAL_STATUSES, AgentRole, ExecutionStatus, TopologyType
 from .execution import Execution
@@ -53,28 +55,49 @@ async def all_pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> list[T
 
 def check_limit(limit: int, name: str = "limit") -> int:
     if type(limit) is not int or not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"{name} must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
+        raise invalid_argument(name, limit, f"{name} must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
     return limit
 
 
+_INT_CURSOR = re.compile(r"[1-9][0-9]{0,9}")
+
+
+def _not_a_cursor(after: object) -> ValidationError:
+    return invalid_argument("after", after, f"after: {after!r} is not a cursor returned by this listing")
+
+
 def int_cursor(after: str | None) -> int | None:
-    """Decode a cursor over integer keys (ids, sequence numbers)."""
+    """Decode a cursor over integer keys (ids, sequence numbers).
+
+    A cursor is exactly the string a page returned: ASCII digits without sign, spaces,
+    underscores or leading zeros, within the stored range. ``int()`` alone would take
+    ``" 2"``, ``"+2"``, ``"1_0"``, ``"-3"`` and other scripts' digits (``"\u0663"``).
+    """
     if after is None:
         return None
-    try:
-        return int(after)
-    except (TypeError, ValueError):
-        raise ValueError(f"after: {after!r} is not a cursor returned by this listing") from None
+    if type(after) is not str or not _INT_CURSOR.fullmatch(after) or int(after) > INT32_MAX:
+        raise _not_a_cursor(after)
+    return int(after)
 
 
 def uuid_cursor(after: str | None) -> UUID | None:
-    """Decode a cursor over UUID keys."""
+    """Decode a cursor over UUID keys: the canonical lowercase form ``str(uuid)`` only."""
     if after is None:
         return None
+    if type(after) is not str or len(after) != 36:
+        raise _not_a_cursor(after)
     try:
-        return UUID(after)
-    except (TypeError, ValueError, AttributeError):
-        raise ValueError(f"after: {after!r} is not a cursor returned by this listing") from None
+        key = UUID(after)
+    except ValueError:
+        raise _not_a_cursor(after) from None
+    if str(key) != after:
+        raise _not_a_cursor(after)
+    return key
+
+
+StrictUuid = Annotated[UUID, Strict()]
+"""A UUID argument: a ``uuid.UUID``, never its string (a string would be found by one
+backend and not by another)."""
 
 
 class AgentTypeFilter(DomainModel):
@@ -92,8 +115,8 @@ class TopologyFilter(DomainModel):
 
 
 class AgentInstanceFilter(DomainModel):
-    agent_type_id: StrictInt | None = None
-    execution_id: UUID | None = None
+    agent_type_id: StoredId | None = None
+    execution_id: StrictUuid | None = None
 
     def matches(self, entity: AgentInstance) -> bool:
         return (self.agent_type_id is None or entity.agent_type_id == self.agent_type_id) and (
@@ -105,9 +128,9 @@ class ExecutionFilter(DomainModel):
     """``started_after`` is inclusive, ``started_before`` exclusive."""
 
     status: ExecutionStatus | None = None
-    topology_id: StrictInt | None = None
-    correlation_id: str | None = None
-    parent_id: UUID | None = None
+    topology_id: StoredId | None = None
+    correlation_id: Text | None = None
+    parent_id: StrictUuid | None = None
     started_after: UtcDatetime | None = None
     started_before: UtcDatetime | None = None
 
@@ -123,8 +146,8 @@ class ExecutionFilter(DomainModel):
 
 
 class ResultFilter(DomainModel):
-    execution_id: UUID | None = None
-    agent_instance_id: UUID | None = None
+    execution_id: StrictUuid | None = None
+    agent_instance_id: StrictUuid | None = None
 
     def matches(self, entity: Result) -> bool:
         return (self.execution_id is None or entity.execution_id == self.execution_id) and (
@@ -133,13 +156,35 @@ class ResultFilter(DomainModel):
 
 
 class MessageFilter(DomainModel):
-    round_number: NonNegativeInt | None = None
-    sender_id: UUID | None = None
+    round_number: Int32 | None = None
+    sender_id: StrictUuid | None = None
 
     def matches(self, entity: Message) -> bool:
         return (self.round_number is None or entity.round_number == self.round_number) and (
             self.sender_id is None or entity.sender_id == self.sender_id
         )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """The checked arguments of ``messages.list``: every backend reads the same from them."""
+
+    execution_id: UUID
+    limit: int
+    start: int
+    filter: MessageFilter
+
+
+def message_query(
+    execution_id: UUID, limit: int, after: str | None, round_number: int | None, sender_id: UUID | None
+) -> MessageQuery:
+    """Check ``messages.list``'s arguments (raises ``ValidationError``) before any I/O."""
+    return MessageQuery(
+        uuid_id(execution_id, "execution_id"),
+        check_limit(limit),
+        int_cursor(after) or 0,
+        MessageFilter(round_number=round_number, sender_id=sender_id),
+    )
 
 
 class PurgeRequest(DomainModel):
@@ -175,6 +220,8 @@ __all__ = [
     "AgentTypeFilter",
     "ExecutionFilter",
     "MessageFilter",
+    "MessageQuery",
+    "message_query",
     "Page",
     "PurgeRequest",
     "all_pages",

@@ -7,7 +7,6 @@ from typing import Any
 from pydantic import (
     Field,
     NonNegativeInt,
-    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -15,7 +14,7 @@ from pydantic import (
 )
 
 from .agent import check_config_overrides
-from .base import Description, DomainModel, Name, NamedModel, SemVer, ShortText
+from .base import Description, DomainModel, Int32, Name, NamedModel, SemVer, ShortText, StoredId
 from .clock import UtcDatetime, utc_now
 from .enums import TopologyType
 from .json_payload import JsonObject
@@ -85,11 +84,11 @@ class TopologyUpdate(DomainModel):
 class TopologyMembership(DomainModel):
     """One agent type's seat in a topology, with per-topology config overrides."""
 
-    id: int | None = None
-    topology_id: int | None = None
-    agent_type_id: StrictInt
+    id: StoredId | None = None
+    topology_id: StoredId | None = None
+    agent_type_id: StoredId
     slot_name: ShortText
-    position: NonNegativeInt = 0
+    position: Int32 = 0
     config_overrides: JsonObject = Field(default_factory=dict)
 
     @field_validator("config_overrides")
@@ -101,11 +100,11 @@ class TopologyMembership(DomainModel):
 class Topology(_ConfigChecked):
     """A persistent collaboration pattern and its members (one aggregate)."""
 
-    id: int | None = None
+    id: StoredId | None = None
     memberships: list[TopologyMembership] = Field(default_factory=list)
     created_at: UtcDatetime = Field(default_factory=utc_now)
     updated_at: UtcDatetime = Field(default_factory=utc_now)
-    revision: NonNegativeInt = 0
+    revision: Int32 = 0
 
     @field_validator("memberships")
     @classmethod

@@ -97,8 +97,10 @@ async def register_topology(
     config: dict[str, Any] | None = None,
     capabilities: dict[str, list[str]] | None = None,
     agent_config: dict[str, dict[str, Any]] | None = None,
+    roles: dict[str, str] | None = None,
 ) -> None:
-    """Agent types for ``members`` (skipping ones that exist) and a topology using them."""
+    """Agent types for ``members`` (skipping ones that exist; role ``specialist`` unless
+    ``roles`` says otherwise) and a topology using them."""
     for member in dict.fromkeys(members):
         if await store.agent_types.find_by_name(member) is None:
             config_fields: dict[str, Any] = {
@@ -109,7 +111,12 @@ async def register_topology(
             config_fields["capabilities"] = [{"name": c} for c in (capabilities or {}).get(member, [])]
             await services.register_agent_type(
                 store,
-                AgentTypeCreate(name=member, description=member, role="specialist", config=config_fields),
+                AgentTypeCreate(
+                    name=member,
+                    description=member,
+                    role=(roles or {}).get(member, "specialist"),
+                    config=config_fields,
+                ),
             )
     await services.create_topology(
         store,

@@ -46,13 +46,15 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import all_pages
 
 from .builders import World, agent_type, message, topology
+from .conformance_parts import TopologyPartsConformance
+from .hostile import HostileConformance
 from .inspect import dump_store
 from .runner import StoreSession, with_store_session
 from .stateful import run_state_machine
 from .strategies import json_objects
 
 
-class StoreConformance:
+class StoreConformance(HostileConformance, TopologyPartsConformance):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]
@@ -644,7 +646,6 @@ class StoreConformance:
 
     async def test_transaction_rolls_back_everything_on_error(self, world: World) -> None:
         store = world.store
-        _needs_transactions(store)
         before = await dump_store(store)
         with pytest.raises(RuntimeError, match="abort"):
             async with store.transaction():
@@ -654,6 +655,11 @@ class StoreConformance:
                 execution.cancel()
                 await store.executions.update(execution)
                 raise RuntimeError("abort")
+        if not store.capabilities.transactions:  # documented: the calls ran one by one
+            assert await store.agent_types.find_by_name("inside") is not None
+            assert (await store.executions.get(world.execution.id)).status is ExecutionStatus.CANCELLED
+            assert await store.messages.count(world.execution.id) == 1
+            return
         assert await dump_store(store) == before
         async with store.transaction():
             await store.agent_types.add(agent_type("kept"))
@@ -662,7 +668,6 @@ class StoreConformance:
         assert appended[0].sequence_number == 1
 
     async def test_nested_transaction_is_a_savepoint_or_dooms_the_whole(self, store: Store) -> None:
-        _needs_transactions(store)
 
         async def work() -> None:
             async with store.transaction():
@@ -673,7 +678,10 @@ class StoreConformance:
                         raise RuntimeError("inner only")
                 await store.agent_types.add(agent_type("after"))
 
-        if store.capabilities.savepoints:
+        if not store.capabilities.transactions:  # documented: the calls run one by one
+            await work()
+            expected = {"outer", "inner", "after"}
+        elif store.capabilities.savepoints:
             await work()
             expected = {"outer", "after"}
         else:
@@ -684,13 +692,14 @@ class StoreConformance:
         assert names == expected
 
     async def test_store_errors_surface_inside_transactions(self, store: Store) -> None:
-        _needs_transactions(store)
         await store.agent_types.add(agent_type("dup"))
         with pytest.raises(AlreadyExists):
             async with store.transaction():
                 await store.agent_types.add(agent_type("fresh"))
                 await store.agent_types.add(agent_type("dup"))
-        assert await store.agent_types.find_by_name("fresh") is None
+        # Without transactions (documented) the first call stands.
+        kept = not store.capabilities.transactions
+        assert (await store.agent_types.find_by_name("fresh") is not None) is kept
 
     # --- bad input -----------------------------------------------------------------------
 
@@ -972,11 +981,6 @@ class StoreConformance:
             await store.messages.append(execution_id, [message(world.instance.id)])
         assert [m.sequence_number for m in await store.messages.last(execution_id, 50)] == list(range(1, 7))
         assert await store.messages.count(execution_id) == 6
-
-
-def _needs_transactions(store: Store) -> None:
-    if not store.capabilities.transactions:
-        pytest.skip(f"{store.capabilities.backend} without transactions (see docs/backends.md)")
 
 
 async def _round_trip(world: World, payload: dict[str, Any]) -> None:

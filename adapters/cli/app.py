@@ -42,6 +42,7 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
 
 from . import demo as demo_module
+from . import llm as llm_cli
 from . import render
 from .files import default_agent, load_agents, parse_json, read_document
 
@@ -423,8 +424,14 @@ def run(
     timeout_scale: Annotated[
         float, typer.Option(help="Multiply agents' timeouts (simulations).", min=0.0001)
     ] = 1.0,
+    llm: Annotated[bool, typer.Option("--llm", help="LLM agents from the agent types' configs.")] = False,
+    model: Annotated[
+        str | None, typer.Option(help="With --llm: every agent's model (test runs offline).")
+    ] = None,
 ) -> None:
-    """Run a topology with scripted agents (no LLM needed), with live progress."""
+    """Run a topology with scripted agents (no LLM needed) or LLM agents, with live progress."""
+    if problem := llm_cli.check_options(llm, model, agents is not None):
+        fail(problem)
     try:
         data = parse_json(input_json, "--input")
         if not isinstance(data, dict):
@@ -440,6 +447,7 @@ def run(
                 return default_agent(slot)
             return scripted.get(slot) or scripted.get(agent_type.name)
 
+        players = await llm_cli.agents(store, [topology], model) if llm else lookup
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -456,7 +464,7 @@ def run(
                     task, advance=1, description=f"round {event['round']} · {event['slot']} {what}"
                 )
 
-            result = await Engine(store, lookup, timeout_scale=timeout_scale, observer=observe).run(
+            result = await Engine(store, players, timeout_scale=timeout_scale, observer=observe).run(
                 topology, data
             )
         return (result, *await _transcript(store, result.id))
@@ -666,15 +674,25 @@ def copy(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    llm: Annotated[bool, typer.Option("--llm", help="LLM agents from the agent types' configs.")] = False,
+    model: Annotated[
+        str | None, typer.Option(help="With --llm: every agent's model (test runs offline).")
+    ] = None,
+) -> None:
     """Register agent types, create a debate, a pipeline and an ensemble, run each with
-    scripted agents, and print their transcripts."""
+    scripted agents (or LLM agents), and print their transcripts."""
+    if problem := llm_cli.check_options(llm, model, False):
+        fail(problem)
     out = console()
 
     async def work(store: Store) -> None:
         await store.create_schema()
-        for name, agents in await demo_module.prepare(store):
-            result = await Engine(store, agents).run(name, demo_module.INPUTS[name])
+        async with store.transaction():  # with --llm: nothing is registered if a model is out of reach
+            prepared = await demo_module.prepare(store)
+            players = await llm_cli.agents(store, [n for n, _ in prepared], model) if llm else None
+        for name, agents in prepared:
+            result = await Engine(store, players or agents).run(name, demo_module.INPUTS[name])
             messages, results, names = await _transcript(store, result.id)
             if settings.as_json:
                 typer.echo(render.dumps({"execution": result, "messages": messages}))

@@ -3,7 +3,8 @@
 Concurrency: the store is safe under asyncio. Each operation runs without awaiting in the
 middle, so it is atomic; a transaction holds the store's lock for its duration, so other
 tasks' operations wait and never see its partial writes. Transactions snapshot the state
-and restore it on error.
+and restore it on error. Tasks started inside a transaction share it and take turns on the
+lock of its frame (see ``adapters/concurrency.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from qmcp_agents.adapters.concurrency import Frame
 from qmcp_agents.domain import (
+    FINAL_STATUSES,
     AgentInstance,
     AgentRole,
     AgentType,
@@ -37,6 +40,7 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
+from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -44,7 +48,9 @@ from qmcp_agents.domain.integrity import (
     for_restore,
     for_update,
     messages_to_restore,
+    refuse_child_of_final,
     refuse_if_final,
+    with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.ports import Capabilities
@@ -52,13 +58,13 @@ from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
     AgentTypeFilter,
     ExecutionFilter,
-    MessageFilter,
     Page,
     PurgeRequest,
     ResultFilter,
     TopologyFilter,
     check_limit,
     int_cursor,
+    message_query,
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
@@ -128,6 +134,7 @@ class _Repository(Generic[K, E]):
 
     label: str
     cursor: Callable[[str | None], Any]
+    key: Callable[[Any], Any]
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
@@ -164,7 +171,7 @@ class _Repository(Generic[K, E]):
             written = 0
             try:
                 for entity in entities:
-                    if getattr(entity, "id") not in self._rows():  # noqa: B009
+                    if self.key(getattr(entity, "id")) not in self._rows():  # noqa: B009
                         await self._restore(entity)
                         written += 1
             except BaseException:
@@ -173,6 +180,7 @@ class _Repository(Generic[K, E]):
             return written
 
     async def find(self, id: K) -> E | None:
+        id = self.key(id)
         async with self._store._exclusive():
             entity = self._rows().get(id)
             return None if entity is None else _copy(entity)
@@ -184,7 +192,7 @@ class _Repository(Generic[K, E]):
         return entity
 
     def _stored(self, id: K | None) -> E:
-        entity = self._rows().get(id) if id is not None else None
+        entity = self._rows().get(self.key(id)) if id is not None else None
         if entity is None:
             raise NotFound(f"{self.label} {id} does not exist")
         return entity
@@ -211,9 +219,13 @@ class _Repository(Generic[K, E]):
 
 
 class _NamedRepository(_Repository[int, E]):
+    key = staticmethod(int_id)
+
     async def find_by_name(self, name: str) -> E | None:
+        key = name_key(name)
+        if key is None:
+            return None
         async with self._store._exclusive():
-            key = name.lower() if isinstance(name, str) else name
             for entity in self._rows().values():
                 if getattr(entity, "name") == key:  # noqa: B009
                     return _copy(entity)
@@ -233,7 +245,10 @@ class _NamedRepository(_Repository[int, E]):
     def _check_new(self, entity: E) -> None:
         if getattr(entity, "id") is not None:  # noqa: B009
             raise IntegrityError(f"{describe(entity)} already has an id; use update() to change it")
-        self._check_name_free(getattr(entity, "name"))  # noqa: B009
+        # Checked as it will be stored: an entity that bypassed validation may hold "PLANNER".
+        name = name_key(getattr(entity, "name"))  # noqa: B009
+        if name is not None:
+            self._check_name_free(name)
 
 
 class MemoryAgentTypes(_NamedRepository[AgentType]):
@@ -316,7 +331,12 @@ class MemoryTopologies(_NamedRepository[Topology]):
             for m in topology.memberships
             if m.agent_type_id in self._state.agent_types
         }
-        await check_topology_rules(topology, names, self._sub_topologies_of)
+        roles = {
+            m.agent_type_id: self._state.agent_types[m.agent_type_id].role.value
+            for m in topology.memberships
+            if m.agent_type_id in self._state.agent_types
+        }
+        await check_topology_rules(topology, names, self._sub_topologies_of, member_roles=roles)
 
     async def _restore(self, entity: Topology) -> None:
         stored = for_restore(entity)
@@ -334,16 +354,19 @@ class MemoryTopologies(_NamedRepository[Topology]):
         self._check_new(entity)
         await self._checked(entity)
         new_id = self._state.take_id("topology")
-        stored = for_insert(entity, id=new_id, memberships=self._with_membership_ids(entity, new_id))
+        members = self._with_membership_ids(with_own_membership_ids(entity, ()), new_id)
+        stored = for_insert(entity, id=new_id, memberships=members)
         self._state.topologies[new_id] = stored
         return stored
 
     async def update(self, topology: Topology) -> Topology:
         async with self._store._exclusive():
-            stored = for_update(self._stored(topology.id), topology)
+            current = self._stored(topology.id)
+            stored = for_update(current, topology)
             await self._checked(stored)
-            topology_id = self._stored(topology.id).id
+            topology_id = current.id
             assert topology_id is not None
+            stored = with_own_membership_ids(stored, (m.id for m in current.memberships if m.id))
             stored = stored.model_copy(update={"memberships": self._with_membership_ids(stored, topology_id)})
             self._state.topologies[topology_id] = stored
             return _copy(stored)
@@ -375,6 +398,7 @@ class MemoryTopologies(_NamedRepository[Topology]):
 
 class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
+    key = staticmethod(uuid_id)
 
     def _check_new_id(self, entity: E) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009
@@ -464,6 +488,8 @@ class MemoryExecutions(_UuidRepository[Execution]):
     async def _insert(self, entity: Execution) -> Execution:
         self._check_new_id(entity)
         self._check_refs(entity)
+        if entity.parent_id is not None:
+            refuse_child_of_final(entity.parent_id, self._state.executions[entity.parent_id].status)
         stored = for_insert(entity)
         self._state.executions[stored.id] = stored
         return stored
@@ -474,15 +500,19 @@ class MemoryExecutions(_UuidRepository[Execution]):
             self._state.executions[stored.id] = stored
             return _copy(stored)
 
+    def _tree(self, root: UUID) -> builtins.list[UUID]:
+        """``root`` and all its descendants."""
+        tree = [root]
+        index = 0
+        while index < len(tree):
+            parent = tree[index]
+            tree.extend(e.id for e in self._state.executions.values() if e.parent_id == parent)
+            index += 1
+        return tree
+
     def _cascade(self, root: UUID) -> int:
         """Delete an execution, its children, and everything they own. Returns executions deleted."""
-        doomed = [root]
-        index = 0
-        while index < len(doomed):
-            parent = doomed[index]
-            doomed.extend(e.id for e in self._state.executions.values() if e.parent_id == parent)
-            index += 1
-        gone = set(doomed)
+        gone = set(self._tree(root))
         state = self._state
         for execution_id in gone:
             for message_id in state.message_log.pop(execution_id, []):
@@ -555,14 +585,20 @@ class MemoryExecutions(_UuidRepository[Execution]):
             }
         )
         deleted = 0
+        kept: set[UUID] = set()  # final, but with a descendant still live
         while True:
             async with self._store._exclusive():
-                batch = [e.id for e in self._state.executions.values() if request.matches(e)][
+                executions = self._state.executions
+                batch = [e.id for e in executions.values() if request.matches(e) and e.id not in kept][
                     : request.batch_size
                 ]
                 for execution_id in batch:
-                    if execution_id in self._state.executions:  # may have gone with its parent
-                        deleted += self._cascade(execution_id)
+                    if execution_id not in executions:  # gone with its parent
+                        continue
+                    if any(executions[i].status not in FINAL_STATUSES for i in self._tree(execution_id)):
+                        kept.add(execution_id)
+                        continue
+                    deleted += self._cascade(execution_id)
             if len(batch) < request.batch_size:
                 return deleted
             await asyncio.sleep(0)  # let other tasks in between batches
@@ -579,6 +615,7 @@ class MemoryMessages:
         return self._store._state
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         drafts = [MessageCreate.model_validate(m) for m in messages]
         async with self._store._exclusive():
             state = self._state
@@ -625,6 +662,7 @@ class MemoryMessages:
             return sum(len(fresh) for _, fresh in planned)
 
     async def find(self, id: UUID) -> Message | None:
+        id = uuid_id(id)
         async with self._store._exclusive():
             message = self._state.messages.get(id)
             return None if message is None else _copy(message)
@@ -644,9 +682,8 @@ class MemoryMessages:
         round_number: int | None = None,
         sender_id: UUID | None = None,
     ) -> Page[Message]:
-        check_limit(limit)
-        start = int_cursor(after) or 0
-        matches = MessageFilter(round_number=round_number, sender_id=sender_id).matches
+        query = message_query(execution_id, limit, after, round_number, sender_id)
+        start, matches = query.start, query.filter.matches
         async with self._store._exclusive():
             log = self._state.message_log.get(execution_id, [])
             items: builtins.list[Message] = []
@@ -659,12 +696,14 @@ class MemoryMessages:
             return Page(items, None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         async with self._store._exclusive():
             log = self._state.message_log.get(execution_id, [])
             return [_copy(self._state.messages[m]) for m in log[-n:]]
 
     async def count(self, execution_id: UUID | None = None) -> int:
+        optional_uuid(execution_id, "execution_id")
         async with self._store._exclusive():
             if execution_id is None:
                 return len(self._state.messages)
@@ -731,8 +770,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._state = State()
         self._lock = asyncio.Lock()
-        self._owner: contextvars.ContextVar[bool] = contextvars.ContextVar(
-            f"memory-store-{id(self)}", default=False
+        self._frame: contextvars.ContextVar[Frame[None] | None] = contextvars.ContextVar(
+            f"memory-store-{id(self)}", default=None
         )
         self.agent_types = MemoryAgentTypes(self)
         self.topologies = MemoryTopologies(self)
@@ -747,32 +786,44 @@ class MemoryStore:
 
     @asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
-        if self._owner.get():
-            yield
+        """One operation at a time: outside a transaction on the store's lock, inside one on
+        the lock of the (nested) transaction the calling task belongs to."""
+        frame = self._frame.get()
+        if frame is None:
+            async with self._lock:
+                yield
             return
-        async with self._lock:
+        frame.check_open()
+        async with frame.lock:
             yield
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        if self._owner.get():  # nested: a savepoint
-            snapshot = self._state.snapshot()
-            try:
+        frame = self._frame.get()
+        if frame is not None:
+            # Nested: a savepoint. It holds the parent frame's lock for its whole body, so no
+            # sibling task writes while it runs, and restoring its snapshot on error undoes
+            # only its own work (child tasks used to skip the lock and be rolled back too).
+            frame.check_open()
+            async with frame.lock, self._frame_of_its_own():
                 yield
-            except BaseException:
-                self._state.restore(snapshot)
-                raise
             return
-        async with self._lock:
-            token = self._owner.set(True)
-            snapshot = self._state.snapshot()
-            try:
-                yield
-            except BaseException:
-                self._state.restore(snapshot)
-                raise
-            finally:
-                self._owner.reset(token)
+        async with self._lock, self._frame_of_its_own():
+            yield
+
+    @asynccontextmanager
+    async def _frame_of_its_own(self) -> AsyncIterator[None]:
+        frame: Frame[None] = Frame(None)
+        token = self._frame.set(frame)
+        snapshot = self._state.snapshot()
+        try:
+            yield
+        except BaseException:
+            self._state.restore(snapshot)
+            raise
+        finally:
+            frame.open = False
+            self._frame.reset(token)
 
     async def create_schema(self) -> None:
         """Nothing to create in memory."""

@@ -18,7 +18,9 @@ from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from qmcp_agents.adapters.concurrency import taking_turns, wrap_verbs
 from qmcp_agents.domain import (
+    FINAL_STATUSES,
     AgentInstance,
     AgentRole,
     AgentType,
@@ -34,6 +36,7 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
+from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
 from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
@@ -42,17 +45,22 @@ from qmcp_agents.domain.integrity import (
     for_restore,
     for_update,
     messages_to_restore,
+    refuse_child_of_final,
     refuse_if_final,
+    with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
+    AgentTypeFilter,
     ExecutionFilter,
     Page,
     PurgeRequest,
     ResultFilter,
+    TopologyFilter,
     check_limit,
     int_cursor,
+    message_query,
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
@@ -68,6 +76,7 @@ E = TypeVar("E", bound=BaseModel)
 K = TypeVar("K", int, UUID)
 Filter = dict[str, Any]
 
+_FINAL = sorted(s.value for s in FINAL_STATUSES)
 MAX_BATCH_ITEMS = 1000
 """Messages per batch document; larger appends become several documents (see MongoMessages)."""
 
@@ -76,6 +85,7 @@ class _Repository(Generic[K, E]):
     collection_name: str
     label: str
     cursor: Callable[[str | None], Any]
+    key: Callable[[Any], Any]  # checks an id argument before it reaches a query
 
     def __init__(self, store: MongoStore) -> None:
         self._store = store
@@ -98,6 +108,7 @@ class _Repository(Generic[K, E]):
         return int(await self._store.call(collection.count_documents(query, session=self._store.session())))
 
     async def find(self, id: K) -> E | None:
+        id = self.key(id)
         await self._store.connect()
         document = await self._one({"_id": id})
         return None if document is None else self._load(document)
@@ -163,7 +174,7 @@ class _Repository(Generic[K, E]):
         session = self._store.session()
         written = 0
         for entity in entities:
-            if await self._one({"_id": getattr(entity, "id")}) is None:  # noqa: B009
+            if await self._one({"_id": self.key(getattr(entity, "id"))}) is None:  # noqa: B009
                 await self._restore(entity, session)
                 written += 1
         return written
@@ -220,11 +231,15 @@ class _Repository(Generic[K, E]):
 
 class _NamedRepository(_Repository[int, E]):
     cursor = staticmethod(int_cursor)
+    key = staticmethod(int_id)
     counter: str
 
     async def find_by_name(self, name: str) -> E | None:
+        key = name_key(name)
+        if key is None:
+            return None
         await self._store.connect()
-        document = await self._one({"name": name.lower() if isinstance(name, str) else name})
+        document = await self._one({"name": key})
         return None if document is None else self._load(document)
 
     async def get_by_name(self, name: str) -> E:
@@ -234,8 +249,9 @@ class _NamedRepository(_Repository[int, E]):
         return entity
 
     async def _check_name_free(self, entity: BaseModel) -> None:
-        name = getattr(entity, "name")  # noqa: B009
-        if await self._one({"name": name}) is not None:
+        # Checked as it will be stored: an entity that bypassed validation may hold "PLANNER".
+        name = name_key(getattr(entity, "name"))  # noqa: B009
+        if name is not None and await self._one({"name": name}) is not None:
             raise AlreadyExists(f"{self.label} named {name!r} already exists")
 
     async def _check_new(self, entity: BaseModel) -> None:
@@ -304,10 +320,12 @@ class MongoAgentTypes(_NamedRepository[AgentType]):
     async def list(
         self, *, role: AgentRole | None = None, limit: int = 50, after: str | None = None
     ) -> Page[AgentType]:
-        return await self._page(_eq(role=AgentRole(role).value if role else None), limit, after)
+        kind = AgentTypeFilter(role=role).role
+        return await self._page(_eq(role=kind.value if kind else None), limit, after)
 
     async def count(self, *, role: AgentRole | None = None) -> int:
-        return await self._count(_eq(role=AgentRole(role).value if role else None))
+        kind = AgentTypeFilter(role=role).role
+        return await self._count(_eq(role=kind.value if kind else None))
 
 
 class MongoTopologies(_NamedRepository[Topology]):
@@ -325,10 +343,11 @@ class MongoTopologies(_NamedRepository[Topology]):
         type_ids = sorted({m.agent_type_id for m in topology.memberships})
         found = await self._store.call(
             self._store.collection("agent_types")
-            .find({"_id": {"$in": type_ids}}, {"name": 1}, session=self._store.session())
+            .find({"_id": {"$in": type_ids}}, {"name": 1, "role": 1}, session=self._store.session())
             .to_list(None)
         )
         names = {d["_id"]: d["name"] for d in found}
+        roles = {d["_id"]: d["role"] for d in found}
 
         async def sub_topologies_of(name: str) -> builtins.list[str] | None:
             document = await self._one({"name": name})
@@ -338,7 +357,7 @@ class MongoTopologies(_NamedRepository[Topology]):
                 return []
             return builtins.list(documents.unescape(document["config"]).get("sub_topologies", []))
 
-        await check_topology_rules(topology, names, sub_topologies_of)
+        await check_topology_rules(topology, names, sub_topologies_of, member_roles=roles)
 
     async def _with_member_ids(self, topology: Topology, topology_id: int) -> Topology:
         members = [
@@ -363,7 +382,8 @@ class MongoTopologies(_NamedRepository[Topology]):
         stored = for_insert(entity)
         await self._check_rules(stored)
         new_id = await self.next_id()
-        stored = await self._with_member_ids(stored.model_copy(update={"id": new_id}), new_id)
+        fresh = with_own_membership_ids(stored.model_copy(update={"id": new_id}), ())
+        stored = await self._with_member_ids(fresh, new_id)
         await self._write_new(self._document(stored), session)
         return stored
 
@@ -373,6 +393,7 @@ class MongoTopologies(_NamedRepository[Topology]):
         stored = for_update(current, topology)
         await self._check_rules(stored)
         assert current.id is not None
+        stored = with_own_membership_ids(stored, (m.id for m in current.memberships if m.id))
         return await self._replace(current, await self._with_member_ids(stored, current.id))
 
     async def delete(self, id: int) -> None:
@@ -396,18 +417,17 @@ class MongoTopologies(_NamedRepository[Topology]):
     async def list(
         self, *, topology_type: TopologyType | None = None, limit: int = 50, after: str | None = None
     ) -> Page[Topology]:
-        return await self._page(
-            _eq(topology_type=TopologyType(topology_type).value if topology_type else None), limit, after
-        )
+        kind = TopologyFilter(topology_type=topology_type).topology_type
+        return await self._page(_eq(topology_type=kind.value if kind else None), limit, after)
 
     async def count(self, *, topology_type: TopologyType | None = None) -> int:
-        return await self._count(
-            _eq(topology_type=TopologyType(topology_type).value if topology_type else None)
-        )
+        kind = TopologyFilter(topology_type=topology_type).topology_type
+        return await self._count(_eq(topology_type=kind.value if kind else None))
 
 
 class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
+    key = staticmethod(uuid_id)
 
     async def _check_new_id(self, entity: BaseModel) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009
@@ -503,6 +523,9 @@ class MongoExecutions(_UuidRepository[Execution]):
         stored = for_insert(entity)
         await self._check_new_id(stored)
         await self._check_refs(stored)
+        if stored.parent_id is not None:
+            parent = await self._one({"_id": stored.parent_id})
+            refuse_child_of_final(stored.parent_id, ExecutionStatus(parent["status"]))
         document = self._document(stored)
         document["last_sequence_number"] = 0
         await self._write_new(document, session)
@@ -638,19 +661,27 @@ class MongoExecutions(_UuidRepository[Execution]):
             "completed_at": {"$lt": request.older_than},
         }
         deleted = 0
+        kept: builtins.list[UUID] = []  # final, but with a descendant still live
         while True:
             async with self._store.unit() as session:
                 found = await self._store.call(
                     self._c.find(
-                        query,
+                        {**query, "_id": {"$nin": kept}},
                         {"_id": 1},
                         sort=[("completed_at", ASCENDING)],
                         limit=request.batch_size,
                         session=session,
                     ).to_list(None)
                 )
-                if found:
-                    deleted += await self._cascade([d["_id"] for d in found])
+                roots = []
+                for document in found:  # purge never deletes a live execution below a final one
+                    live = {"_id": {"$in": await self._tree([document["_id"]])}, "status": {"$nin": _FINAL}}
+                    if await self._count_in(self._c, live):
+                        kept.append(document["_id"])
+                    else:
+                        roots.append(document["_id"])
+                if roots:
+                    deleted += await self._cascade(roots)
             if len(found) < request.batch_size:
                 return deleted
 
@@ -678,6 +709,7 @@ class MongoMessages:
         return self._store.collection(self.collection_name)
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         with paused_gc():
             drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
@@ -807,6 +839,7 @@ class MongoMessages:
         return found
 
     async def find(self, id: UUID) -> Message | None:
+        id = uuid_id(id)
         for batch in await self._batches({"items.id": id}, [("first", ASCENDING)], 1):
             for message in documents.messages_from(batch):
                 if message.id == id:
@@ -828,8 +861,8 @@ class MongoMessages:
         round_number: int | None = None,
         sender_id: UUID | None = None,
     ) -> Page[Message]:
-        check_limit(limit)
-        start = int_cursor(after) or 0
+        checked = message_query(execution_id, limit, after, round_number, sender_id)
+        start, round_number, sender_id = checked.start, checked.filter.round_number, checked.filter.sender_id
         query: Filter = {"execution_id": execution_id, "last": {"$gt": start}}
         if round_number is not None:
             query["items.round_number"] = round_number
@@ -854,6 +887,7 @@ class MongoMessages:
             query["last"] = {"$gt": int(batches[-1]["last"])}
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         newest: builtins.list[Message] = []
         query: Filter = {"execution_id": execution_id}
@@ -867,6 +901,7 @@ class MongoMessages:
         return newest[-n:]
 
     async def count(self, execution_id: UUID | None = None) -> int:
+        optional_uuid(execution_id, "execution_id")
         await self._store.connect()
         if execution_id is not None:
             latest = await self._batches({"execution_id": execution_id}, [("last", DESCENDING)], 1)
@@ -960,3 +995,15 @@ __all__ = [
     "MongoResults",
     "MongoTopologies",
 ]
+
+
+# Tasks sharing one transaction take turns on its session (see adapters/concurrency.py).
+wrap_verbs(
+    taking_turns,
+    MongoAgentTypes,
+    MongoTopologies,
+    MongoAgentInstances,
+    MongoExecutions,
+    MongoMessages,
+    MongoResults,
+)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.errors import OperationFailure
 
+from qmcp_agents.adapters.concurrency import Frame
 from qmcp_agents.domain import ConcurrencyError, TransactionRolledBack
 from qmcp_agents.domain.ports import Capabilities
 
@@ -106,8 +107,11 @@ class MongoStore:
         self._owns_client = owns_client
         self._collections = {name: driver.collection(database, PREFIX + name) for name in COLLECTIONS}
         self._session: contextvars.ContextVar[Any] = contextvars.ContextVar(f"mongo-{id(self)}", default=None)
-        self._doomed: contextvars.ContextVar[bool] = contextvars.ContextVar(
-            f"mongo-doomed-{id(self)}", default=False
+        # The open transaction's frame: tasks sharing it take turns on its session, and a
+        # nested block failing in any of them dooms it (a flag in a context variable would
+        # be set in the failing task's copy of the context only).
+        self._frame: contextvars.ContextVar[Frame[Any] | None] = contextvars.ContextVar(
+            f"mongo-frame-{id(self)}", default=None
         )
         self._transactions: bool | None = None
         self._probe_lock = asyncio.Lock()
@@ -190,6 +194,10 @@ class MongoStore:
         except BaseException as error:
             raise translate(error) from error
 
+    def current_frame(self) -> Frame[Any] | None:
+        """The open ``store.transaction()``'s frame (see ``adapters/concurrency.py``), or None."""
+        return self._frame.get()
+
     def session(self) -> Any:
         """The session of the open ``store.transaction()``, or None."""
         return self._session.get()
@@ -236,24 +244,28 @@ class MongoStore:
         if not self._transactions:
             yield
             return
-        if self._session.get() is not None:
+        outer = self._frame.get()
+        if outer is not None:
+            outer.check_open()
             try:
                 yield
             except BaseException:
-                self._doomed.set(True)
+                outer.failed = True
                 raise
             return
-        doomed = self._doomed.set(False)
-        try:
-            async with self._in_transaction():
+        async with self._in_transaction() as session:
+            frame: Frame[Any] = Frame(session)
+            token = self._frame.set(frame)
+            try:
                 yield
-                if self._doomed.get():
+                if frame.failed:
                     raise TransactionRolledBack(
                         "a nested transaction failed and MongoDB has no savepoints, so the whole "
                         "transaction was rolled back"
                     )
-        finally:
-            self._doomed.reset(doomed)
+            finally:
+                frame.open = False
+                self._frame.reset(token)
 
     # --- schema ------------------------------------------------------------------------------
 

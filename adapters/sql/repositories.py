@@ -30,7 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from qmcp_agents.adapters.concurrency import settled, wrap_verbs
 from qmcp_agents.domain import (
+    FINAL_STATUSES,
     AgentInstance,
     AgentRole,
     AgentType,
@@ -45,6 +47,7 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
+from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
 from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
@@ -53,17 +56,22 @@ from qmcp_agents.domain.integrity import (
     for_restore,
     for_update,
     messages_to_restore,
+    refuse_child_of_final,
     refuse_if_final,
+    with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
+    AgentTypeFilter,
     ExecutionFilter,
     Page,
     PurgeRequest,
     ResultFilter,
+    TopologyFilter,
     check_limit,
     int_cursor,
+    message_query,
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
@@ -75,6 +83,7 @@ if TYPE_CHECKING:
     from .store import SqlStore
 
 E = TypeVar("E", bound=BaseModel)
+_COMPOUND_LOCK = 727373  # pg_advisory_xact_lock key serialising compound topology saves (727372: migrations)
 K = TypeVar("K", int, UUID)
 
 
@@ -84,6 +93,7 @@ class _Repository(Generic[K, E]):
     table: Table
     label: str
     cursor: Callable[[str | None], Any]
+    key: Callable[[Any], Any]
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
@@ -104,7 +114,8 @@ class _Repository(Generic[K, E]):
         return (await self._load_many(conn, [row]))[0]
 
     async def find(self, id: K) -> E | None:
-        async with self._store.connection() as conn:
+        id = self.key(id)
+        async with self._store.connection(read=True) as conn:
             return await self._fetch(conn, self.table.c.id == id)
 
     async def get(self, id: K) -> E:
@@ -114,7 +125,7 @@ class _Repository(Generic[K, E]):
         return entity
 
     async def _stored(self, conn: AsyncConnection, id: K | None) -> E:
-        entity = None if id is None else await self._fetch(conn, self.table.c.id == id, lock=True)
+        entity = None if id is None else await self._fetch(conn, self.table.c.id == self.key(id), lock=True)
         if entity is None:
             raise NotFound(f"{self.label} {id} does not exist")
         return entity
@@ -131,14 +142,14 @@ class _Repository(Generic[K, E]):
         if start is not None:
             conditions = [*conditions, key > start]
         query: Select[Any] = select(self.table).where(*conditions).order_by(key).limit(limit + 1)
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             found = (await conn.execute(query)).mappings().all()
             items = await self._load_many(conn, found[:limit])
         more = len(found) > limit
         return Page(items, str(found[limit - 1]["id"]) if more else None)
 
     async def _count(self, conditions: builtins.list[ColumnElement[bool]]) -> int:
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             return int(
                 (
                     await conn.execute(select(func.count()).select_from(self.table).where(*conditions))
@@ -173,7 +184,8 @@ class _Repository(Generic[K, E]):
         written = 0
         async with self._store.connection() as conn:
             for entity in entities:
-                if not await self._exists(conn, self.table, self.table.c.id == getattr(entity, "id")):  # noqa: B009
+                key = self.key(getattr(entity, "id"))  # noqa: B009
+                if not await self._exists(conn, self.table, self.table.c.id == key):
                     await self._restore(conn, entity)
                     written += 1
             if written:
@@ -198,12 +210,14 @@ class _Repository(Generic[K, E]):
 
 class _NamedRepository(_Repository[int, E]):
     cursor = staticmethod(int_cursor)
+    key = staticmethod(int_id)
 
     async def find_by_name(self, name: str) -> E | None:
-        async with self._store.connection() as conn:
-            return await self._fetch(
-                conn, self.table.c.name == (name.lower() if isinstance(name, str) else name)
-            )
+        key = name_key(name)
+        if key is None:
+            return None
+        async with self._store.connection(read=True) as conn:
+            return await self._fetch(conn, self.table.c.name == key)
 
     async def get_by_name(self, name: str) -> E:
         entity = await self.find_by_name(name)
@@ -212,8 +226,9 @@ class _NamedRepository(_Repository[int, E]):
         return entity
 
     async def _check_name_free(self, conn: AsyncConnection, entity: BaseModel) -> None:
-        name = getattr(entity, "name")  # noqa: B009
-        if await self._exists(conn, self.table, self.table.c.name == name):
+        # Checked as it will be stored: an entity that bypassed validation may hold "PLANNER".
+        name = name_key(getattr(entity, "name"))  # noqa: B009
+        if name is not None and await self._exists(conn, self.table, self.table.c.name == name):
             raise AlreadyExists(f"{self.label} named {name!r} already exists")
 
     async def _after_restore(self, conn: AsyncConnection) -> None:
@@ -281,10 +296,12 @@ class SqlAgentTypes(_NamedRepository[AgentType]):
     async def list(
         self, *, role: AgentRole | None = None, limit: int = 50, after: str | None = None
     ) -> Page[AgentType]:
-        return await self._page(self._where(role=AgentRole(role).value if role else None), limit, after)
+        kind = AgentTypeFilter(role=role).role
+        return await self._page(self._where(role=kind.value if kind else None), limit, after)
 
     async def count(self, *, role: AgentRole | None = None) -> int:
-        return await self._count(self._where(role=AgentRole(role).value if role else None))
+        kind = AgentTypeFilter(role=role).role
+        return await self._count(self._where(role=kind.value if kind else None))
 
 
 class SqlTopologies(_NamedRepository[Topology]):
@@ -305,16 +322,22 @@ class SqlTopologies(_NamedRepository[Topology]):
         return [rows.topology_from(row, by_topology[row["id"]]) for row in found]
 
     async def _check_rules(self, conn: AsyncConnection, topology: Topology) -> None:
+        if conn.dialect.name == "postgresql" and topology.topology_type is TopologyType.COMPOUND:
+            # Two transactions each adding one edge (a -> b, b -> a) would both pass the
+            # acyclicity check on committed rows and store a cycle. Saves of compound
+            # topologies take turns instead (until commit); the second then sees the first's
+            # edge. SQLite writers are serialised already.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _COMPOUND_LOCK})
         type_ids = sorted({m.agent_type_id for m in topology.memberships})
-        names = dict(
-            (
-                await conn.execute(
-                    select(schema.agent_types.c.id, schema.agent_types.c.name).where(
-                        schema.agent_types.c.id.in_(type_ids)
-                    )
+        found = (
+            await conn.execute(
+                select(schema.agent_types.c.id, schema.agent_types.c.name, schema.agent_types.c.role).where(
+                    schema.agent_types.c.id.in_(type_ids)
                 )
-            ).all()
-        )
+            )
+        ).all()
+        names = {row.id: row.name for row in found}
+        roles = {row.id: row.role for row in found}
 
         async def sub_topologies_of(name: str) -> builtins.list[str] | None:
             row = (
@@ -330,7 +353,7 @@ class SqlTopologies(_NamedRepository[Topology]):
                 else []
             )
 
-        await check_topology_rules(topology, names, sub_topologies_of)
+        await check_topology_rules(topology, names, sub_topologies_of, member_roles=roles)
 
     async def _write_members(self, conn: AsyncConnection, topology: Topology, topology_id: int) -> Topology:
         members = schema.memberships
@@ -366,7 +389,8 @@ class SqlTopologies(_NamedRepository[Topology]):
         new_id = (
             await conn.execute(insert(self.table).values(**row).returning(self.table.c.id))
         ).scalar_one()
-        return await self._write_members(conn, stored.model_copy(update={"id": new_id}), new_id)
+        fresh = with_own_membership_ids(stored.model_copy(update={"id": new_id}), ())
+        return await self._write_members(conn, fresh, new_id)
 
     async def update(self, topology: Topology) -> Topology:
         async with self._store.connection() as conn:
@@ -375,7 +399,8 @@ class SqlTopologies(_NamedRepository[Topology]):
             await self._check_rules(conn, stored)
             await self._write_update(conn, stored, rows.topology_row(stored), current.revision)
             assert current.id is not None
-            return await self._write_members(conn, stored, current.id)
+            owned = (m.id for m in current.memberships if m.id)
+            return await self._write_members(conn, with_own_membership_ids(stored, owned), current.id)
 
     async def delete(self, id: int) -> None:
         async with self._store.connection() as conn:
@@ -398,19 +423,26 @@ class SqlTopologies(_NamedRepository[Topology]):
     async def list(
         self, *, topology_type: TopologyType | None = None, limit: int = 50, after: str | None = None
     ) -> Page[Topology]:
-        kind = TopologyType(topology_type).value if topology_type else None
+        kind = _topology_type(topology_type)
         return await self._page(self._where(topology_type=kind), limit, after)
 
     async def count(self, *, topology_type: TopologyType | None = None) -> int:
-        kind = TopologyType(topology_type).value if topology_type else None
+        kind = _topology_type(topology_type)
         return await self._count(self._where(topology_type=kind))
+
+
+def _topology_type(topology_type: Any) -> str | None:
+    kind = TopologyFilter(topology_type=topology_type).topology_type
+    return kind.value if kind else None
 
 
 class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
+    key = staticmethod(uuid_id)
 
     async def find(self, id: UUID) -> E | None:
         """One statement on the driver's connection, no transaction (see :mod:`.driver`)."""
+        id = self.key(id)
         dialect = self._store.engine.dialect
         async with self._store.driver() as raw:
             found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
@@ -503,6 +535,10 @@ class SqlExecutions(_UuidRepository[Execution]):
         stored = for_insert(entity)
         await self._check_new_id(conn, stored)
         await self._check_refs(conn, stored)
+        if stored.parent_id is not None:
+            parent = select(self.table.c.status).where(self.table.c.id == stored.parent_id)
+            status = (await conn.execute(parent)).scalar_one()
+            refuse_child_of_final(stored.parent_id, ExecutionStatus(status))
         await conn.execute(insert(self.table).values(**rows.execution_row(stored)))
         return stored
 
@@ -608,23 +644,40 @@ class SqlExecutions(_UuidRepository[Execution]):
             }
         )
         c = self.table.c
-        query = (
-            select(c.id)
-            .where(
-                c.status.in_(sorted(s.value for s in request.statuses)), c.completed_at < request.older_than
-            )
-            .order_by(c.completed_at)
-            .limit(request.batch_size)
-        )
+        kept: builtins.list[UUID] = []  # final, but with a descendant still live
         deleted = 0
         while True:
+            query = (
+                select(c.id)
+                .where(
+                    c.status.in_(sorted(s.value for s in request.statuses)),
+                    c.completed_at < request.older_than,
+                    c.id.not_in(kept),
+                )
+                .order_by(c.completed_at)
+                .limit(request.batch_size)
+            )
             async with self._store.connection() as conn:
-                batch = builtins.list((await conn.execute(query)).scalars().all())
+                found = builtins.list((await conn.execute(query)).scalars().all())
+                live = await self._with_live_descendants(conn, found)
+                kept.extend(live)
+                batch = [i for i in found if i not in live]
                 if batch:
                     deleted += await self._tree_size(conn, batch)
                     await conn.execute(delete(self.table).where(c.id.in_(batch)))
-            if len(batch) < request.batch_size:
+            if len(found) < request.batch_size:
                 return deleted
+
+    async def _with_live_descendants(self, conn: AsyncConnection, roots: builtins.list[UUID]) -> set[UUID]:
+        """Those of ``roots`` that have a descendant (or are themselves) not final."""
+        if not roots:
+            return set()
+        e = self.table
+        tree = select(e.c.id.label("root"), e.c.id).where(e.c.id.in_(roots)).cte("tree", recursive=True)
+        tree = tree.union_all(select(tree.c.root, e.c.id).join(tree, e.c.parent_id == tree.c.id))
+        finals = sorted(s.value for s in FINAL_STATUSES)
+        live = select(tree.c.root).join(e, e.c.id == tree.c.id).where(e.c.status.not_in(finals)).distinct()
+        return set((await conn.execute(live)).scalars().all())
 
 
 class SqlMessages:
@@ -639,6 +692,7 @@ class SqlMessages:
         self._store = store
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         with paused_gc():
             drafts = [MessageCreate.model_validate(m) for m in messages]
         if len(drafts) == 1 and not self._store.in_transaction:
@@ -646,10 +700,16 @@ class SqlMessages:
             if appended is not None:
                 return [appended]
             # Refused: the general path below says why (or appends, if a race resolved it).
-        if not drafts:
-            async with self._store.connection() as conn:
-                if not await _count(conn, schema.executions, schema.executions.c.id == execution_id):
-                    raise NotFound(f"execution {execution_id} does not exist")
+        if not drafts:  # nothing to write, but the same refusals as a real append
+            async with self._store.connection(read=True) as conn:
+                status = (
+                    await conn.execute(
+                        select(schema.executions.c.status).where(schema.executions.c.id == execution_id)
+                    )
+                ).scalar_one_or_none()
+            if status is None:
+                raise NotFound(f"execution {execution_id} does not exist")
+            refuse_if_final(execution_id, ExecutionStatus(status), "messages")
             return []
         e = schema.executions
         async with self._store.connection() as conn:
@@ -769,6 +829,7 @@ class SqlMessages:
                 check_instance_binding(instance_id, bound[instance_id], execution_id, f"message {role}")
 
     async def find(self, id: UUID) -> Message | None:
+        id = uuid_id(id)
         dialect = self._store.engine.dialect
         async with self._store.driver() as raw:
             found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
@@ -789,8 +850,8 @@ class SqlMessages:
         round_number: int | None = None,
         sender_id: UUID | None = None,
     ) -> Page[Message]:
-        check_limit(limit)
-        start = int_cursor(after) or 0
+        checked = message_query(execution_id, limit, after, round_number, sender_id)
+        start, round_number, sender_id = checked.start, checked.filter.round_number, checked.filter.sender_id
         c = self.table.c
         conditions = [c.execution_id == execution_id, c.sequence_number > start]
         if round_number is not None:
@@ -798,12 +859,13 @@ class SqlMessages:
         if sender_id is not None:
             conditions.append(c.sender_id == sender_id)
         query = select(self.table).where(and_(*conditions)).order_by(c.sequence_number).limit(limit + 1)
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             found = (await conn.execute(query)).mappings().all()
         items = [rows.message_from(row) for row in found[:limit]]
         return Page(items, str(items[-1].sequence_number) if len(found) > limit else None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         dialect = self._store.engine.dialect
         async with self._store.driver() as raw:
@@ -814,10 +876,11 @@ class SqlMessages:
         return [rows.message_from(decode(row)) for row in reversed(found)]
 
     async def count(self, execution_id: UUID | None = None) -> int:
+        optional_uuid(execution_id, "execution_id")
         where = (
             literal_column("1") == 1 if execution_id is None else self.table.c.execution_id == execution_id
         )
-        async with self._store.connection() as conn:
+        async with self._store.connection(read=True) as conn:
             return await _count(conn, self.table, where)
 
 
@@ -895,3 +958,7 @@ class SqlResults(_UuidRepository[Result]):
     async def count(self, *, execution_id: UUID | None = None, agent_instance_id: UUID | None = None) -> int:
         flt = ResultFilter(execution_id=execution_id, agent_instance_id=agent_instance_id)
         return await self._count(self._where(**flt.model_dump()))
+
+
+# A cancelled call never leaves a connection inside a transaction (docs/decisions.md).
+wrap_verbs(settled, SqlAgentTypes, SqlTopologies, SqlAgentInstances, SqlExecutions, SqlMessages, SqlResults)

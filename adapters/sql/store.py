@@ -5,9 +5,10 @@ Outside a transaction each repository call runs in a transaction of its own; ins
 ``store.transaction()`` every call shares one connection and runs in a savepoint, so a
 failed call leaves the transaction usable and unchanged.
 
-SQLite allows one writer at a time: transactions begin with ``BEGIN IMMEDIATE`` (so two
-writers queue on the file lock instead of failing half-way) and, within one process, an
-asyncio lock queues them before they reach the file.
+SQLite allows one writer at a time: write transactions begin with ``BEGIN IMMEDIATE`` (so
+two writers queue on the file lock instead of failing half-way) and, within one process, an
+asyncio lock queues them before they reach the file. Reads begin deferred and skip the
+queue (WAL lets them run beside the writer).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import contextvars
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, nullcontext, suppress
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wait_out
 from qmcp_agents.domain.ports import Capabilities
 
 from . import jsonb, migrate
@@ -77,7 +79,7 @@ class SqlStore:
         self.label = f"qmcp-agents-{uuid.uuid4().hex[:12]}"
         self._options = {"pool_size": pool_size, "connect_timeout": connect_timeout, "echo": echo}
         self._engine: AsyncEngine | None = None
-        self._current: contextvars.ContextVar[AsyncConnection | None] = contextvars.ContextVar(
+        self._current: contextvars.ContextVar[Frame[AsyncConnection] | None] = contextvars.ContextVar(
             self.label, default=None
         )
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -129,29 +131,88 @@ class SqlStore:
         )
 
     # --- connections and transactions -----------------------------------------------------
+    #
+    # Cancellation safety (docs/decisions.md, issue 14): opening a connection with its
+    # BEGIN, and the COMMIT or ROLLBACK that ends it, are run to their end by
+    # ``concurrency.settle`` even when the caller is cancelled meanwhile, so a cancelled call
+    # never leaves a checked-out connection inside a transaction (on SQLite that held the
+    # file's write lock until a garbage collection). Concurrent tasks inside one
+    # ``transaction()`` take turns on its connection through ``Frame`` locks.
+
+    @property
+    def _reads_share_the_file(self) -> bool:
+        """SQLite files in WAL mode let readers run beside the writer; an in-memory SQLite
+        store is one shared connection, so everything queues on the writer lock there."""
+        return self.dialect == "sqlite" and self.capabilities.multi_process
+
+    async def _open(self, read: bool) -> AsyncConnection:
+        conn = await self.engine.connect()
+        try:
+            if read:  # SQLite: a deferred BEGIN, which takes no write lock (see _setup_sqlite)
+                conn.sync_connection.execution_options(qmcp_read=True)  # type: ignore[union-attr]  # no I/O
+            await conn.begin()
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _end(self, conn: AsyncConnection, commit: bool) -> None:
+        """COMMIT or ROLLBACK, then give the connection back. A connection whose transaction
+        could not be ended cleanly is invalidated, so the pool never hands it out again
+        (except an in-memory SQLite store's only connection, which *is* the database)."""
+        try:
+            await (conn.commit() if commit else conn.rollback())
+        except BaseException:
+            if self.dialect == "postgresql" or self._reads_share_the_file:
+                with suppress(Exception):
+                    await conn.invalidate()
+            raise
+        finally:
+            await conn.close()
 
     @asynccontextmanager
-    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+    async def _begin(self, read: bool = False) -> AsyncIterator[AsyncConnection]:
         """A new transaction on a pooled connection (queued behind other writers on SQLite)."""
-        async with self._writer if self._writer is not None else nullcontext():
-            try:
-                async with self.engine.begin() as conn:
+        shared = read and self._reads_share_the_file
+        queue = self._writer if self._writer is not None and not shared else None
+        async with queue if queue is not None else nullcontext():
+            if in_settled_call():  # nobody can cancel this task: no need for extra ones
+                async with self._plain(read) as conn:
                     yield conn
+                return
+            opening = asyncio.ensure_future(self._open(read))
+            if await wait_out(opening):  # cancelled while connecting: give the connection back
+                if not opening.cancelled() and opening.exception() is None:
+                    await settle(self._end(opening.result(), commit=False))
+                raise asyncio.CancelledError
+            try:
+                conn = opening.result()
+            except BaseException as error:
+                raise translate(error) from error
+            try:
+                yield conn
+            except BaseException as error:
+                await settle(self._end(conn, commit=False))
+                raise translate(error) from error
+            try:
+                await settle(self._end(conn, commit=True))
             except BaseException as error:
                 raise translate(error) from error
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """The connection a repository call runs on: the open transaction's (in a savepoint)
-        or a transaction of its own."""
-        conn = self._current.get()
-        if conn is None:
-            async with self._begin() as fresh:
-                yield fresh
-            return
+    async def _plain(self, read: bool) -> AsyncIterator[AsyncConnection]:
+        """``_begin`` for a settled call: the same steps, awaited directly."""
         try:
-            async with conn.begin_nested():
-                yield conn
+            conn = await self._open(read)
+        except BaseException as error:
+            raise translate(error) from error
+        try:
+            yield conn
+        except BaseException as error:
+            await self._end(conn, commit=False)
+            raise translate(error) from error
+        try:
+            await self._end(conn, commit=True)
         except BaseException as error:
             raise translate(error) from error
 
@@ -166,12 +227,14 @@ class SqlStore:
         statement is atomic by itself, so a read or a one-statement write needs no
         ``BEGIN``/``COMMIT`` round trips). An in-memory SQLite database is one connection
         shared by every task, so there the call queues behind open transactions."""
-        current = self._current.get()
-        if current is not None:
-            try:
-                yield (await current.get_raw_connection()).driver_connection
-            except BaseException as error:
-                raise translate(error) from error
+        frame = self._current.get()
+        if frame is not None:
+            frame.check_open()
+            async with frame.lock:  # take turns with the transaction's other tasks
+                try:
+                    yield (await frame.handle.get_raw_connection()).driver_connection
+                except BaseException as error:
+                    raise translate(error) from error
             return
         shared = self._writer is not None and not self.capabilities.multi_process
         lock = self._writer if (shared or queued) and self._writer is not None else nullcontext()
@@ -195,20 +258,49 @@ class SqlStore:
             yield raw
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        conn = self._current.get()
-        if conn is not None:
+    async def connection(self, *, read: bool = False) -> AsyncIterator[AsyncConnection]:
+        """The connection a repository call runs on: the open transaction's (in a savepoint,
+        taking its turn with other tasks in the transaction) or a transaction of its own.
+        ``read=True`` says the call only reads (on SQLite it then takes no write lock)."""
+        frame = self._current.get()
+        if frame is None:
+            async with self._begin(read) as fresh:
+                yield fresh
+            return
+        frame.check_open()
+        async with frame.lock:
             try:
-                async with conn.begin_nested():
-                    yield
+                async with frame.handle.begin_nested():
+                    yield frame.handle
             except BaseException as error:
                 raise translate(error) from error
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        frame = self._current.get()
+        if frame is not None:
+            # Nested: a savepoint. Holding the parent's lock keeps sibling tasks out until it
+            # ends, so rolling it back can only undo its own work.
+            frame.check_open()
+            async with frame.lock:
+                inner: Frame[AsyncConnection] = Frame(frame.handle)
+                token = self._current.set(inner)
+                try:
+                    async with frame.handle.begin_nested():
+                        yield
+                except BaseException as error:
+                    raise translate(error) from error
+                finally:
+                    inner.open = False
+                    self._current.reset(token)
             return
         async with self._begin() as fresh:
-            token = self._current.set(fresh)
+            outer: Frame[AsyncConnection] = Frame(fresh)
+            token = self._current.set(outer)
             try:
                 yield
             finally:
+                outer.open = False
                 self._current.reset(token)
 
     # --- schema -----------------------------------------------------------------------------
@@ -264,7 +356,9 @@ def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads begin deferred: in WAL mode they take no lock and never block a writer.
+        read = conn.get_execution_options().get("qmcp_read", False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
 
 def _refuse_closed_connections(engine: AsyncEngine) -> None:

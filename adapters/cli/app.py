@@ -685,6 +685,11 @@ def demo() -> None:
     run_async(work)
 
 
+from . import serve as _serve  # noqa: E402 - registers `serve` on `app`
+
+_serve.register(app)
+
+
 def entry() -> None:
     try:
         app()

@@ -26,6 +26,7 @@ from qmcp_agents.domain.topology import Topology
 from .agents import Agent
 from .run import HumanInputNeeded, Member, Run, TopologyFailed
 from .topologies import execute
+from .tracing import NO_TRACER, Tracer
 
 AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
 
@@ -45,9 +46,11 @@ class Engine:
         weights: Mapping[str, float] | None = None,
         timeout_scale: float = 1.0,
         observer: Callable[[dict[str, Any]], None] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.store = store
         self.observer = observer
+        self.tracer: Tracer = tracer or NO_TRACER
         self._agents = agents
         self.synthesizer = synthesizer
         self.weights = dict(weights or {})
@@ -161,6 +164,10 @@ class Engine:
             self.observer(event)
 
     async def _drive(self, topology: Topology, execution: Execution) -> ExecutionRead:
+        with self.tracer.execution(execution, topology):
+            return await self._drive_traced(topology, execution)
+
+    async def _drive_traced(self, topology: Topology, execution: Execution) -> ExecutionRead:
         try:
             members = await self._members(topology, execution)
             run = Run(

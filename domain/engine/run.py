@@ -18,6 +18,7 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.topology import Topology, TopologyMembership
 
 from .agents import Agent, AgentContext, AgentReply
+from .tracing import NO_TRACER, Tracer
 
 CALLS = "calls"
 """Key of an instance's ``state`` that keeps its answered calls, so a resumed run replays
@@ -89,6 +90,10 @@ class Run:
     engine: Any = None
 
     @property
+    def tracer(self) -> Tracer:
+        return self.engine.tracer if self.engine is not None else NO_TRACER
+
+    @property
     def input(self) -> dict[str, Any]:
         return dict(self.execution.input_data)
 
@@ -146,7 +151,18 @@ class Run:
         for attempt in range(1, member.config.max_retries + 2):
             started = utc_now()
             try:
-                answer = await asyncio.wait_for(member.agent(context), timeout=timeout)
+                with self.tracer.agent_call(
+                    self.execution,
+                    self.topology,
+                    slot=member.slot,
+                    agent_type=member.agent_type,
+                    config=member.config,
+                    call=call,
+                    round_number=round_number,
+                    attempt=attempt,
+                ) as trace:
+                    answer = await asyncio.wait_for(member.agent(context), timeout=timeout)
+                    trace.answered(answer)
             except TimeoutError:
                 errors.append(f"timed out after {timeout:g}s")
             except Exception as error:  # an agent may fail in any way; the run records it

@@ -41,6 +41,18 @@ class TransactionRolledBack(QmcpError):
     enclosing transaction was rolled back rather than committing half of it."""
 
 
+class CapabilityError(QmcpError, ValueError):
+    """A capability definition or lookup is wrong: an unknown name, a bad definition.
+
+    On save, capability problems in an agent type's config are reported as Pydantic's
+    ``ValidationError`` naming the field instead; this is for the registry's own calls.
+    """
+
+
+class DependencyCycle(CapabilityError):
+    """Capabilities depend on each other in a cycle, so no order can run their hooks."""
+
+
 class StoreUnavailable(QmcpError):
     """The backend could not be reached or timed out; wraps the driver's error.
 
@@ -50,7 +62,9 @@ class StoreUnavailable(QmcpError):
 
 __all__ = [
     "AlreadyExists",
+    "CapabilityError",
     "ConcurrencyError",
+    "DependencyCycle",
     "IntegrityError",
     "InvalidTransition",
     "NotFound",

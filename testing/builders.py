@@ -98,7 +98,9 @@ async def register_topology(
     capabilities: dict[str, list[str]] | None = None,
     agent_config: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Agent types for ``members`` (skipping ones that exist) and a topology using them."""
+    """Agent types for ``members`` (skipping ones that exist) and a topology using them.
+
+    ``capabilities`` gives members skill tags (the ``skills`` capability) to route by."""
     for member in dict.fromkeys(members):
         if await store.agent_types.find_by_name(member) is None:
             config_fields: dict[str, Any] = {
@@ -106,7 +108,8 @@ async def register_topology(
                 "max_retries": 0,
                 **(agent_config or {}).get(member, {}),
             }
-            config_fields["capabilities"] = [{"name": c} for c in (capabilities or {}).get(member, [])]
+            skills = (capabilities or {}).get(member, [])
+            config_fields["capabilities"] = [{"name": "skills", "config": {"tags": skills}}] if skills else []
             await services.register_agent_type(
                 store,
                 AgentTypeCreate(name=member, description=member, role="specialist", config=config_fields),

@@ -109,7 +109,11 @@ async def register_topology(
                 **(agent_config or {}).get(member, {}),
             }
             skills = (capabilities or {}).get(member, [])
-            config_fields["capabilities"] = [{"name": "skills", "config": {"tags": skills}}] if skills else []
+            if skills:
+                config_fields["capabilities"] = [
+                    *config_fields.get("capabilities", []),
+                    {"name": "skills", "config": {"tags": skills}},
+                ]
             await services.register_agent_type(
                 store,
                 AgentTypeCreate(name=member, description=member, role="specialist", config=config_fields),

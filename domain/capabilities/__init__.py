@@ -16,18 +16,19 @@ from __future__ import annotations
 
 from qmcp_agents.domain.errors import CapabilityError, DependencyCycle
 
-from .builtins import (
-    BUILTINS,
+from .builtins import BUILTINS, builtin_config, has_skill
+from .check import check_agent_config, check_capabilities, check_overrides
+from .configs import (
     HumanInLoopConfig,
     MemoryConfig,
     ReasoningConfig,
     SkillsConfig,
     StructuredOutputConfig,
     ToolUseConfig,
-    builtin_config,
-    has_skill,
 )
-from .check import check_agent_config, check_capabilities, check_overrides
+from .hooks import HOOK_NAMES, CapabilityHookFailed, CapabilityHooks, HookContext, ToolCall
+from .memory import MemoryBank, MemoryHooks, memory_instance_id
+from .reasoning import ReasoningHooks
 from .registry import CapabilityConfig, CapabilityDefinition, CapabilityRegistry
 
 registry: CapabilityRegistry = CapabilityRegistry.of(BUILTINS)
@@ -41,6 +42,15 @@ def register(definition: CapabilityDefinition, *, replace: bool = False) -> Capa
 
 __all__ = [
     "BUILTINS",
+    "HOOK_NAMES",
+    "CapabilityHookFailed",
+    "CapabilityHooks",
+    "HookContext",
+    "MemoryBank",
+    "MemoryHooks",
+    "ReasoningHooks",
+    "ToolCall",
+    "memory_instance_id",
     "CapabilityConfig",
     "CapabilityDefinition",
     "CapabilityError",

@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from qmcp_agents.domain.base import NAME_PATTERN
 from qmcp_agents.domain.errors import CapabilityError, DependencyCycle
 
+from .hooks import CapabilityHooks
+
 _SEMVER = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
 
@@ -39,7 +41,8 @@ class CapabilityDefinition:
 
     ``version`` is the definition's semantic version; an agent type's capability entry must
     carry the same *major* version (a new major version means stored configs may no longer
-    mean what they meant).
+    mean what they meant). ``hooks`` is the behaviour class the engine instantiates per agent
+    and run (:mod:`.hooks`); a capability with nothing to do at run time keeps the no-op base.
     """
 
     name: str
@@ -47,6 +50,7 @@ class CapabilityDefinition:
     config_class: type[BaseModel]
     depends_on: tuple[str, ...] = ()
     description: str = ""
+    hooks: type[CapabilityHooks] = CapabilityHooks
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
@@ -62,6 +66,8 @@ class CapabilityDefinition:
                 f"capability {self.name!r}: config_class must be a Pydantic model class, "
                 f"got {self.config_class!r}"
             )
+        if not (isinstance(self.hooks, type) and issubclass(self.hooks, CapabilityHooks)):
+            raise CapabilityError(f"capability {self.name!r}: hooks must be a CapabilityHooks subclass")
         if self.name in self.depends_on:
             raise DependencyCycle(f"capability {self.name!r} depends on itself")
         if len(set(self.depends_on)) != len(self.depends_on):

@@ -11,19 +11,22 @@ can be inspected afterwards on any backend.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
 from qmcp_agents.domain.agent import AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
-from qmcp_agents.domain.errors import InvalidTransition
+from qmcp_agents.domain.capabilities import CapabilityHookFailed
+from qmcp_agents.domain.errors import CapabilityError, InvalidTransition
 from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
 
 from .agents import Agent
+from .capable import CapabilitySet, hook_context
 from .run import HumanInputNeeded, Member, Run, TopologyFailed
 from .topologies import execute
 
@@ -73,6 +76,7 @@ class Engine:
         for membership in sorted(topology.memberships, key=lambda m: (m.position, m.slot_name)):
             agent_type = await self.store.agent_types.get(membership.agent_type_id)
             instance = existing.get(membership.slot_name)
+            created = instance is None
             if instance is None:
                 instance = await self.store.agent_instances.add(
                     AgentInstance(
@@ -81,13 +85,26 @@ class Engine:
                         metadata={"slot": membership.slot_name, "topology": topology.name},
                     )
                 )
+            config = agent_type.config.with_overrides(membership.config_overrides)
+            try:
+                capabilities = CapabilitySet.build(
+                    config,
+                    hook_context(
+                        self.store, execution.id, topology.name, membership.slot_name, agent_type, instance
+                    ),
+                )
+            except CapabilityError as error:
+                raise TopologyFailed(str(error), {"slot": membership.slot_name}) from error
+            if created:
+                await capabilities.fire("on_create")
             members.append(
                 Member(
                     membership=membership,
                     agent_type=agent_type,
-                    config=agent_type.config.with_overrides(membership.config_overrides),
+                    config=config,
                     instance=instance,
                     agent=self._agent_for(agent_type, membership.slot_name),
+                    capabilities=capabilities,
                 )
             )
         return members
@@ -161,8 +178,24 @@ class Engine:
             self.observer(event)
 
     async def _drive(self, topology: Topology, execution: Execution) -> ExecutionRead:
+        members: list[Member] = []
         try:
-            members = await self._members(topology, execution)
+            return await self._drive_members(topology, execution, members)
+        finally:
+            for member in members:
+                if member.capabilities:
+                    # the run has ended; a release failure must not change its outcome
+                    with contextlib.suppress(CapabilityHookFailed):
+                        await member.capabilities.fire("on_destroy")
+
+    async def _drive_members(
+        self, topology: Topology, execution: Execution, members: list[Member]
+    ) -> ExecutionRead:
+        try:
+            members.extend(await self._members(topology, execution))
+            for member in members:
+                if member.capabilities:
+                    await member.capabilities.fire("on_start")
             run = Run(
                 self.store,
                 topology,
@@ -174,6 +207,9 @@ class Engine:
                 self,
             )
             output = await execute(run, topology.get_typed_config())
+            for member in members:
+                if member.capabilities:
+                    await member.capabilities.fire("on_complete")
         except HumanInputNeeded as question:
             current = await self.store.executions.get(execution.id)
             current.metadata = {
@@ -188,6 +224,10 @@ class Engine:
             return ExecutionRead.from_entity(await self.store.executions.update(current))
         except TopologyFailed as failure:
             return await self._fail(execution.id, str(failure), failure.details)
+        except CapabilityHookFailed as failure:
+            return await self._fail(
+                execution.id, str(failure), {"capability": failure.capability, "hook": failure.hook}
+            )
         except Exception as error:  # a bug in an agent adapter must still end the run cleanly
             return await self._fail(
                 execution.id, f"{type(error).__name__}: {error}", {"exception": type(error).__name__}

@@ -9,6 +9,7 @@ from typing import Any
 
 from qmcp_agents.domain.agent import AgentConfig, AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
+from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import MessageType
 from qmcp_agents.domain.errors import ConcurrencyError
@@ -18,6 +19,7 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.topology import Topology, TopologyMembership
 
 from .agents import Agent, AgentContext, AgentReply
+from .capable import CapabilitySet
 
 CALLS = "calls"
 """Key of an instance's ``state`` that keeps its answered calls, so a resumed run replays
@@ -35,10 +37,10 @@ class TopologyFailed(Exception):
 class AgentFailed(TopologyFailed):
     """An agent failed (raised or timed out) on every attempt it was allowed."""
 
-    def __init__(self, slot: str, call: str, errors: list[str]) -> None:
+    def __init__(self, slot: str, call: str, errors: list[str], **details: Any) -> None:
         super().__init__(
             f"agent in slot {slot!r} failed call {call!r} after {len(errors)} attempt(s): {errors[-1]}",
-            {"slot": slot, "call": call, "errors": errors},
+            {"slot": slot, "call": call, "errors": errors, **details},
         )
         self.slot = slot
         self.call = call
@@ -63,6 +65,7 @@ class Member:
     config: AgentConfig
     instance: AgentInstance
     agent: Agent
+    capabilities: CapabilitySet | None = None
 
     @property
     def slot(self) -> str:
@@ -146,7 +149,22 @@ class Run:
         for attempt in range(1, member.config.max_retries + 2):
             started = utc_now()
             try:
-                answer = await asyncio.wait_for(member.agent(context), timeout=timeout)
+                if member.capabilities:
+                    answer = await asyncio.wait_for(member.capabilities.call(member.agent, context), timeout)
+                else:
+                    answer = await asyncio.wait_for(member.agent(context), timeout=timeout)
+            except CapabilityHookFailed as failed:  # not retried: a hook that failed fails again
+                errors.append(str(failed))
+                await self.say(
+                    member,
+                    MessageType.SYSTEM,
+                    {"call": call, "attempt": attempt, "error": errors[-1], "capability": failed.capability},
+                    round_number,
+                )
+                self._notify("failure", member, call, round_number, error=errors[-1])
+                raise AgentFailed(
+                    member.slot, call, errors, capability=failed.capability, hook=failed.hook
+                ) from failed
             except TimeoutError:
                 errors.append(f"timed out after {timeout:g}s")
             except Exception as error:  # an agent may fail in any way; the run records it
@@ -194,8 +212,9 @@ class Run:
         round_number: int = 0,
         recipient: Member | None = None,
     ) -> None:
-        """Record a message in the execution's transcript."""
-        await self.store.messages.append(
+        """Record a message in the execution's transcript (and tell the capabilities of the
+        agents it concerns: the sender, the recipient, everyone for a broadcast)."""
+        stored = await self.store.messages.append(
             self.execution.id,
             [
                 MessageCreate(
@@ -207,6 +226,10 @@ class Run:
                 )
             ],
         )
+        if any(m.capabilities for m in self.members):
+            for member in self.members if recipient is None else [sender, recipient]:
+                if member.capabilities:
+                    await member.capabilities.fire("on_message", stored[0])
 
     async def _record(
         self, member: Member, call: str, answer: AgentReply, started: Any, round_number: int

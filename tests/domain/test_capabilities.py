@@ -181,3 +181,97 @@ def test_skills_route_by_tag_and_disabled_capabilities_do_not_count() -> None:
     assert has_skill(t, "skills")
     assert not has_skill(t, "python")
     assert not has_skill(t, "memory")
+
+
+# --- memory -------------------------------------------------------------------------------
+
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+from qmcp_agents.domain.capabilities import MemoryConfig  # noqa: E402
+from qmcp_agents.domain.capabilities.memory import apply, decay, rank  # noqa: E402
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+ops = st.lists(
+    st.one_of(
+        st.builds(
+            lambda text, tags, importance, minutes: {
+                "op": "remember",
+                "text": text,
+                "tags": tags,
+                "importance": importance,
+                "at": (T0 + timedelta(minutes=minutes)).isoformat(),
+            },
+            st.text(alphabet="abc xyz", min_size=1, max_size=12),
+            st.lists(st.sampled_from(["red", "blue"]), max_size=2),
+            st.floats(0, 1),
+            st.integers(0, 10_000),
+        ),
+        st.builds(
+            lambda ids: {"op": "forget", "ids": ids, "at": T0.isoformat()},
+            st.lists(st.sampled_from([f"m{i}" for i in range(1, 30)]), max_size=3),
+        ),
+    ),
+    max_size=40,
+)
+
+
+@given(ops, st.integers(1, 8), st.integers(1, 8), st.booleans())
+def test_memory_stays_within_its_limits_and_ids_stay_unique(
+    operations: list[dict[str, Any]], max_memories: int, threshold: int, summarize: bool
+) -> None:
+    if summarize and threshold > max_memories:
+        threshold = max_memories
+    config = MemoryConfig(max_memories=max_memories, summary_threshold=threshold, auto_summarize=summarize)
+    state: dict[str, Any] = {}
+    for op in operations:
+        state = apply(state, op, config)
+        items = state["items"]
+        assert len(items) <= max_memories
+        ids = [m["id"] for m in items]
+        assert len(ids) == len(set(ids))
+        if summarize and threshold >= 2:
+            assert len(items) < threshold or len([m for m in items if m["kind"] == "memory"]) < 2
+
+
+def test_memory_decays_by_half_life_and_ranks_by_relevance_times_importance() -> None:
+    config = MemoryConfig(decay_half_life_hours=10)
+    old = {
+        "id": "m1",
+        "text": "paris is in france",
+        "tags": ["geo"],
+        "importance": 0.8,
+        "created_at": T0.isoformat(),
+        "kind": "memory",
+    }
+    new = {
+        "id": "m2",
+        "text": "rome is in italy",
+        "tags": ["geo"],
+        "importance": 0.8,
+        "created_at": (T0 + timedelta(hours=10)).isoformat(),
+        "kind": "memory",
+    }
+    now = T0 + timedelta(hours=10)
+    assert decay(old, now, config) == pytest.approx(0.4)
+    assert decay(new, now, config) == pytest.approx(0.8)
+    assert decay(old, now, MemoryConfig(memory_decay=False)) == 0.8
+    assert [m["id"] for _, m in rank([old, new], "paris france", [], now, config)] == ["m1"]
+    assert [m["id"] for _, m in rank([old, new], "", ["geo"], now, config)] == ["m2", "m1"]
+    assert rank([old, new], "", ["food"], now, config) == []
+
+
+def test_memory_eviction_drops_the_weakest_and_summaries_fold_the_oldest() -> None:
+    config = MemoryConfig(max_memories=2, auto_summarize=False)
+    state: dict[str, Any] = {}
+    for text, importance in [("a", 0.9), ("b", 0.1), ("c", 0.5)]:
+        state = apply(
+            state, {"op": "remember", "text": text, "importance": importance, "at": T0.isoformat()}, config
+        )
+    assert [m["text"] for m in state["items"]] == ["a", "c"]
+    config = MemoryConfig(max_memories=10, summary_threshold=4)
+    state = {}
+    for text in "wxyz":
+        state = apply(state, {"op": "remember", "text": text, "at": T0.isoformat()}, config)
+    assert [m["text"] for m in state["items"]] == ["summary: w; x", "y", "z"]
+    assert state["items"][0]["kind"] == "summary"

@@ -1,6 +1,6 @@
 """The topology engine: run a topology with agents and record it through the ports."""
 
-from .agents import Agent, AgentContext, AgentReply, ScriptedAgent, reply
+from .agents import Agent, AgentContext, AgentRefused, AgentReply, ScriptedAgent, reply
 from .engine import Engine
 from .run import AgentFailed, HumanInputNeeded, TopologyFailed
 
@@ -8,6 +8,7 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentFailed",
+    "AgentRefused",
     "AgentReply",
     "Engine",
     "HumanInputNeeded",

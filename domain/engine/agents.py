@@ -72,6 +72,11 @@ class AgentReply:
         )
 
 
+class AgentRefused(Exception):
+    """A failure that asking again cannot fix (a missing API key, an unknown model, a request
+    the provider refuses): the engine records it and stops retrying the call at once."""
+
+
 class Agent(Protocol):
     """Anything that answers a context: an LLM client, a tool, a scripted test double."""
 
@@ -112,4 +117,4 @@ def reply(output: dict[str, Any] | None = None, confidence: float | None = None,
     return AgentReply(output=output if output is not None else {}, confidence=confidence, **extra)
 
 
-__all__ = ["Agent", "AgentContext", "AgentReply", "ScriptedAgent", "Step", "reply"]
+__all__ = ["Agent", "AgentContext", "AgentRefused", "AgentReply", "ScriptedAgent", "Step", "reply"]

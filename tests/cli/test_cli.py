@@ -54,7 +54,7 @@ def setup_store(store_url: str, tmp_path: Path) -> None:
         "--temperature",
         "0.2",
         "--capability",
-        "reasoning",
+        "tool_use",
         "--skill",
         "rebuttal",
     )

@@ -1,8 +1,8 @@
 """The built-in capabilities: definitions (config class, dependencies, behaviour).
 
-Behaviours that need a model or a tool server (tool_use, human_in_loop, structured_output)
-are attached by ``qmcp_agents.adapters.llm``, which registers its hooks for these names; the
-domain's own (memory, reasoning) are here.
+Behaviours that need a model or a tool server (tool_use, human_in_loop) are attached by
+``qmcp_agents.adapters.llm``, which registers its hooks for these names; the domain's own
+(memory, reasoning, structured_output with a pluggable JSON Schema validator) are here.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .configs import (
 from .memory import MemoryHooks
 from .reasoning import ReasoningHooks
 from .registry import CapabilityDefinition
+from .structured import StructuredOutputHooks
 
 BUILTINS: tuple[CapabilityDefinition, ...] = (
     CapabilityDefinition("tool_use", "1.0.0", ToolUseConfig, (), "call tools from MCP servers and functions"),
@@ -32,7 +33,12 @@ BUILTINS: tuple[CapabilityDefinition, ...] = (
         "memory", "1.0.0", MemoryConfig, (), "remember, recall and forget across runs", MemoryHooks
     ),
     CapabilityDefinition(
-        "structured_output", "1.0.0", StructuredOutputConfig, (), "replies valid against a JSON Schema"
+        "structured_output",
+        "1.0.0",
+        StructuredOutputConfig,
+        (),
+        "replies valid against a JSON Schema",
+        StructuredOutputHooks,
     ),
     CapabilityDefinition(
         "reasoning", "1.0.0", ReasoningConfig, (), "reason in a given style, recorded", ReasoningHooks

@@ -49,13 +49,15 @@ class HookContext:
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A tool call an agent is about to make. ``on_tool_call`` may change ``arguments`` or
-    deny the call (``allowed=False`` with a ``reason`` the model is told)."""
+    """A tool call an agent is about to make. ``on_tool_call`` may change ``arguments``,
+    deny the call (``allowed=False`` with a ``reason`` the model is told), or ask a person
+    first (``question``: the execution pauses until someone answers)."""
 
     tool: str
     arguments: dict[str, Any]
     allowed: bool = True
     reason: str | None = None
+    question: str | None = None
 
 
 class CapabilityHooks:

@@ -9,6 +9,7 @@ costs nothing.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from qmcp_agents.domain.agent import AgentConfig, AgentInstance, AgentType
@@ -83,6 +84,8 @@ class CapabilitySet:
         """``on_invoke`` hooks, the agent, ``on_response`` hooks; ``on_error`` on a failure."""
         if not self.hooks:
             return await agent(request)
+        offered = {**request.capabilities, "hooks": {"tool_call": self.tool_call}}
+        request = replace(request, capabilities=offered)
         try:
             for behaviour in self.hooks:
                 try:
@@ -107,7 +110,7 @@ class CapabilitySet:
                 call = await behaviour.on_tool_call(self.context, call)
             except Exception as error:
                 raise CapabilityHookFailed(behaviour.name, "on_tool_call", error) from error
-            if not call.allowed:
+            if not call.allowed or call.question is not None:
                 break
         return call
 

@@ -56,7 +56,7 @@ from qmcp_agents.domain.agent import AgentConfig, AgentType
 from qmcp_agents.domain.engine import AgentContext, AgentRefused, AgentReply
 from qmcp_agents.domain.json_payload import check_json_object
 
-from .capabilities import ToolGuard, toolset_of
+from .capabilities import MEMORY_TOOLS, ToolGuard, toolset_of
 from .models import LLMConfigError, ModelChoice, build_model, check_key, parse_model
 from .prompts import JSON_FORMAT, instructions, prompt, repair_prompt
 
@@ -176,6 +176,8 @@ class LLMAgent:
 
     def _toolsets(self, context: AgentContext, can_ask: bool) -> list[AbstractToolset[AgentContext]]:
         toolsets: list[AbstractToolset[AgentContext]] = [HUMAN_TOOLS] if can_ask else []
+        if "memory" in context.capabilities and can_ask:
+            toolsets.append(MEMORY_TOOLS)
         offered = context.capabilities.get("tool_use")
         if offered is not None and self.tools is not None and context.config.max_tool_calls > 0:
             hooks = context.capabilities.get("hooks", {})

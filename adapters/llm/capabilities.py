@@ -145,6 +145,33 @@ class ToolGuard(WrapperToolset[AgentContext]):
         return result
 
 
+def _bank(ctx: RunContext[AgentContext]) -> Any:
+    return ctx.deps.capabilities["memory"]["bank"]
+
+
+async def remember(
+    ctx: RunContext[AgentContext], text: str, tags: list[str] | None = None, importance: float = 0.5
+) -> str:
+    """Remember a fact for later runs; importance from 0 to 1. Returns the memory's id."""
+    return str(_bank(ctx).remember(text, tags, importance))
+
+
+async def recall(
+    ctx: RunContext[AgentContext], query: str = "", tags: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The memories best matching the query (and any of the tags), best first."""
+    return [{"id": m["id"], "text": m["text"], "tags": m["tags"]} for m in _bank(ctx).recall(query, tags)]
+
+
+async def forget(ctx: RunContext[AgentContext], ids: list[str]) -> int:
+    """Forget the memories with these ids; returns how many were forgotten."""
+    return int(_bank(ctx).forget(ids))
+
+
+MEMORY_TOOLS = FunctionToolset[AgentContext]([remember, recall, forget])
+"""Offered to agents with the ``memory`` capability (their memory is saved after the call)."""
+
+
 def toolset_of(
     tools: Sequence[AbstractToolset[AgentContext] | Callable[..., Any]],
 ) -> AbstractToolset[AgentContext]:

@@ -251,3 +251,30 @@ async def test_structured_output_that_stays_invalid_fails_naming_the_path(store:
     assert run.error_details is not None
     assert run.error_details["capability"] == "structured_output"
     assert "$.answer: 'seven' is not of type 'integer'" in str(run.error_details["errors"])
+
+
+async def test_an_llm_agent_remembers_through_tools_and_recalls_after_reopening(tmp_path: Any) -> None:
+    from qmcp_agents.adapters import open_store
+
+    url = f"sqlite:///{tmp_path / 'memory.db'}"
+    caps = [{"name": "memory"}]
+    async with open_store(url) as first_store:
+        await first_store.create_schema()
+        await team(first_store, caps)
+        writer = ToolScript(
+            [("remember", {"text": "the launch code is 1234", "tags": ["secrets"], "importance": 1})]
+        )
+        run = await Engine(first_store, agent(writer, []).lookup).run("tools", {"task": "keep this"})
+        assert run.status is ExecutionStatus.COMPLETED, run.error
+        assert {"remember", "recall", "forget"} <= set(writer.tools_seen[0])
+    async with open_store(url) as second_store:
+        reader = ToolScript([("recall", {"query": "launch code"})])
+        run = await Engine(second_store, agent(reader, []).lookup).run(
+            "tools", {"task": "what is the launch code"}
+        )
+        assert run.status is ExecutionStatus.COMPLETED, run.error
+        assert any(
+            "What you remember" in p and "the launch code is 1234 [secrets]" in p for p in reader.prompts
+        )
+        (result,) = (await second_store.results.list(execution_id=run.id)).items
+        assert "the launch code is 1234" in result.output["text"]

@@ -14,9 +14,15 @@ Rules for the edge cases, all deterministic and independent of the order of the 
 * ``concat``: the values in position order; strings are joined with a blank line,
   anything else comes back as a list;
 * ``best_of``: the value with the highest confidence (no confidence counts as lowest);
-  tie -> lowest position;
-* ``synthesis``: ``synthesizer(answers)``; without one, or if it raises or returns a
-  non-JSON value, the ``concat`` result, with ``fallback=True``.
+  an answer no other agent gave has its confidence multiplied by ``1 + diversity_weight``
+  for the ranking; tie -> lowest position;
+* ``synthesis``: ``synthesizer(answers)``, the answers carrying their diversity-adjusted
+  weights (see :func:`diversified`); without one, or if it raises or returns a non-JSON
+  value, the ``concat`` result, with ``fallback=True``.
+
+``diversity_weight`` has no effect on ``vote`` (each agent has one vote: a bonus for a lone
+answer would either change nothing or let one dissenter outvote two), ``average`` (the plain
+mean; ``weighted`` is the mean with weights) or ``concat`` (every answer is kept).
 """
 
 from __future__ import annotations
@@ -67,21 +73,32 @@ def average(answers: Sequence[Answer]) -> Aggregate:
     return Aggregate(AggregationMethod.AVERAGE, float(sum(numbers) / len(numbers)))
 
 
-def weighted(answers: Sequence[Answer], diversity_weight: float = 0.0) -> Aggregate:
-    values = list(answers)
-    require_answers(values, "weighted")
-    frequency = counts(values)
-    scaled = [
+def lone(answers: Sequence[Answer]) -> set[str]:
+    """The agents whose answer no other agent gave."""
+    frequency = counts(list(answers))
+    return {a.agent for a in answers if frequency[canonical(a.value)] == 1}
+
+
+def diversified(answers: Sequence[Answer], diversity_weight: float = 0.0) -> list[Answer]:
+    """``answers`` with the weight of each lone answer multiplied by ``1 + diversity_weight``."""
+    unique = lone(answers)
+    return [
         Answer(
             a.agent,
             a.value,
-            a.weight * (1 + diversity_weight) if frequency[canonical(a.value)] == 1 else a.weight,
+            a.weight * (1 + diversity_weight) if a.agent in unique else a.weight,
             a.confidence,
             a.position,
             a.arrival,
         )
-        for a in values
+        for a in answers
     ]
+
+
+def weighted(answers: Sequence[Answer], diversity_weight: float = 0.0) -> Aggregate:
+    values = list(answers)
+    require_answers(values, "weighted")
+    scaled = diversified(values, diversity_weight)
     whole = sum(Fraction(a.weight) for a in scaled)
     if whole <= 0:
         raise ValueError("weighted: the answers' weights add up to zero")
@@ -102,21 +119,30 @@ def concat(answers: Sequence[Answer]) -> Aggregate:
     return Aggregate(AggregationMethod.CONCAT, [a.value for a in values])
 
 
-def best_of(answers: Sequence[Answer]) -> Aggregate:
+def best_of(answers: Sequence[Answer], diversity_weight: float = 0.0) -> Aggregate:
     values = list(answers)
     require_answers(values, "best_of")
-    best = min(
-        values, key=lambda a: (-(a.confidence if a.confidence is not None else -1.0), a.position, a.agent)
-    )
+    unique = lone(values)
+
+    def score(a: Answer) -> float:
+        if a.confidence is None:
+            return -1.0
+        return a.confidence * (1 + diversity_weight) if a.agent in unique else a.confidence
+
+    best = min(values, key=lambda a: (-score(a), a.position, a.agent))
     return Aggregate(AggregationMethod.BEST_OF, best.value)
 
 
-def synthesis(answers: Sequence[Answer], synthesizer: Synthesizer | None = None) -> Aggregate:
+def synthesis(
+    answers: Sequence[Answer], synthesizer: Synthesizer | None = None, diversity_weight: float = 0.0
+) -> Aggregate:
     values = _by_position(answers)
     require_answers(values, "synthesis")
     if synthesizer is not None:
         try:
-            return Aggregate(AggregationMethod.SYNTHESIS, check_json(synthesizer(values)))
+            return Aggregate(
+                AggregationMethod.SYNTHESIS, check_json(synthesizer(diversified(values, diversity_weight)))
+            )
         except Exception:  # any failure falls back to concat, by definition
             pass
     return Aggregate(AggregationMethod.SYNTHESIS, concat(values).value, fallback=True)
@@ -139,8 +165,8 @@ def aggregate(
     if method is AggregationMethod.CONCAT:
         return concat(answers)
     if method is AggregationMethod.BEST_OF:
-        return best_of(answers)
-    return synthesis(answers, synthesizer)
+        return best_of(answers, diversity_weight)
+    return synthesis(answers, synthesizer, diversity_weight)
 
 
 __all__ = [
@@ -150,6 +176,8 @@ __all__ = [
     "average",
     "best_of",
     "concat",
+    "diversified",
+    "lone",
     "synthesis",
     "vote",
     "weighted",

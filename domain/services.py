@@ -16,8 +16,9 @@ from .errors import IntegrityError
 from .execution import Execution, ExecutionCreate, ExecutionRead
 from .message import MessageCreate, MessageRead, Result
 from .ports import Store
+from .seating import chain_slots
 from .topology import Topology, TopologyCreate, TopologyMembership, TopologyRead, TopologyUpdate
-from .topology_configs import PipelineConfig
+from .topology_configs import ChainOfCommandConfig, PipelineConfig
 
 
 async def register_agent_type(store: Store, data: AgentTypeCreate) -> AgentTypeRead:
@@ -35,9 +36,15 @@ async def update_agent_type(store: Store, name: str, data: AgentTypeUpdate) -> A
 
 
 def _slot_names(data: TopologyCreate) -> list[str]:
-    """Pipeline members sit in their stage's slot, in order; others in a slot named after
-    the agent type (``name``, ``name-2``, ... when a type appears more than once)."""
+    """Pipeline members sit in their stage's slot, in order; a chain of command's on the
+    authority levels, from the top down; others in a slot named after the agent type
+    (``name``, ``name-2``, ... when a type appears more than once)."""
     config = data.get_typed_config()
+    if isinstance(config, ChainOfCommandConfig):
+        try:
+            return chain_slots(config.authority_levels, data.agent_names)
+        except ValueError as error:
+            raise IntegrityError(f"topology {data.name!r}: {error}") from None
     if isinstance(config, PipelineConfig) and config.stages:
         if len(data.agent_names) != len(config.stages):
             raise IntegrityError(

@@ -97,8 +97,12 @@ async def register_topology(
     config: dict[str, Any] | None = None,
     capabilities: dict[str, list[str]] | None = None,
     agent_config: dict[str, dict[str, Any]] | None = None,
+    roles: dict[str, str] | None = None,
 ) -> None:
-    """Agent types for ``members`` (skipping ones that exist) and a topology using them."""
+    """Agent types for ``members`` (skipping ones that exist; role ``specialist`` unless
+    ``roles`` says otherwise) and a topology using them.
+
+    ``capabilities`` gives members skill tags (the ``skills`` capability) to route by."""
     for member in dict.fromkeys(members):
         if await store.agent_types.find_by_name(member) is None:
             config_fields: dict[str, Any] = {
@@ -106,10 +110,20 @@ async def register_topology(
                 "max_retries": 0,
                 **(agent_config or {}).get(member, {}),
             }
-            config_fields["capabilities"] = [{"name": c} for c in (capabilities or {}).get(member, [])]
+            skills = (capabilities or {}).get(member, [])
+            if skills:
+                config_fields["capabilities"] = [
+                    *config_fields.get("capabilities", []),
+                    {"name": "skills", "config": {"tags": skills}},
+                ]
             await services.register_agent_type(
                 store,
-                AgentTypeCreate(name=member, description=member, role="specialist", config=config_fields),
+                AgentTypeCreate(
+                    name=member,
+                    description=member,
+                    role=(roles or {}).get(member, "specialist"),
+                    config=config_fields,
+                ),
             )
     await services.create_topology(
         store,

@@ -128,6 +128,10 @@ def _summary(value: Any) -> Any:
         return [_summary(item) for item in value]
     if isinstance(value, Message):  # message ids are made by the store, one per append
         return value.model_dump(mode="json", exclude={"created_at", "id"})
+    if isinstance(value, AgentType):  # int ids come from the store's counter; failed adds may
+        # consume one (PostgreSQL sequences, the memory store) or not (SQLite), so only equality
+        # of everything else is a cross-backend promise
+        return value.model_dump(mode="json", exclude={"created_at", "updated_at", "id"})
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", exclude={"created_at", "updated_at"})
     return value

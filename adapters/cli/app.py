@@ -37,11 +37,14 @@ from qmcp_agents.domain import (
     services,
     utc_now,
 )
+from qmcp_agents.domain.capabilities import check_agent_config
+from qmcp_agents.domain.capabilities import registry as capability_registry
 from qmcp_agents.domain.engine import Engine
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
 
 from . import demo as demo_module
+from . import llm as llm_cli
 from . import render
 from .files import default_agent, load_agents, parse_json, read_document
 
@@ -172,9 +175,12 @@ def _agent_type_input(file: Path | None, fields: dict[str, Any]) -> dict[str, An
         if fields.get(key) is not None:
             config[key] = fields.pop(key)
         fields.pop(key, None)
-    capabilities = fields.pop("capability", None)
+    capabilities = [{"name": c} for c in fields.pop("capability", None) or []]
+    skills = fields.pop("skill", None)
+    if skills:
+        capabilities.append({"name": "skills", "config": {"tags": skills}})
     if capabilities:
-        config["capabilities"] = [{"name": c} for c in capabilities]
+        config["capabilities"] = capabilities
     data.update({k: v for k, v in fields.items() if v is not None})
     if config:
         data["config"] = config
@@ -195,7 +201,13 @@ def agent_type_add(
     system_prompt: Annotated[str | None, typer.Option(help="System prompt.")] = None,
     timeout_seconds: Annotated[int | None, typer.Option(help="Per-call timeout.")] = None,
     max_retries: Annotated[int | None, typer.Option(help="Retries after a failed call.")] = None,
-    capability: Annotated[list[str] | None, typer.Option(help="A capability name (repeatable).")] = None,
+    capability: Annotated[
+        list[str] | None,
+        typer.Option(help="A registered capability, default config (repeatable; see `capabilities list`)."),
+    ] = None,
+    skill: Annotated[
+        list[str] | None, typer.Option(help="A skill tag delegation routes by (repeatable).")
+    ] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="YAML/JSON file with the fields.")] = None,
 ) -> None:
     """Register an agent type, from flags or a file."""
@@ -214,9 +226,11 @@ def agent_type_add(
                 "timeout_seconds": timeout_seconds,
                 "max_retries": max_retries,
                 "capability": capability,
+                "skill": skill,
             },
         )
         create = AgentTypeCreate.model_validate(data)
+        check_agent_config(create.config, capability_registry)
     except (ValueError, ValidationError) as error:
         fail(_one_line(error))
     read = run_async(lambda store: services.register_agent_type(store, create))
@@ -423,8 +437,14 @@ def run(
     timeout_scale: Annotated[
         float, typer.Option(help="Multiply agents' timeouts (simulations).", min=0.0001)
     ] = 1.0,
+    llm: Annotated[bool, typer.Option("--llm", help="LLM agents from the agent types' configs.")] = False,
+    model: Annotated[
+        str | None, typer.Option(help="With --llm: every agent's model (test runs offline).")
+    ] = None,
 ) -> None:
-    """Run a topology with scripted agents (no LLM needed), with live progress."""
+    """Run a topology with scripted agents (no LLM needed) or LLM agents, with live progress."""
+    if problem := llm_cli.check_options(llm, model, agents is not None):
+        fail(problem)
     try:
         data = parse_json(input_json, "--input")
         if not isinstance(data, dict):
@@ -440,6 +460,7 @@ def run(
                 return default_agent(slot)
             return scripted.get(slot) or scripted.get(agent_type.name)
 
+        players = await llm_cli.agents(store, [topology], model) if llm else lookup
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -456,7 +477,7 @@ def run(
                     task, advance=1, description=f"round {event['round']} · {event['slot']} {what}"
                 )
 
-            result = await Engine(store, lookup, timeout_scale=timeout_scale, observer=observe).run(
+            result = await Engine(store, players, timeout_scale=timeout_scale, observer=observe).run(
                 topology, data
             )
         return (result, *await _transcript(store, result.id))
@@ -666,15 +687,25 @@ def copy(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    llm: Annotated[bool, typer.Option("--llm", help="LLM agents from the agent types' configs.")] = False,
+    model: Annotated[
+        str | None, typer.Option(help="With --llm: every agent's model (test runs offline).")
+    ] = None,
+) -> None:
     """Register agent types, create a debate, a pipeline and an ensemble, run each with
-    scripted agents, and print their transcripts."""
+    scripted agents (or LLM agents), and print their transcripts."""
+    if problem := llm_cli.check_options(llm, model, False):
+        fail(problem)
     out = console()
 
     async def work(store: Store) -> None:
         await store.create_schema()
-        for name, agents in await demo_module.prepare(store):
-            result = await Engine(store, agents).run(name, demo_module.INPUTS[name])
+        async with store.transaction():  # with --llm: nothing is registered if a model is out of reach
+            prepared = await demo_module.prepare(store)
+            players = await llm_cli.agents(store, [n for n, _ in prepared], model) if llm else None
+        for name, agents in prepared:
+            result = await Engine(store, players or agents).run(name, demo_module.INPUTS[name])
             messages, results, names = await _transcript(store, result.id)
             if settings.as_json:
                 typer.echo(render.dumps({"execution": result, "messages": messages}))
@@ -685,8 +716,10 @@ def demo() -> None:
     run_async(work)
 
 
+from . import capabilities as _capabilities  # noqa: E402 - registers its commands on `app`
 from . import serve as _serve  # noqa: E402 - registers `serve` on `app`
 
+_capabilities.register(app)
 _serve.register(app)
 
 

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from qmcp_agents.domain import AgentType, ExecutionRead, Message, Result, Topology
+from qmcp_agents.domain import AgentCapability, AgentType, ExecutionRead, Message, Result, Topology
+from qmcp_agents.domain.engine.budget import LIMITS_KEY, USAGE_KEY
 
 
 def jsonable(value: Any) -> Any:
@@ -34,12 +35,20 @@ def short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _capability_label(capability: AgentCapability) -> str:
+    """``memory``, ``memory (off)``, or the skill tags themselves (``skills: sql, python``)."""
+    label = capability.name
+    if capability.name == "skills":
+        label = f"skills: {' '.join(map(str, capability.config.get('tags', [])))}"
+    return label if capability.enabled else f"{label} (off)"
+
+
 def agent_types_table(items: list[AgentType]) -> Table:
     table = Table(
         "id", "name", "role", "version", "model", "capabilities", "description", title="Agent types"
     )
     for t in items:
-        caps = ", ".join(c.name for c in t.config.capabilities) or "-"
+        caps = ", ".join(_capability_label(c) for c in t.config.capabilities) or "-"
         table.add_row(
             str(t.id), t.name, t.role.value, t.version, t.config.model, caps, short(t.description, 40)
         )
@@ -89,10 +98,7 @@ def transcript(
     results: list[Result],
     names: dict[UUID, str],
 ) -> None:
-    tokens: defaultdict[str, int] = defaultdict(int)
-    for result in results:
-        for key, count in (result.token_usage or {}).items():
-            tokens[key] += count
+    tokens = _token_totals(execution, results)
     duration = f"{execution.duration_ms} ms" if execution.duration_ms is not None else "running"
     console.print(
         f"[bold]{topology}[/bold] · execution {execution.id} · "
@@ -123,13 +129,29 @@ def transcript(
             summary.add_row(
                 names.get(r.agent_instance_id, "?"),
                 f"{r.confidence:.2f}" if r.confidence is not None else "-",
-                str(sum((r.token_usage or {}).values())),
+                str(sum(v for k, v in (r.token_usage or {}).items() if k in ("input", "output"))),
                 short(r.output, 60),
             )
         console.print(summary)
-    total = ", ".join(f"{k} {v}" for k, v in sorted(tokens.items())) or "none"
+    total = ", ".join(f"{k} {v}" for k, v in tokens.items()) or "none"
     console.print(
         f"tokens {total} · output {short(execution.output_data, 100) if execution.output_data else '-'}"
     )
+    limits = {k: v for k, v in (execution.metadata.get(LIMITS_KEY) or {}).items() if v is not None}
+    if limits:
+        console.print("limits " + ", ".join(f"{k} {v:g}" for k, v in limits.items()))
     if execution.error:
         console.print(f"[red]error[/red] {execution.error}")
+
+
+def _token_totals(execution: ExecutionRead, results: list[Result]) -> dict[str, int]:
+    """The execution's recorded totals (the engine writes them, children and unanswered
+    questions included); for executions recorded without them, the sum of its results."""
+    recorded = execution.metadata.get(USAGE_KEY)
+    if isinstance(recorded, dict):
+        return {k: v for k, v in recorded.items() if isinstance(v, int)}
+    tokens: defaultdict[str, int] = defaultdict(int)
+    for result in results:
+        for key, count in (result.token_usage or {}).items():
+            tokens[key] += count
+    return dict(sorted(tokens.items()))

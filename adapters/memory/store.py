@@ -279,7 +279,12 @@ class MemoryTopologies(_NamedRepository[Topology]):
             for m in topology.memberships
             if m.agent_type_id in self._state.agent_types
         }
-        await check_topology_rules(topology, names, self._sub_topologies_of)
+        roles = {
+            m.agent_type_id: self._state.agent_types[m.agent_type_id].role.value
+            for m in topology.memberships
+            if m.agent_type_id in self._state.agent_types
+        }
+        await check_topology_rules(topology, names, self._sub_topologies_of, member_roles=roles)
 
     async def _restore(self, entity: Topology) -> None:
         stored = for_restore(entity)

@@ -343,10 +343,11 @@ class MongoTopologies(_NamedRepository[Topology]):
         type_ids = sorted({m.agent_type_id for m in topology.memberships})
         found = await self._store.call(
             self._store.collection("agent_types")
-            .find({"_id": {"$in": type_ids}}, {"name": 1}, session=self._store.session())
+            .find({"_id": {"$in": type_ids}}, {"name": 1, "role": 1}, session=self._store.session())
             .to_list(None)
         )
         names = {d["_id"]: d["name"] for d in found}
+        roles = {d["_id"]: d["role"] for d in found}
 
         async def sub_topologies_of(name: str) -> builtins.list[str] | None:
             document = await self._one({"name": name})
@@ -356,7 +357,7 @@ class MongoTopologies(_NamedRepository[Topology]):
                 return []
             return builtins.list(documents.unescape(document["config"]).get("sub_topologies", []))
 
-        await check_topology_rules(topology, names, sub_topologies_of)
+        await check_topology_rules(topology, names, sub_topologies_of, member_roles=roles)
 
     async def _with_member_ids(self, topology: Topology, topology_id: int) -> Topology:
         members = [

@@ -329,15 +329,15 @@ class SqlTopologies(_NamedRepository[Topology]):
             # edge. SQLite writers are serialised already.
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _COMPOUND_LOCK})
         type_ids = sorted({m.agent_type_id for m in topology.memberships})
-        names = dict(
-            (
-                await conn.execute(
-                    select(schema.agent_types.c.id, schema.agent_types.c.name).where(
-                        schema.agent_types.c.id.in_(type_ids)
-                    )
+        found = (
+            await conn.execute(
+                select(schema.agent_types.c.id, schema.agent_types.c.name, schema.agent_types.c.role).where(
+                    schema.agent_types.c.id.in_(type_ids)
                 )
-            ).all()
-        )
+            )
+        ).all()
+        names = {row.id: row.name for row in found}
+        roles = {row.id: row.role for row in found}
 
         async def sub_topologies_of(name: str) -> builtins.list[str] | None:
             row = (
@@ -353,7 +353,7 @@ class SqlTopologies(_NamedRepository[Topology]):
                 else []
             )
 
-        await check_topology_rules(topology, names, sub_topologies_of)
+        await check_topology_rules(topology, names, sub_topologies_of, member_roles=roles)
 
     async def _write_members(self, conn: AsyncConnection, topology: Topology, topology_id: int) -> Topology:
         members = schema.memberships

@@ -19,7 +19,9 @@ class AgentContext:
 
     ``task`` is what this call asks (the topology's input, a stage's input, a directive);
     ``transcript`` holds what the agent may read of the conversation so far (earlier rounds'
-    answers); ``human_input`` is the answer to a question the agent asked, on resume.
+    answers); ``human_input`` is the answer to a question the agent asked, on resume;
+    ``capabilities`` is what the agent's capabilities offer this call, by capability name
+    (e.g. ``memory``: the recalled memories and the bank to remember into).
     """
 
     execution_id: UUID
@@ -33,6 +35,7 @@ class AgentContext:
     round_number: int = 0
     transcript: Sequence[Mapping[str, Any]] = ()
     human_input: Any = None
+    capabilities: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,11 @@ class AgentReply:
             reasoning=data.get("reasoning"),
             token_usage=data.get("token_usage"),
         )
+
+
+class AgentRefused(Exception):
+    """A failure that asking again cannot fix (a missing API key, an unknown model, a request
+    the provider refuses): the engine records it and stops retrying the call at once."""
 
 
 class Agent(Protocol):
@@ -109,4 +117,4 @@ def reply(output: dict[str, Any] | None = None, confidence: float | None = None,
     return AgentReply(output=output if output is not None else {}, confidence=confidence, **extra)
 
 
-__all__ = ["Agent", "AgentContext", "AgentReply", "ScriptedAgent", "Step", "reply"]
+__all__ = ["Agent", "AgentContext", "AgentRefused", "AgentReply", "ScriptedAgent", "Step", "reply"]

@@ -11,22 +11,30 @@ can be inspected afterwards on any backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
 from qmcp_agents.domain.agent import AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
-from qmcp_agents.domain.errors import InvalidTransition
+from qmcp_agents.domain.capabilities import CapabilityHookFailed
+from qmcp_agents.domain.enums import TopologyType
+from qmcp_agents.domain.errors import CapabilityError, InvalidTransition
 from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
 
 from .agents import Agent
+from .budget import LIMITS_KEY, RUNNING_KEY, Budget, Limits, empty_usage, usage_of
+from .capable import CapabilitySet, hook_context
 from .run import HumanInputNeeded, Member, Run, TopologyFailed
-from .topologies import execute
+from .topologies import CHILD_ANSWER, execute
 from .tracing import NO_TRACER, Tracer
+
+AWAITING = "awaiting_human"
 
 AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
 
@@ -34,8 +42,11 @@ AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
 class Engine:
     """Runs topologies. ``timeout_scale`` multiplies every agent's ``timeout_seconds``
     (simulations and tests use a small one); ``weights`` gives members (by slot) their say
-    in weighted votes; ``synthesizer`` is used by ``synthesis`` aggregation; ``observer``
-    is told of every answer and failure as it is recorded (progress displays)."""
+    in weighted votes; ``synthesizer`` (a function of the answers, plain or async) is used
+    by ``synthesis`` aggregation when the ensemble has no synthesizer member; ``observer``
+    is told of every answer and failure as it is recorded (progress displays).
+    ``token_budget`` and ``time_limit_seconds`` are the default limits of every run (see
+    :mod:`.budget`); ``run`` may set its own."""
 
     def __init__(
         self,
@@ -46,8 +57,11 @@ class Engine:
         weights: Mapping[str, float] | None = None,
         timeout_scale: float = 1.0,
         observer: Callable[[dict[str, Any]], None] | None = None,
+        token_budget: int | None = None,
+        time_limit_seconds: float | None = None,
         tracer: Tracer | None = None,
     ) -> None:
+        self.limits = Limits(token_budget, time_limit_seconds)
         self.store = store
         self.observer = observer
         self.tracer: Tracer = tracer or NO_TRACER
@@ -76,6 +90,7 @@ class Engine:
         for membership in sorted(topology.memberships, key=lambda m: (m.position, m.slot_name)):
             agent_type = await self.store.agent_types.get(membership.agent_type_id)
             instance = existing.get(membership.slot_name)
+            created = instance is None
             if instance is None:
                 instance = await self.store.agent_instances.add(
                     AgentInstance(
@@ -84,13 +99,26 @@ class Engine:
                         metadata={"slot": membership.slot_name, "topology": topology.name},
                     )
                 )
+            config = agent_type.config.with_overrides(membership.config_overrides)
+            try:
+                capabilities = CapabilitySet.build(
+                    config,
+                    hook_context(
+                        self.store, execution.id, topology.name, membership.slot_name, agent_type, instance
+                    ),
+                )
+            except CapabilityError as error:
+                raise TopologyFailed(str(error), {"slot": membership.slot_name}) from error
+            if created:
+                await capabilities.fire("on_create")
             members.append(
                 Member(
                     membership=membership,
                     agent_type=agent_type,
-                    config=agent_type.config.with_overrides(membership.config_overrides),
+                    config=config,
                     instance=instance,
                     agent=self._agent_for(agent_type, membership.slot_name),
+                    capabilities=capabilities,
                 )
             )
         return members
@@ -103,8 +131,16 @@ class Engine:
         correlation_id: str | None = None,
         parent_id: UUID | None = None,
         metadata: dict[str, Any] | None = None,
+        token_budget: int | None = None,
+        time_limit_seconds: float | None = None,
     ) -> ExecutionRead:
-        """Start and drive an execution of ``topology_name`` to completion, failure or a pause."""
+        """Start and drive an execution of ``topology_name`` to completion, failure or a pause.
+
+        ``token_budget`` / ``time_limit_seconds`` override the engine's for this run."""
+        limits = Limits(
+            self.limits.token_budget if token_budget is None else token_budget,
+            self.limits.time_limit_seconds if time_limit_seconds is None else time_limit_seconds,
+        )
         topology = await self.store.topologies.get_by_name(topology_name)
         assert topology.id is not None
         execution = Execution(
@@ -112,7 +148,7 @@ class Engine:
             input_data=input_data,
             correlation_id=correlation_id,
             parent_id=parent_id,
-            metadata=metadata or {},
+            metadata={**(metadata or {}), **({LIMITS_KEY: limits.to_json()} if limits != Limits() else {})},
         )
         execution.start()
         execution = await self.store.executions.add(execution)
@@ -121,14 +157,17 @@ class Engine:
     async def resume(self, execution_id: UUID, human_input: Any) -> ExecutionRead:
         """Give a paused execution the answer a person wrote, and drive it on."""
         execution = await self.store.executions.get(execution_id)
-        waiting = execution.metadata.get("awaiting_human")
+        waiting = execution.metadata.get(AWAITING)
         if waiting is None:
             raise InvalidTransition(
                 f"execution {execution_id} is {execution.status.value}, not waiting for a person"
             )
-        answers = {**execution.metadata.get("human_answers", {}), waiting["call"]: human_input}
-        metadata = {k: v for k, v in execution.metadata.items() if k != "awaiting_human"}
-        execution.metadata = {**metadata, "human_answers": answers}
+        metadata = {k: v for k, v in execution.metadata.items() if k != AWAITING}
+        if "execution_id" in waiting:  # a compound's child asked: the answer is passed on to it
+            metadata[CHILD_ANSWER] = {"execution_id": waiting["execution_id"], "answer": human_input}
+        else:
+            metadata["human_answers"] = {**metadata.get("human_answers", {}), waiting["call"]: human_input}
+        execution.metadata = metadata
         execution.resume()
         execution = await self.store.executions.update(execution)
         topology = await self.store.topologies.get(execution.topology_id)
@@ -141,11 +180,14 @@ class Engine:
         if checkpoint is None:
             raise InvalidTransition(f"execution {execution_id} has no checkpoint to resume from")
         topology = await self.store.topologies.get(failed.topology_id)
+        limits = Limits.from_metadata(failed.metadata)
         return await self.run(
             topology.name,
             failed.input_data,
             correlation_id=failed.correlation_id,
             parent_id=failed.parent_id,
+            token_budget=limits.token_budget,
+            time_limit_seconds=limits.time_limit_seconds,
             metadata={
                 "resumed_from": str(failed.id),
                 "checkpoint": checkpoint,
@@ -168,8 +210,32 @@ class Engine:
             return await self._drive_traced(topology, execution)
 
     async def _drive_traced(self, topology: Topology, execution: Execution) -> ExecutionRead:
+        members: list[Member] = []
+        budget = Budget(
+            limits=Limits.from_metadata(execution.metadata),
+            # A compound's totals are its children's, summed afresh on every drive.
+            usage=empty_usage()
+            if topology.topology_type is TopologyType.COMPOUND
+            else usage_of(execution.metadata),
+            earlier_seconds=float(execution.metadata.get(RUNNING_KEY, 0.0)),
+        )
         try:
-            members = await self._members(topology, execution)
+            return await self._drive_members(topology, execution, members, budget)
+        finally:
+            for member in members:
+                if member.capabilities:
+                    # the run has ended; a release failure must not change its outcome
+                    with contextlib.suppress(CapabilityHookFailed):
+                        await member.capabilities.fire("on_destroy")
+
+    async def _drive_members(
+        self, topology: Topology, execution: Execution, members: list[Member], budget: Budget
+    ) -> ExecutionRead:
+        try:
+            members.extend(await self._members(topology, execution))
+            for member in members:
+                if member.capabilities:
+                    await member.capabilities.fire("on_start")
             run = Run(
                 self.store,
                 topology,
@@ -179,34 +245,66 @@ class Engine:
                 self.synthesizer,
                 self.weights,
                 self,
+                budget,
             )
-            output = await execute(run, topology.get_typed_config())
+            output = await _within_time(budget, lambda: execute(run, topology.get_typed_config()))
+            for member in members:
+                if member.capabilities:
+                    await member.capabilities.fire("on_complete")
         except HumanInputNeeded as question:
-            current = await self.store.executions.get(execution.id)
-            current.metadata = {
-                **current.metadata,
-                "awaiting_human": {
-                    "slot": question.slot,
-                    "call": question.call,
-                    "question": question.question,
-                },
-            }
-            current.pause()
-            return ExecutionRead.from_entity(await self.store.executions.update(current))
+            awaiting = question.awaiting()
+
+            def pause(current: Execution) -> None:
+                current.metadata = {**current.metadata, AWAITING: awaiting}
+                current.pause()
+
+            return await self._finish(execution.id, budget, pause)
         except TopologyFailed as failure:
-            return await self._fail(execution.id, str(failure), failure.details)
+            return await self._finish(execution.id, budget, _failed(str(failure), failure.details))
+        except CapabilityHookFailed as failure:
+            details = {"capability": failure.capability, "hook": failure.hook}
+            return await self._finish(execution.id, budget, _failed(str(failure), details))
+        except asyncio.CancelledError:
+            if execution.parent_id is not None:
+                # A child stopped by its parent (the parent's time limit, a sibling's
+                # failure) must not stay running; a top-level run is left to its owner.
+                with contextlib.suppress(Exception):  # the cancellation is what must go on
+                    await self._finish(execution.id, budget, lambda current: current.cancel())
+            raise
         except Exception as error:  # a bug in an agent adapter must still end the run cleanly
-            return await self._fail(
-                execution.id, f"{type(error).__name__}: {error}", {"exception": type(error).__name__}
-            )
-        current = await self.store.executions.get(execution.id)
-        current.mark_complete(output)
+            failed = _failed(f"{type(error).__name__}: {error}", {"exception": type(error).__name__})
+            return await self._finish(execution.id, budget, failed)
+        return await self._finish(execution.id, budget, lambda current: current.mark_complete(output))
+
+    async def _finish(
+        self, execution_id: UUID, budget: Budget, move: Callable[[Execution], None]
+    ) -> ExecutionRead:
+        """Write the drive's totals and make the status move, in one update."""
+        current = await self.store.executions.get(execution_id)
+        current.metadata = budget.record({k: v for k, v in current.metadata.items() if k != CHILD_ANSWER})
+        move(current)
         return ExecutionRead.from_entity(await self.store.executions.update(current))
 
-    async def _fail(self, execution_id: UUID, error: str, details: dict[str, Any]) -> ExecutionRead:
-        current = await self.store.executions.get(execution_id)
-        current.mark_failed(error, details)
-        return ExecutionRead.from_entity(await self.store.executions.update(current))
+
+def _failed(error: str, details: dict[str, Any]) -> Callable[[Execution], None]:
+    return lambda current: current.mark_failed(error, details)
+
+
+async def _within_time(budget: Budget, work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run ``work`` within what is left of the run's time limit."""
+    remaining = budget.remaining_seconds()
+    if remaining is None:
+        return await work()
+    if remaining <= 0:
+        raise budget.over_time()
+    scope = asyncio.timeout(remaining)
+    try:
+        async with scope:
+            return await work()
+    except TimeoutError:
+        if scope.expired():
+            raise budget.over_time() from None
+        raise
 
 
 __all__ = ["AgentLookup", "Engine"]

@@ -3,56 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from qmcp_agents.domain.agent import AgentConfig, AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
+from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import MessageType
 from qmcp_agents.domain.errors import ConcurrencyError
 from qmcp_agents.domain.execution import Execution
 from qmcp_agents.domain.message import MessageCreate, Result
 from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.seating import Seat
 from qmcp_agents.domain.topology import Topology, TopologyMembership
 
-from .agents import Agent, AgentContext, AgentReply
+from .agents import Agent, AgentContext, AgentRefused, AgentReply
+from .budget import TOKEN_BUDGET, Budget, LimitExceeded, tokens_of
+from .capable import CapabilitySet
+from .failures import AgentFailed, ChildPaused, HumanInputNeeded, TopologyFailed
 from .tracing import NO_TRACER, Tracer
+
+T = TypeVar("T")
 
 CALLS = "calls"
 """Key of an instance's ``state`` that keeps its answered calls, so a resumed run replays
 them instead of asking again."""
-
-
-class TopologyFailed(Exception):
-    """The run cannot go on; becomes the execution's ``error`` with ``details``."""
-
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.details = details or {}
-
-
-class AgentFailed(TopologyFailed):
-    """An agent failed (raised or timed out) on every attempt it was allowed."""
-
-    def __init__(self, slot: str, call: str, errors: list[str]) -> None:
-        super().__init__(
-            f"agent in slot {slot!r} failed call {call!r} after {len(errors)} attempt(s): {errors[-1]}",
-            {"slot": slot, "call": call, "errors": errors},
-        )
-        self.slot = slot
-        self.call = call
-
-
-class HumanInputNeeded(Exception):
-    """An agent asked a question only a person can answer; the execution pauses."""
-
-    def __init__(self, slot: str, call: str, question: str) -> None:
-        super().__init__(question)
-        self.slot = slot
-        self.call = call
-        self.question = question
 
 
 @dataclass
@@ -64,6 +41,7 @@ class Member:
     config: AgentConfig
     instance: AgentInstance
     agent: Agent
+    capabilities: CapabilitySet | None = None
 
     @property
     def slot(self) -> str:
@@ -77,6 +55,10 @@ class Member:
     def position(self) -> int:
         return self.membership.position
 
+    @property
+    def seat(self) -> Seat:
+        return Seat(self.slot, self.name, self.agent_type.role.value, self.position)
+
 
 @dataclass
 class Run:
@@ -88,6 +70,7 @@ class Run:
     synthesizer: Synthesizer | None = None
     weights: Mapping[str, float] = field(default_factory=dict)
     engine: Any = None
+    budget: Budget = field(default_factory=Budget)
 
     @property
     def tracer(self) -> Tracer:
@@ -106,6 +89,10 @@ class Run:
             if member.slot == slot:
                 return member
         raise TopologyFailed(f"topology {self.topology.name!r} has no member in slot {slot!r}")
+
+    def at(self, seat: Seat | None) -> Member | None:
+        """The member sitting in ``seat`` (see :mod:`qmcp_agents.domain.seating`)."""
+        return None if seat is None else self.member(seat.slot)
 
     def by_name(self, name: str) -> Member:
         for member in self.members:
@@ -148,7 +135,9 @@ class Run:
         )
         timeout = member.config.timeout_seconds * self.timeout_scale
         errors: list[str] = []
+        refused = False
         for attempt in range(1, member.config.max_retries + 2):
+            self._refuse_when_spent()
             started = utc_now()
             try:
                 with self.tracer.agent_call(
@@ -161,24 +150,48 @@ class Run:
                     round_number=round_number,
                     attempt=attempt,
                 ) as trace:
-                    answer = await asyncio.wait_for(member.agent(context), timeout=timeout)
+                    work = member.capabilities.call(member.agent, context) if member.capabilities else None
+                    answer = await asyncio.wait_for(work or member.agent(context), timeout=timeout)
                     trace.answered(answer)
+            except CapabilityHookFailed as failed:  # not retried: a hook that failed fails again
+                errors.append(str(failed))
+                await self.say(
+                    member,
+                    MessageType.SYSTEM,
+                    {"call": call, "attempt": attempt, "error": errors[-1], "capability": failed.capability},
+                    round_number,
+                )
+                self._notify("failure", member, call, round_number, error=errors[-1])
+                raise AgentFailed(
+                    member.slot, call, errors, capability=failed.capability, hook=failed.hook
+                ) from failed
             except TimeoutError:
                 errors.append(f"timed out after {timeout:g}s")
             except Exception as error:  # an agent may fail in any way; the run records it
                 errors.append(f"{type(error).__name__}: {error}")
+                refused = isinstance(error, AgentRefused)
+                # An agent that spent tokens before failing may say so on the exception.
+                spent = getattr(error, "token_usage", None)
+                self.budget.add(spent if isinstance(spent, Mapping) else None)
             else:
-                if answer.needs_human is not None and context.human_input is None:
+                self.budget.add(answer.token_usage)
+                too_many = _tool_calls_over(member.config.max_tool_calls, answer)
+                if too_many is not None:
+                    errors.append(too_many)
+                elif answer.needs_human is not None and context.human_input is None:
                     await self.say(
                         member,
                         MessageType.SYSTEM,
                         {"call": call, "question": answer.needs_human},
                         round_number,
                     )
+                    self.budget.check_tokens()
                     raise HumanInputNeeded(member.slot, call, answer.needs_human)
-                await self._record(member, call, answer, started, round_number)
-                self._notify("answer", member, call, round_number, confidence=answer.confidence)
-                return answer
+                else:
+                    await self._record(member, call, answer, started, round_number)
+                    self._notify("answer", member, call, round_number, confidence=answer.confidence)
+                    self.budget.check_tokens()
+                    return answer
             await self.say(
                 member,
                 MessageType.SYSTEM,
@@ -186,7 +199,16 @@ class Run:
                 round_number,
             )
             self._notify("failure", member, call, round_number, error=errors[-1])
+            if refused:
+                break
+        self.budget.check_tokens()
         raise AgentFailed(member.slot, call, errors)
+
+    def _refuse_when_spent(self) -> None:
+        """No new call once the whole token budget is used up."""
+        budget = self.budget.limits.token_budget
+        if budget is not None and self.budget.remaining_tokens() == 0:
+            raise LimitExceeded(TOKEN_BUDGET, budget, tokens_of(self.budget.usage))
 
     def _notify(self, kind: str, member: Member, call: str, round_number: int, **extra: Any) -> None:
         if self.engine is not None:
@@ -210,8 +232,9 @@ class Run:
         round_number: int = 0,
         recipient: Member | None = None,
     ) -> None:
-        """Record a message in the execution's transcript."""
-        await self.store.messages.append(
+        """Record a message in the execution's transcript (and tell the capabilities of the
+        agents it concerns: the sender, the recipient, everyone for a broadcast)."""
+        stored = await self.store.messages.append(
             self.execution.id,
             [
                 MessageCreate(
@@ -223,6 +246,10 @@ class Run:
                 )
             ],
         )
+        if any(m.capabilities for m in self.members):
+            for member in self.members if recipient is None else [sender, recipient]:
+                if member.capabilities:
+                    await member.capabilities.fire("on_message", stored[0])
 
     async def _record(
         self, member: Member, call: str, answer: AgentReply, started: Any, round_number: int
@@ -260,4 +287,38 @@ class Run:
                 await asyncio.sleep(0.01 * (attempt + 1))
 
 
-__all__ = ["CALLS", "AgentFailed", "HumanInputNeeded", "Member", "Run", "TopologyFailed"]
+def _tool_calls_over(allowed: int, answer: AgentReply) -> str | None:
+    """An agent that reports more tool calls than its ``max_tool_calls`` failed the attempt
+    (the engine's check, whatever the agent does to keep within it)."""
+    used = (answer.token_usage or {}).get("tool_calls", 0)
+    if isinstance(used, int) and used > allowed:
+        return f"made {used} tool calls, more than max_tool_calls {allowed}"
+    return None
+
+
+async def settle(
+    tasks: Sequence[Awaitable[T]],
+) -> list[T]:
+    """Await every one of ``tasks`` (none is left running to write after the run ends);
+    then raise the first failure, else the first pause, else return the results in order."""
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, HumanInputNeeded):
+            raise outcome
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [o for o in outcomes if not isinstance(o, BaseException)]
+
+
+__all__ = [
+    "CALLS",
+    "AgentFailed",
+    "ChildPaused",
+    "HumanInputNeeded",
+    "LimitExceeded",
+    "Member",
+    "Run",
+    "TopologyFailed",
+    "settle",
+]

@@ -6,15 +6,25 @@ execution's output (a JSON object), or raises :class:`~.run.TopologyFailed`.
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import itertools
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from qmcp_agents.domain.aggregation import aggregate
+from qmcp_agents.domain.aggregation import Aggregate, aggregate, diversified, synthesis
+from qmcp_agents.domain.capabilities import has_skill
 from qmcp_agents.domain.consensus import decide
-from qmcp_agents.domain.enums import ConsensusMethod, ExecutionStatus, MessageType, TopologyType
+from qmcp_agents.domain.enums import (
+    AggregationMethod,
+    ConsensusMethod,
+    ExecutionStatus,
+    MessageType,
+    TopologyType,
+)
+from qmcp_agents.domain.execution import Execution, ExecutionRead
+from qmcp_agents.domain.queries import MAX_LIMIT
+from qmcp_agents.domain.seating import MEDIATOR_ROLES, MEDIATOR_SLOT, mediator_seat, synthesizer_seat
 from qmcp_agents.domain.topology_configs import (
     ChainOfCommandConfig,
     CompoundConfig,
@@ -28,7 +38,12 @@ from qmcp_agents.domain.topology_configs import (
 from qmcp_agents.domain.votes import Answer, canonical
 
 from .agents import AgentReply
-from .run import AgentFailed, Member, Run, TopologyFailed
+from .budget import tokens_of, usage_of
+from .run import AgentFailed, ChildPaused, Member, Run, TopologyFailed, settle
+
+CHILD_ANSWER = "child_answer"
+"""Key of a compound execution's ``metadata`` holding a person's answer for its paused
+child (``{"execution_id", "answer"}``) until the child is resumed with it."""
 
 
 def answer_of(reply: AgentReply) -> Any:
@@ -57,7 +72,20 @@ async def _ask_all(
         name, task = call(member)
         return member, await run.ask(member, name, task, round_number, transcript or [])
 
-    return list(await asyncio.gather(*(one(m) for m in members)))
+    return await settle([one(m) for m in members])
+
+
+def _mediator(run: Run, named: str | None = None) -> Member:
+    """The member that decides (see :mod:`qmcp_agents.domain.seating`); the store refuses
+    a topology without one, so this fails only for data saved by an older release."""
+    found = run.at(mediator_seat([m.seat for m in run.members], named))
+    if found is None:
+        raise TopologyFailed(
+            f"{run.topology.topology_type.value} {run.topology.name!r} decides by mediator but no member "
+            f"mediates (mediator_agent_name, slot {MEDIATOR_SLOT!r}, role {' or '.join(MEDIATOR_ROLES)})",
+            {"consensus_method": ConsensusMethod.MEDIATOR_DECISION.value},
+        )
+    return found
 
 
 # --- debate ----------------------------------------------------------------------------
@@ -68,7 +96,8 @@ def _debate_call(run: Run, round_number: int, member: Member) -> tuple[str, dict
 
 
 async def debate(run: Run, config: DebateConfig) -> dict[str, Any]:
-    mediator = run.by_name(config.mediator_agent_name) if config.mediator_agent_name else None
+    by_mediator = config.consensus_method is ConsensusMethod.MEDIATOR_DECISION
+    mediator = _mediator(run, config.mediator_agent_name) if by_mediator else None
     debaters = [m for m in run.members if m is not mediator]
     if not debaters:
         raise TopologyFailed(f"debate {run.topology.name!r} has no debaters")
@@ -93,9 +122,7 @@ async def debate(run: Run, config: DebateConfig) -> dict[str, Any]:
             break
     answers = _answers(run, replies)
     decision_answer = None
-    if config.consensus_method is ConsensusMethod.MEDIATOR_DECISION:
-        if mediator is None:
-            raise TopologyFailed(f"debate {run.topology.name!r} decides by mediator but names none")
+    if mediator is not None:
         verdict = await run.ask(
             mediator, "verdict", {"input": run.input, "positions": transcript}, rounds, transcript
         )
@@ -166,13 +193,14 @@ async def delegation(run: Run, config: DelegationConfig) -> dict[str, Any]:
         tasks = [run.input]
     fallback = run.by_name(config.fallback_agent_name) if config.fallback_agent_name else None
     load = {m.slot: 0 for m in run.members}
+    tokens = {m.slot: 0 for m in run.members}
     assignments = []
     for index, task in enumerate(tasks):
         if not isinstance(task, dict):
             raise TopologyFailed(f"delegation task {index} must be a JSON object, got {task!r}")
         wanted = task.get("capability")
         if config.routing_strategy == "capability_match" and wanted is not None:
-            candidates = [m for m in run.members if m.agent_type.has_capability(str(wanted))]
+            candidates = [m for m in run.members if has_skill(m.agent_type, str(wanted))]
         else:
             candidates = list(run.members)
         if not candidates:
@@ -182,12 +210,15 @@ async def delegation(run: Run, config: DelegationConfig) -> dict[str, Any]:
                     {"task": index, "capability": wanted},
                 )
             candidates = [fallback]
-        if config.load_balance or config.routing_strategy == "round_robin":
+        if config.load_balance:  # the least work so far: tokens spent, then tasks taken
+            chosen = min(candidates, key=lambda m: (tokens[m.slot], load[m.slot], m.position))
+        elif config.routing_strategy == "round_robin":  # strictly in turn
             chosen = min(candidates, key=lambda m: (load[m.slot], m.position))
         else:
             chosen = min(candidates, key=lambda m: m.position)
         load[chosen.slot] += 1
         reply = await run.ask(chosen, f"task-{index}/{chosen.slot}", task, 0)
+        tokens[chosen.slot] += tokens_of(reply.token_usage or {})
         assignments.append({"task": index, "slot": chosen.slot, "output": reply.output})
     return {"assignments": assignments}
 
@@ -196,19 +227,37 @@ async def delegation(run: Run, config: DelegationConfig) -> dict[str, Any]:
 
 
 async def cross_check(run: Run, config: CrossCheckConfig) -> dict[str, Any]:
-    checkers = sorted(run.members, key=lambda m: m.position)[: config.num_checkers]
+    by_mediator = config.consensus_method is ConsensusMethod.MEDIATOR_DECISION
+    mediator = _mediator(run) if by_mediator else None
+    pool = sorted((m for m in run.members if m is not mediator), key=lambda m: m.position)
+    checkers = pool[: config.num_checkers]
     specialisations = config.checker_specializations
 
-    def task(member: Member) -> tuple[str, dict[str, Any]]:
+    def focus(member: Member) -> str | None:
         index = checkers.index(member)
-        focus = specialisations[index] if index < len(specialisations) else None
-        return f"check/{member.slot}", {"input": run.input, "specialization": focus}
+        return specialisations[index] if index < len(specialisations) else None
+
+    def task(member: Member) -> tuple[str, dict[str, Any]]:
+        return f"check/{member.slot}", {"input": run.input, "specialization": focus(member)}
 
     replies = await _ask_all(run, checkers, task)
     answers = _answers(run, replies)
-    method = ConsensusMethod.UNANIMOUS if config.require_unanimous_for_approval else config.consensus_method
-    mediator_answer = answers[0] if method is ConsensusMethod.MEDIATOR_DECISION else None
-    outcome = decide(method, answers, mediator_answer)
+    if mediator is not None:
+        # The mediator reads every check and decides; approval is its decision too.
+        checks = [
+            {"slot": m.slot, "specialization": focus(m), "answer": answer_of(r), "confidence": r.confidence}
+            for m, r in replies
+        ]
+        verdict = await run.ask(mediator, "verdict", {"input": run.input, "checks": checks})
+        decision = Answer(mediator.slot, answer_of(verdict), 1.0, verdict.confidence, mediator.position)
+        outcome = decide(ConsensusMethod.MEDIATOR_DECISION, answers, decision)
+        said = verdict.output.get("approved")
+        approved = said if isinstance(said, bool) else outcome.reached
+    else:
+        outcome = decide(config.consensus_method, answers)
+        approved = outcome.reached
+    if config.require_unanimous_for_approval:
+        approved = approved and all(canonical(a.value) == canonical(outcome.value) for a in answers)
     for member, reply in replies:
         await run.say(
             member,
@@ -217,9 +266,10 @@ async def cross_check(run: Run, config: CrossCheckConfig) -> dict[str, Any]:
         )
     return {
         "answer": outcome.value,
-        "approved": outcome.reached,
+        "approved": approved,
         "support": outcome.support,
-        "method": method.value,
+        "method": config.consensus_method.value,
+        **({"decided_by": mediator.slot} if mediator is not None else {}),
     }
 
 
@@ -227,13 +277,19 @@ async def cross_check(run: Run, config: CrossCheckConfig) -> dict[str, Any]:
 
 
 async def ensemble(run: Run, config: EnsembleConfig) -> dict[str, Any]:
+    by_synthesis = config.aggregation_method is AggregationMethod.SYNTHESIS
+    synthesizer = run.at(synthesizer_seat([m.seat for m in run.members])) if by_synthesis else None
+    answering = [m for m in run.members if m is not synthesizer]
+    if not answering:
+        raise TopologyFailed(f"ensemble {run.topology.name!r} has no members to answer")
+
     async def one(member: Member) -> tuple[Member, AgentReply | AgentFailed]:
         try:
             return member, await run.ask(member, f"answer/{member.slot}", {"input": run.input})
         except AgentFailed as failure:
             return member, failure
 
-    outcomes = await asyncio.gather(*(one(m) for m in run.members))
+    outcomes = await settle([one(m) for m in answering])
     failed = [m.slot for m, r in outcomes if isinstance(r, AgentFailed)]
     succeeded = [(m, r) for m, r in outcomes if isinstance(r, AgentReply)]
     share = len(failed) / len(outcomes) if outcomes else 1.0
@@ -243,18 +299,50 @@ async def ensemble(run: Run, config: EnsembleConfig) -> dict[str, Any]:
             f"{config.failure_threshold:g}",
             {"failed": failed, "failure_threshold": config.failure_threshold},
         )
-    result = aggregate(
-        config.aggregation_method,
-        _answers(run, succeeded),
-        synthesizer=run.synthesizer,
-        diversity_weight=config.diversity_weight,
-    )
+    answers = _answers(run, succeeded)
+    if by_synthesis:
+        result = await _synthesize(run, synthesizer, answers, config.diversity_weight)
+    else:
+        result = aggregate(config.aggregation_method, answers, diversity_weight=config.diversity_weight)
     return {
         "result": result.value,
         "method": result.method.value,
         "fallback": result.fallback,
         "failed": failed,
+        **({"synthesized_by": synthesizer.slot} if synthesizer is not None else {}),
     }
+
+
+async def _synthesize(
+    run: Run, member: Member | None, answers: list[Answer], diversity_weight: float
+) -> Aggregate:
+    """``synthesis`` as an awaited call: the synthesizer member is asked (and recorded like
+    any answer), else the engine's synthesizer function (plain or async) is awaited; if it
+    fails, the answers are concatenated (``fallback``)."""
+    weighed = sorted(diversified(answers, diversity_weight), key=lambda a: (a.position, a.agent))
+    if member is not None:
+        task = {
+            "input": run.input,
+            "answers": [
+                {"slot": a.agent, "answer": a.value, "confidence": a.confidence, "weight": a.weight}
+                for a in weighed
+            ],
+            "diversity_weight": diversity_weight,
+        }
+        try:
+            verdict = await run.ask(member, "synthesis", task)
+        except AgentFailed:
+            return synthesis(answers)
+        return synthesis(answers, lambda _: answer_of(verdict))
+    if run.synthesizer is None:
+        return synthesis(answers)
+    try:
+        value = run.synthesizer(weighed)
+        if inspect.isawaitable(value):
+            value = await value
+    except Exception:  # any failure of the synthesizer falls back to concat, by definition
+        return synthesis(answers)
+    return synthesis(answers, lambda _: value)
 
 
 # --- pipeline ----------------------------------------------------------------------------
@@ -299,18 +387,40 @@ async def pipeline(run: Run, config: PipelineConfig) -> dict[str, Any]:
 
 async def compound(run: Run, config: CompoundConfig) -> dict[str, Any]:
     engine = run.engine
+    earlier = await _earlier_children(run, config.sub_topologies)
+    answer = run.execution.metadata.get(CHILD_ANSWER) or {}
 
     async def child(name: str, data: dict[str, Any]) -> dict[str, Any]:
-        read = await engine.run(name, data, parent_id=run.execution.id)
+        found = earlier.get(name)
+        if found is None:
+            limits = run.budget.child_limits()
+            read = await engine.run(
+                name,
+                data,
+                parent_id=run.execution.id,
+                token_budget=limits.token_budget,
+                time_limit_seconds=limits.time_limit_seconds,
+            )
+        elif found.status is ExecutionStatus.PAUSED and answer.get("execution_id") == str(found.id):
+            read = await engine.resume(found.id, answer.get("answer"))
+        else:  # run before this execution paused: its outcome stands
+            read = ExecutionRead.from_entity(found)
+        run.budget.add(usage_of(read.metadata))
+        if read.status is ExecutionStatus.PAUSED:
+            raise ChildPaused(name, read.id, read.metadata.get("awaiting_human") or {})
+        limit = (read.error_details or {}).get("limit")
+        if isinstance(limit, str):
+            raise run.budget.exceeded(limit)
         if read.status is not ExecutionStatus.COMPLETED:
             raise TopologyFailed(
                 f"sub-topology {name!r} ended {read.status.value}: {read.error}",
                 {"sub_topology": name, "execution_id": str(read.id)},
             )
+        run.budget.check_tokens()
         return dict(read.output_data or {})
 
     if config.composition_type == "parallel":
-        results = await asyncio.gather(*(child(name, run.input) for name in config.sub_topologies))
+        results = await settle([child(name, run.input) for name in config.sub_topologies])
         return {"results": dict(zip(config.sub_topologies, results, strict=True))}
     if config.composition_type == "conditional":
         route = run.input.get("route")
@@ -325,6 +435,21 @@ async def compound(run: Run, config: CompoundConfig) -> dict[str, Any]:
     for name in config.sub_topologies:
         data = handoff(await child(name, data))
     return {"result": data}
+
+
+async def _earlier_children(run: Run, names: list[str]) -> dict[str, Execution]:
+    """The child execution of each sub-topology started by an earlier drive of this
+    execution (before it paused), so a resumed compound does not run them again."""
+    children = (await run.store.executions.list(parent_id=run.execution.id, limit=MAX_LIMIT)).items
+    if not children:
+        return {}
+    found: dict[str, Execution] = {}
+    for name in names:
+        topology = await run.store.topologies.get_by_name(name)
+        mine = [c for c in children if c.topology_id == topology.id]
+        if mine:
+            found[name] = max(mine, key=lambda c: (c.started_at, c.id))
+    return found
 
 
 def handoff(output: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = ("sqlalchemy", "alembic", "pymongo", "motor", "bson", "typer", "rich", "asyncpg", "aiosqlite")
+LLM_LIBRARIES = ("pydantic_ai", "openai", "anthropic", "httpx", "httpx2")
 
 
 def test_importing_the_domain_loads_no_driver() -> None:
@@ -25,6 +26,7 @@ def test_importing_the_domain_loads_no_driver() -> None:
     )
     assert "pydantic" in loaded
     assert loaded.isdisjoint(DRIVERS), loaded & set(DRIVERS)
+    assert loaded.isdisjoint(LLM_LIBRARIES), loaded & set(LLM_LIBRARIES)
 
 
 def test_domain_source_never_imports_adapters() -> None:
@@ -64,5 +66,6 @@ def test_wheel_contains_only_the_qmcp_agents_package(tmp_path: Path) -> None:
     assert "qmcp_agents/adapters/sql/migrations/script.py.mako" in names
     assert "qmcp_agents/adapters/sql/migrations/versions/0001_initial_schema.py" in names
     assert "qmcp_agents/domain/engine/engine.py" in names
+    assert "qmcp_agents/adapters/llm/agent.py" in names
     assert "qmcp_agents/testing/conformance.py" in names
     assert not any(name.startswith(("domain/", "adapters/", "tests/")) for name in names)

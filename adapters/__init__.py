@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from qmcp_agents.domain.ports import Store
 
+from . import json_schema as _json_schema  # noqa: F401 - installs the structured_output validator
+
 _EXTRAS = {
     "sqlite": "sql",
     "postgresql": "sql",

@@ -46,6 +46,18 @@ class TransactionClosed(QmcpError):
     that transaction ended; it would otherwise have run outside the transaction."""
 
 
+class CapabilityError(QmcpError, ValueError):
+    """A capability definition or lookup is wrong: an unknown name, a bad definition.
+
+    On save, capability problems in an agent type's config are reported as Pydantic's
+    ``ValidationError`` naming the field instead; this is for the registry's own calls.
+    """
+
+
+class DependencyCycle(CapabilityError):
+    """Capabilities depend on each other in a cycle, so no order can run their hooks."""
+
+
 class StoreUnavailable(QmcpError):
     """The backend could not be reached or timed out; wraps the driver's error.
 
@@ -55,7 +67,9 @@ class StoreUnavailable(QmcpError):
 
 __all__ = [
     "AlreadyExists",
+    "CapabilityError",
     "ConcurrencyError",
+    "DependencyCycle",
     "IntegrityError",
     "InvalidTransition",
     "NotFound",

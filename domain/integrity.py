@@ -12,6 +12,9 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from .agent import AgentType
+from .capabilities import check_agent_config, check_overrides
+from .capabilities import registry as capability_registry
 from .clock import utc_now
 from .enums import FINAL_STATUSES, ExecutionStatus
 from .errors import ConcurrencyError, IntegrityError, InvalidTransition
@@ -49,9 +52,26 @@ def revalidated(entity: E, **changes: Any) -> E:
     return type(entity).model_validate({**entity.model_dump(by_alias=False), **changes})
 
 
+def check_capabilities_on_save(entity: BaseModel) -> None:
+    """Capabilities are checked against the registry when written, never when read.
+
+    So an agent type stored before a capability was unregistered still loads, and only a
+    new write of it must name registered, well-configured capabilities (docs/capabilities.md).
+    """
+    if isinstance(entity, AgentType):
+        check_agent_config(entity.config, capability_registry)
+    elif isinstance(entity, Topology):
+        for index, membership in enumerate(entity.memberships):
+            check_overrides(
+                membership.config_overrides, capability_registry, ("memberships", index, "config_overrides")
+            )
+
+
 def for_insert(entity: E, **changes: Any) -> E:
     """The stored form of a new entity: a validated private copy with ``revision=1``."""
-    return revalidated(entity, revision=1, **changes)
+    stored = revalidated(entity, revision=1, **changes)
+    check_capabilities_on_save(stored)
+    return stored
 
 
 def for_update(stored: E, new: E) -> E:
@@ -84,7 +104,9 @@ def for_update(stored: E, new: E) -> E:
     changes: dict[str, Any] = {"revision": stored_revision + 1}
     if "updated_at" in type(new).model_fields:
         changes["updated_at"] = max(utc_now(), getattr(stored, "updated_at"))  # noqa: B009
-    return revalidated(new, **changes)
+    written = revalidated(new, **changes)
+    check_capabilities_on_save(written)
+    return written
 
 
 def with_own_membership_ids(topology: Topology, owned: Iterable[int]) -> Topology:
@@ -154,6 +176,7 @@ def refuse_if_final(execution_id: UUID, status: ExecutionStatus, what: str) -> N
 
 __all__ = [
     "IMMUTABLE",
+    "check_capabilities_on_save",
     "check_instance_binding",
     "describe",
     "for_restore",

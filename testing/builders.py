@@ -100,7 +100,9 @@ async def register_topology(
     roles: dict[str, str] | None = None,
 ) -> None:
     """Agent types for ``members`` (skipping ones that exist; role ``specialist`` unless
-    ``roles`` says otherwise) and a topology using them."""
+    ``roles`` says otherwise) and a topology using them.
+
+    ``capabilities`` gives members skill tags (the ``skills`` capability) to route by."""
     for member in dict.fromkeys(members):
         if await store.agent_types.find_by_name(member) is None:
             config_fields: dict[str, Any] = {
@@ -108,7 +110,12 @@ async def register_topology(
                 "max_retries": 0,
                 **(agent_config or {}).get(member, {}),
             }
-            config_fields["capabilities"] = [{"name": c} for c in (capabilities or {}).get(member, [])]
+            skills = (capabilities or {}).get(member, [])
+            if skills:
+                config_fields["capabilities"] = [
+                    *config_fields.get("capabilities", []),
+                    {"name": "skills", "config": {"tags": skills}},
+                ]
             await services.register_agent_type(
                 store,
                 AgentTypeCreate(

@@ -97,7 +97,11 @@ class StoreConformance(HostileConformance, TopologyPartsConformance):
             "rich",
             role=AgentRole.SYNTHESIZER,
             version="2.3.4",
-            config={"temperature": 0.25, "system_prompt": "Be exact", "capabilities": [{"name": "search"}]},
+            config={
+                "temperature": 0.25,
+                "system_prompt": "Be exact",
+                "capabilities": [{"name": "reasoning", "config": {"max_reasoning_steps": 4}}],
+            },
         )
         stored = await store.agent_types.add(rich)
         assert (await store.agent_types.get(stored.id)).model_dump() == stored.model_dump()  # type: ignore[arg-type]
@@ -172,12 +176,12 @@ class StoreConformance(HostileConformance, TopologyPartsConformance):
         assert await store.agent_types.find_by_name("fixed") is not None
 
     async def test_returned_entities_are_copies(self, store: Store) -> None:
-        stored = await store.agent_types.add(agent_type(config={"capabilities": [{"name": "x"}]}))
+        stored = await store.agent_types.add(agent_type(config={"capabilities": [{"name": "memory"}]}))
         stored.description = "mutated locally"
         stored.config.capabilities[0].name = "y"
         again = await store.agent_types.get(stored.id)  # type: ignore[arg-type]
         assert again.description == "planner agent"
-        assert again.config.capabilities[0].name == "x"
+        assert again.config.capabilities[0].name == "memory"
 
     async def test_agent_type_in_use_cannot_be_deleted(self, world: World) -> None:
         store = world.store
@@ -919,6 +923,86 @@ class StoreConformance(HostileConformance, TopologyPartsConformance):
 
     async def test_matches_the_reference_model(self) -> None:
         await asyncio.to_thread(run_state_machine, self.make_store, self.hypothesis_examples)
+
+    # --- capabilities (checked against the registry on save) ----------------------------
+
+    @pytest.mark.parametrize(
+        ("capabilities", "field", "value"),
+        [
+            ([{"name": "memory", "config": {"max_memories": "x"}}], "0.config.max_memories", "'x'"),
+            ([{"name": "memory", "config": {"max_memories": 0}}], "capabilities.0.config.max_memories", "0"),
+            ([{"name": "memory", "config": {"forget": True}}], "capabilities.0.config.forget", "True"),
+            ([{"name": "telepathy"}], "capabilities.0.name", "telepathy"),
+            ([{"name": "human_in_loop"}], "capabilities.0.name", "tool_use"),
+            (
+                [{"name": "tool_use", "enabled": False}, {"name": "human_in_loop"}],
+                "capabilities.1.name",
+                "disabled",
+            ),
+            ([{"name": "memory", "version": "2.0.0"}], "capabilities.0.version", "2.0.0"),
+            ([{"name": "cycle-a"}, {"name": "cycle-b"}], "config.capabilities", "cycle"),
+        ],
+    )
+    async def test_invalid_capabilities_are_refused_on_save_and_store_unchanged(
+        self, store: Store, capabilities: list[dict[str, Any]], field: str, value: str
+    ) -> None:
+        from qmcp_agents.domain.capabilities import CapabilityConfig, CapabilityDefinition, registry
+
+        cyclic = [
+            CapabilityDefinition("cycle-a", "1.0.0", CapabilityConfig, ("cycle-b",)),
+            CapabilityDefinition("cycle-b", "1.0.0", CapabilityConfig, ("cycle-a",)),
+        ]
+        for definition in cyclic:
+            registry.register(definition, replace=True)
+        try:
+            keeper = agent_type("keeper", config={"capabilities": [{"name": "memory"}]})
+            existing = await store.agent_types.add(keeper)
+            before = await dump_store(store)
+            with pytest.raises(ValidationError) as refused:
+                await store.agent_types.add(agent_type("bad", config={"capabilities": capabilities}))
+            assert field in str(refused.value)
+            assert value in str(refused.value)
+            assert await dump_store(store) == before
+            existing.config = AgentConfig.model_validate({"capabilities": capabilities})
+            with pytest.raises(ValidationError, match=field.replace(".", r"\.")):
+                await store.agent_types.update(existing)
+            assert await dump_store(store) == before
+            members = [await store.agent_types.get(existing.id)]  # type: ignore[arg-type]
+            team = topology("crew", members)
+            team.memberships[0].config_overrides = {"capabilities": capabilities}
+            with pytest.raises(ValidationError, match="memberships"):
+                await store.topologies.add(team)
+            assert await dump_store(store) == before
+        finally:
+            for definition in cyclic:
+                registry.unregister(definition.name)
+
+    async def test_valid_capabilities_are_stored_as_given(self, store: Store) -> None:
+        caps: list[dict[str, Any]] = [
+            {"name": "tool_use", "config": {"allowed_tools": ["add"], "max_tool_calls_per_turn": 2}},
+            {"name": "human_in_loop", "config": {"require_approval_for": ["add"]}},
+            {"name": "memory", "enabled": False, "config": {"max_memories": 3, "summary_threshold": 2}},
+            {"name": "skills", "config": {"tags": ["sql"]}},
+        ]
+        stored = await store.agent_types.add(agent_type("capable", config={"capabilities": caps}))
+        loaded = await store.agent_types.get(stored.id)  # type: ignore[arg-type]
+        expected: list[dict[str, Any]] = [{"version": "1.0.0", "enabled": True, **c} for c in caps]
+        assert [c.model_dump() for c in loaded.config.capabilities] == expected
+        assert loaded.has_capability("human_in_loop")
+        assert not loaded.has_capability("memory")
+
+    async def test_agent_types_stored_before_a_capability_existed_still_load(self, store: Store) -> None:
+        legacy = agent_type("legacy", config={"capabilities": [{"name": "search", "config": {"depth": 2}}]})
+        legacy.id, legacy.revision = 41, 1
+        await store.agent_types.restore_many([legacy])
+        loaded = await store.agent_types.get(41)
+        assert loaded.config.capabilities[0].name == "search"
+        assert loaded.has_capability("search")
+        before = await dump_store(store)
+        loaded.description = "touched"
+        with pytest.raises(ValidationError, match="unknown capability 'search'"):
+            await store.agent_types.update(loaded)
+        assert await dump_store(store) == before
 
     # --- issue 15: reads hand out copies; the single-message fast paths keep every rule ----
 

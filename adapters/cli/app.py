@@ -37,6 +37,8 @@ from qmcp_agents.domain import (
     services,
     utc_now,
 )
+from qmcp_agents.domain.capabilities import check_agent_config
+from qmcp_agents.domain.capabilities import registry as capability_registry
 from qmcp_agents.domain.engine import Engine
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
@@ -173,9 +175,12 @@ def _agent_type_input(file: Path | None, fields: dict[str, Any]) -> dict[str, An
         if fields.get(key) is not None:
             config[key] = fields.pop(key)
         fields.pop(key, None)
-    capabilities = fields.pop("capability", None)
+    capabilities = [{"name": c} for c in fields.pop("capability", None) or []]
+    skills = fields.pop("skill", None)
+    if skills:
+        capabilities.append({"name": "skills", "config": {"tags": skills}})
     if capabilities:
-        config["capabilities"] = [{"name": c} for c in capabilities]
+        config["capabilities"] = capabilities
     data.update({k: v for k, v in fields.items() if v is not None})
     if config:
         data["config"] = config
@@ -196,7 +201,13 @@ def agent_type_add(
     system_prompt: Annotated[str | None, typer.Option(help="System prompt.")] = None,
     timeout_seconds: Annotated[int | None, typer.Option(help="Per-call timeout.")] = None,
     max_retries: Annotated[int | None, typer.Option(help="Retries after a failed call.")] = None,
-    capability: Annotated[list[str] | None, typer.Option(help="A capability name (repeatable).")] = None,
+    capability: Annotated[
+        list[str] | None,
+        typer.Option(help="A registered capability, default config (repeatable; see `capabilities list`)."),
+    ] = None,
+    skill: Annotated[
+        list[str] | None, typer.Option(help="A skill tag delegation routes by (repeatable).")
+    ] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="YAML/JSON file with the fields.")] = None,
 ) -> None:
     """Register an agent type, from flags or a file."""
@@ -215,9 +226,11 @@ def agent_type_add(
                 "timeout_seconds": timeout_seconds,
                 "max_retries": max_retries,
                 "capability": capability,
+                "skill": skill,
             },
         )
         create = AgentTypeCreate.model_validate(data)
+        check_agent_config(create.config, capability_registry)
     except (ValueError, ValidationError) as error:
         fail(_one_line(error))
     read = run_async(lambda store: services.register_agent_type(store, create))
@@ -701,6 +714,13 @@ def demo(
                 out.print()
 
     run_async(work)
+
+
+from . import capabilities as _capabilities  # noqa: E402 - registers its commands on `app`
+from . import serve as _serve  # noqa: E402 - registers `serve` on `app`
+
+_capabilities.register(app)
+_serve.register(app)
 
 
 def entry() -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from qmcp_agents.domain import AgentType, ExecutionRead, Message, Result, Topology
+from qmcp_agents.domain import AgentCapability, AgentType, ExecutionRead, Message, Result, Topology
 from qmcp_agents.domain.engine.budget import LIMITS_KEY, USAGE_KEY
 
 
@@ -35,12 +35,20 @@ def short(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _capability_label(capability: AgentCapability) -> str:
+    """``memory``, ``memory (off)``, or the skill tags themselves (``skills: sql, python``)."""
+    label = capability.name
+    if capability.name == "skills":
+        label = f"skills: {' '.join(map(str, capability.config.get('tags', [])))}"
+    return label if capability.enabled else f"{label} (off)"
+
+
 def agent_types_table(items: list[AgentType]) -> Table:
     table = Table(
         "id", "name", "role", "version", "model", "capabilities", "description", title="Agent types"
     )
     for t in items:
-        caps = ", ".join(c.name for c in t.config.capabilities) or "-"
+        caps = ", ".join(_capability_label(c) for c in t.config.capabilities) or "-"
         table.add_row(
             str(t.id), t.name, t.role.value, t.version, t.config.model, caps, short(t.description, 40)
         )

@@ -6,10 +6,13 @@ await check_topology(store, "review", agent)   # keys and model names, before an
 run = await Engine(store, agent.lookup).run("review", {"doc": "..."})
 """
 
+from . import capabilities as _capabilities
 from .agent import JsonAnswer, LLMAgent, LLMCallFailed, LLMRefused, TextAnswer, token_usage
 from .models import KEY_VARIABLES, LLMConfigError, ModelChoice, parse_model
 from .offline import offline_model
 from .preflight import check_topology
+
+_capabilities.install()  # tool_use and human_in_loop hooks act on this package's agents
 
 __all__ = [
     "KEY_VARIABLES",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 from pydantic import BaseModel, Field, model_validator
@@ -50,13 +50,15 @@ from pydantic_ai.exceptions import (
 from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.settings import ModelSettings
+from pydantic_ai.toolsets import AbstractToolset
 
 from qmcp_agents.domain.agent import AgentConfig, AgentType
 from qmcp_agents.domain.engine import AgentContext, AgentRefused, AgentReply
 from qmcp_agents.domain.json_payload import check_json_object
 
+from .capabilities import MEMORY_TOOLS, ToolGuard, toolset_of
 from .models import LLMConfigError, ModelChoice, build_model, check_key, parse_model
-from .prompts import JSON_FORMAT, instructions, prompt
+from .prompts import JSON_FORMAT, instructions, prompt, repair_prompt
 
 RETRY_AFTER_CAP = 5.0
 """Longest wait, in seconds, honoured from a provider's Retry-After before the engine's next
@@ -141,9 +143,18 @@ class LLMAgent:
     ``Model`` such as a ``FunctionModel`` in tests). API keys come from ``env`` (default:
     the process environment)."""
 
-    def __init__(self, model: str | Model | None = None, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Model | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        tools: Sequence[AbstractToolset[AgentContext] | Callable[..., Any]] = (),
+    ) -> None:
         self.model = model
         self.env: Mapping[str, str] = env if env is not None else os.environ
+        self.tools = toolset_of(tools) if tools else None
+        """Tools for agents whose type has the ``tool_use`` capability: MCP servers
+        (``pydantic_ai.mcp.MCPToolset``), other pydantic-ai toolsets and plain functions."""
         self._built: dict[tuple[ModelChoice, str | None], Model] = {}
 
     def choice(self, agent_type: str, config: AgentConfig) -> ModelChoice:
@@ -168,6 +179,19 @@ class LLMAgent:
             built = self._built[(choice, key)] = build_model(choice, key)
         return built, choice
 
+    def _toolsets(self, context: AgentContext, can_ask: bool) -> list[AbstractToolset[AgentContext]]:
+        toolsets: list[AbstractToolset[AgentContext]] = [HUMAN_TOOLS] if can_ask else []
+        if "memory" in context.capabilities and can_ask:
+            toolsets.append(MEMORY_TOOLS)
+        offered = context.capabilities.get("tool_use")
+        if offered is not None and self.tools is not None and context.config.max_tool_calls > 0:
+            hooks = context.capabilities.get("hooks", {})
+            guard = ToolGuard(
+                self.tools, config=offered["config"], record=offered["record"], decide=hooks.get("tool_call")
+            )
+            toolsets.append(guard)
+        return toolsets
+
     async def __call__(self, context: AgentContext) -> AgentReply:
         config = context.config
         try:
@@ -184,18 +208,35 @@ class LLMAgent:
             "max_retries": 0,
         }
         spent = RunUsage()  # pydantic-ai adds to it as it goes, so a failed call's cost is known
+        structured = context.capabilities.get("structured_output")
+        if structured is not None:
+            answer_type = JsonAnswer  # a schema describes a JSON object, whatever output_format says
+        toolsets = self._toolsets(context, can_ask)
         try:
-            result: AgentRunResult[Any] = await _RUNNER.run(
-                prompt(context),
-                output_type=[answer_type, DeferredToolRequests],
-                model=model,
-                deps=context,
-                instructions=instructions(context, can_ask),
-                model_settings=settings,
-                usage_limits=UsageLimits(tool_calls_limit=config.max_tool_calls),
-                toolsets=[HUMAN_TOOLS] if can_ask else [],
-                usage=spent,
-            )
+            ask: Any = prompt(context)
+            history: Any = None
+            repairs = 0
+            while True:
+                result: AgentRunResult[Any] = await _RUNNER.run(
+                    ask,
+                    message_history=history,
+                    output_type=[answer_type, DeferredToolRequests],
+                    model=model,
+                    deps=context,
+                    instructions=instructions(context, can_ask),
+                    model_settings=settings,
+                    usage_limits=UsageLimits(tool_calls_limit=config.max_tool_calls),
+                    toolsets=toolsets,
+                    usage=spent,
+                )
+                problems = _schema_problems(structured, result.output)
+                if structured is None or not problems or not structured["auto_repair"]:
+                    break
+                if repairs >= structured["max_repair_attempts"]:
+                    break
+                repairs += 1
+                history = result.all_messages()
+                ask = repair_prompt(problems)
         except AgentRunError as error:
             raise await _failure(error, where, config, choice, token_usage(spent)) from error
         except UserError as error:
@@ -203,7 +244,7 @@ class LLMAgent:
         usage = token_usage(result.usage)
         output = result.output
         if isinstance(output, DeferredToolRequests):
-            question = str(output.calls[0].args_as_dict().get("question", "")) if output.calls else ""
+            question = _question(output)
             return AgentReply(output={}, token_usage=usage, needs_human=question or "(no question given)")
         assert isinstance(output, TextAnswer | JsonAnswer)
         return AgentReply(
@@ -212,6 +253,23 @@ class LLMAgent:
             reasoning=output.reasoning,
             token_usage=usage,
         )
+
+
+def _schema_problems(structured: Mapping[str, Any] | None, output: Any) -> list[str]:
+    """What is wrong with ``output`` under the structured_output capability's schema."""
+    if structured is None or not isinstance(output, JsonAnswer):
+        return []
+    problems: list[str] = structured["problems"](output.output)
+    return problems
+
+
+def _question(requests: DeferredToolRequests) -> str:
+    """What a paused call asks a person: an approval's own question, else ask_human's."""
+    for call in requests.calls:
+        asked = requests.metadata.get(call.tool_call_id, {}).get("question")
+        if asked:
+            return str(asked)
+    return str(requests.calls[0].args_as_dict().get("question", "")) if requests.calls else ""
 
 
 _TRANSIENT_STATUS = (408, 409, 429)

@@ -86,7 +86,24 @@ def prompt(context: AgentContext) -> str:
     ]
     if context.human_input is not None:
         sections.append(f"You asked a person a question. Their answer:\n{_json(context.human_input)}")
+    memory = context.capabilities.get("memory")
+    if memory is not None and memory["recalled"]:
+        remembered = "\n".join(
+            f"- {m['text']}" + (f" [{', '.join(m['tags'])}]" if m.get("tags") else "")
+            for m in memory["recalled"]
+        )
+        sections.append(f"What you remember (most relevant first):\n{remembered}")
+    structured = context.capabilities.get("structured_output")
+    if structured is not None:
+        schema = _json(structured["schema"])
+        sections.append(f"Your `output` must be valid against this JSON Schema:\n{schema}")
     return "\n\n".join(sections)
 
 
-__all__ = ["JSON_FORMAT", "PARTS", "answer_format", "instructions", "prompt"]
+def repair_prompt(problems: list[str]) -> str:
+    """Sent back with the conversation when an answer's output fails its JSON Schema."""
+    listed = "\n".join(f"- {p}" for p in problems)
+    return f"Your `output` does not match the JSON Schema:\n{listed}\nAnswer again with `output` fixed."
+
+
+__all__ = ["JSON_FORMAT", "PARTS", "answer_format", "instructions", "prompt", "repair_prompt"]

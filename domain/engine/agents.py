@@ -19,7 +19,9 @@ class AgentContext:
 
     ``task`` is what this call asks (the topology's input, a stage's input, a directive);
     ``transcript`` holds what the agent may read of the conversation so far (earlier rounds'
-    answers); ``human_input`` is the answer to a question the agent asked, on resume.
+    answers); ``human_input`` is the answer to a question the agent asked, on resume;
+    ``capabilities`` is what the agent's capabilities offer this call, by capability name
+    (e.g. ``memory``: the recalled memories and the bank to remember into).
     """
 
     execution_id: UUID
@@ -33,6 +35,7 @@ class AgentContext:
     round_number: int = 0
     transcript: Sequence[Mapping[str, Any]] = ()
     human_input: Any = None
+    capabilities: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from uuid import UUID
 
 from qmcp_agents.domain.agent import AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
+from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.enums import TopologyType
-from qmcp_agents.domain.errors import InvalidTransition
+from qmcp_agents.domain.errors import CapabilityError, InvalidTransition
 from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
@@ -28,8 +29,10 @@ from qmcp_agents.domain.topology import Topology
 
 from .agents import Agent
 from .budget import LIMITS_KEY, RUNNING_KEY, Budget, Limits, empty_usage, usage_of
+from .capable import CapabilitySet, hook_context
 from .run import HumanInputNeeded, Member, Run, TopologyFailed
 from .topologies import CHILD_ANSWER, execute
+from .tracing import NO_TRACER, Tracer
 
 AWAITING = "awaiting_human"
 
@@ -56,10 +59,12 @@ class Engine:
         observer: Callable[[dict[str, Any]], None] | None = None,
         token_budget: int | None = None,
         time_limit_seconds: float | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.limits = Limits(token_budget, time_limit_seconds)
         self.store = store
         self.observer = observer
+        self.tracer: Tracer = tracer or NO_TRACER
         self._agents = agents
         self.synthesizer = synthesizer
         self.weights = dict(weights or {})
@@ -85,6 +90,7 @@ class Engine:
         for membership in sorted(topology.memberships, key=lambda m: (m.position, m.slot_name)):
             agent_type = await self.store.agent_types.get(membership.agent_type_id)
             instance = existing.get(membership.slot_name)
+            created = instance is None
             if instance is None:
                 instance = await self.store.agent_instances.add(
                     AgentInstance(
@@ -93,13 +99,26 @@ class Engine:
                         metadata={"slot": membership.slot_name, "topology": topology.name},
                     )
                 )
+            config = agent_type.config.with_overrides(membership.config_overrides)
+            try:
+                capabilities = CapabilitySet.build(
+                    config,
+                    hook_context(
+                        self.store, execution.id, topology.name, membership.slot_name, agent_type, instance
+                    ),
+                )
+            except CapabilityError as error:
+                raise TopologyFailed(str(error), {"slot": membership.slot_name}) from error
+            if created:
+                await capabilities.fire("on_create")
             members.append(
                 Member(
                     membership=membership,
                     agent_type=agent_type,
-                    config=agent_type.config.with_overrides(membership.config_overrides),
+                    config=config,
                     instance=instance,
                     agent=self._agent_for(agent_type, membership.slot_name),
+                    capabilities=capabilities,
                 )
             )
         return members
@@ -187,6 +206,11 @@ class Engine:
             self.observer(event)
 
     async def _drive(self, topology: Topology, execution: Execution) -> ExecutionRead:
+        with self.tracer.execution(execution, topology):
+            return await self._drive_traced(topology, execution)
+
+    async def _drive_traced(self, topology: Topology, execution: Execution) -> ExecutionRead:
+        members: list[Member] = []
         budget = Budget(
             limits=Limits.from_metadata(execution.metadata),
             # A compound's totals are its children's, summed afresh on every drive.
@@ -196,7 +220,22 @@ class Engine:
             earlier_seconds=float(execution.metadata.get(RUNNING_KEY, 0.0)),
         )
         try:
-            members = await self._members(topology, execution)
+            return await self._drive_members(topology, execution, members, budget)
+        finally:
+            for member in members:
+                if member.capabilities:
+                    # the run has ended; a release failure must not change its outcome
+                    with contextlib.suppress(CapabilityHookFailed):
+                        await member.capabilities.fire("on_destroy")
+
+    async def _drive_members(
+        self, topology: Topology, execution: Execution, members: list[Member], budget: Budget
+    ) -> ExecutionRead:
+        try:
+            members.extend(await self._members(topology, execution))
+            for member in members:
+                if member.capabilities:
+                    await member.capabilities.fire("on_start")
             run = Run(
                 self.store,
                 topology,
@@ -209,6 +248,9 @@ class Engine:
                 budget,
             )
             output = await _within_time(budget, lambda: execute(run, topology.get_typed_config()))
+            for member in members:
+                if member.capabilities:
+                    await member.capabilities.fire("on_complete")
         except HumanInputNeeded as question:
             awaiting = question.awaiting()
 
@@ -219,6 +261,9 @@ class Engine:
             return await self._finish(execution.id, budget, pause)
         except TopologyFailed as failure:
             return await self._finish(execution.id, budget, _failed(str(failure), failure.details))
+        except CapabilityHookFailed as failure:
+            details = {"capability": failure.capability, "hook": failure.hook}
+            return await self._finish(execution.id, budget, _failed(str(failure), details))
         except asyncio.CancelledError:
             if execution.parent_id is not None:
                 # A child stopped by its parent (the parent's time limit, a sibling's

@@ -18,10 +18,10 @@ class TopologyFailed(Exception):
 class AgentFailed(TopologyFailed):
     """An agent failed (raised or timed out) on every attempt it was allowed."""
 
-    def __init__(self, slot: str, call: str, errors: list[str]) -> None:
+    def __init__(self, slot: str, call: str, errors: list[str], **details: Any) -> None:
         super().__init__(
             f"agent in slot {slot!r} failed call {call!r} after {len(errors)} attempt(s): {errors[-1]}",
-            {"slot": slot, "call": call, "errors": errors},
+            {"slot": slot, "call": call, "errors": errors, **details},
         )
         self.slot = slot
         self.call = call

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from qmcp_agents.domain.agent import AgentConfig, AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
+from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import MessageType
 from qmcp_agents.domain.errors import ConcurrencyError
@@ -20,7 +21,9 @@ from qmcp_agents.domain.topology import Topology, TopologyMembership
 
 from .agents import Agent, AgentContext, AgentRefused, AgentReply
 from .budget import TOKEN_BUDGET, Budget, LimitExceeded, tokens_of
+from .capable import CapabilitySet
 from .failures import AgentFailed, ChildPaused, HumanInputNeeded, TopologyFailed
+from .tracing import NO_TRACER, Tracer
 
 T = TypeVar("T")
 
@@ -38,6 +41,7 @@ class Member:
     config: AgentConfig
     instance: AgentInstance
     agent: Agent
+    capabilities: CapabilitySet | None = None
 
     @property
     def slot(self) -> str:
@@ -67,6 +71,10 @@ class Run:
     weights: Mapping[str, float] = field(default_factory=dict)
     engine: Any = None
     budget: Budget = field(default_factory=Budget)
+
+    @property
+    def tracer(self) -> Tracer:
+        return self.engine.tracer if self.engine is not None else NO_TRACER
 
     @property
     def input(self) -> dict[str, Any]:
@@ -132,7 +140,31 @@ class Run:
             self._refuse_when_spent()
             started = utc_now()
             try:
-                answer = await asyncio.wait_for(member.agent(context), timeout=timeout)
+                with self.tracer.agent_call(
+                    self.execution,
+                    self.topology,
+                    slot=member.slot,
+                    agent_type=member.agent_type,
+                    config=member.config,
+                    call=call,
+                    round_number=round_number,
+                    attempt=attempt,
+                ) as trace:
+                    work = member.capabilities.call(member.agent, context) if member.capabilities else None
+                    answer = await asyncio.wait_for(work or member.agent(context), timeout=timeout)
+                    trace.answered(answer)
+            except CapabilityHookFailed as failed:  # not retried: a hook that failed fails again
+                errors.append(str(failed))
+                await self.say(
+                    member,
+                    MessageType.SYSTEM,
+                    {"call": call, "attempt": attempt, "error": errors[-1], "capability": failed.capability},
+                    round_number,
+                )
+                self._notify("failure", member, call, round_number, error=errors[-1])
+                raise AgentFailed(
+                    member.slot, call, errors, capability=failed.capability, hook=failed.hook
+                ) from failed
             except TimeoutError:
                 errors.append(f"timed out after {timeout:g}s")
             except Exception as error:  # an agent may fail in any way; the run records it
@@ -200,8 +232,9 @@ class Run:
         round_number: int = 0,
         recipient: Member | None = None,
     ) -> None:
-        """Record a message in the execution's transcript."""
-        await self.store.messages.append(
+        """Record a message in the execution's transcript (and tell the capabilities of the
+        agents it concerns: the sender, the recipient, everyone for a broadcast)."""
+        stored = await self.store.messages.append(
             self.execution.id,
             [
                 MessageCreate(
@@ -213,6 +246,10 @@ class Run:
                 )
             ],
         )
+        if any(m.capabilities for m in self.members):
+            for member in self.members if recipient is None else [sender, recipient]:
+                if member.capabilities:
+                    await member.capabilities.fire("on_message", stored[0])
 
     async def _record(
         self, member: Member, call: str, answer: AgentReply, started: Any, round_number: int

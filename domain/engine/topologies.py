@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from qmcp_agents.domain.aggregation import Aggregate, aggregate, diversified, synthesis
+from qmcp_agents.domain.capabilities import has_skill
 from qmcp_agents.domain.consensus import decide
 from qmcp_agents.domain.enums import (
     AggregationMethod,
@@ -199,7 +200,7 @@ async def delegation(run: Run, config: DelegationConfig) -> dict[str, Any]:
             raise TopologyFailed(f"delegation task {index} must be a JSON object, got {task!r}")
         wanted = task.get("capability")
         if config.routing_strategy == "capability_match" and wanted is not None:
-            candidates = [m for m in run.members if m.agent_type.has_capability(str(wanted))]
+            candidates = [m for m in run.members if has_skill(m.agent_type, str(wanted))]
         else:
             candidates = list(run.members)
         if not candidates:

@@ -54,6 +54,8 @@ def setup_store(store_url: str, tmp_path: Path) -> None:
         "--temperature",
         "0.2",
         "--capability",
+        "tool_use",
+        "--skill",
         "rebuttal",
     )
     spec = tmp_path / "judge.yaml"

@@ -29,9 +29,11 @@ def _driver_error(error: BaseException) -> BaseException | None:
         if unique:
             return AlreadyExists(f"a unique key is already taken: {text}")
         return IntegrityError(f"the database refused a reference: {text}")
-    if connection_lost(error) or isinstance(error, sqlite3.OperationalError):
+    if isinstance(
+        error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError | sqlite3.OperationalError
+    ) or (isinstance(error, sqlite3.ProgrammingError) and "closed" in str(error)):
         return StoreUnavailable(f"the database is unavailable: {error!r}")
-    return None
+    return None  # OSError and the like: "unreachable", below
 
 
 def translate(error: BaseException) -> BaseException:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.errors import OperationFailure
 
-from qmcp_agents.adapters.concurrency import Frame
+from qmcp_agents.adapters.concurrency import Frame, settle
 from qmcp_agents.domain import ConcurrencyError, TransactionRolledBack
 from qmcp_agents.domain.ports import Capabilities
 
@@ -114,6 +114,7 @@ class MongoStore:
             f"mongo-frame-{id(self)}", default=None
         )
         self._transactions: bool | None = None
+        self._motor = driver.is_motor(database)
         self._probe_lock = asyncio.Lock()
         self.agent_types = MongoAgentTypes(self)
         self.topologies = MongoTopologies(self)
@@ -188,9 +189,16 @@ class MongoStore:
     # --- calls, sessions, transactions --------------------------------------------------------
 
     async def call(self, operation: Awaitable[T]) -> T:
-        """Await a driver operation, translating its errors into the library's."""
+        """Await a driver operation, translating its errors into the library's.
+
+        Motor runs each operation on a thread, which a cancellation of the awaiting task does
+        not stop: an insert cancelled inside a transaction went on after the transaction was
+        aborted, and then ran outside it (committed on its own). So with Motor an operation
+        runs to its end and the cancellation is delivered afterwards (as the SQL adapter's
+        settled calls do); PyMongo's own async client stops the operation itself.
+        """
         try:
-            return await operation
+            return await (settle(operation) if self._motor else operation)
         except BaseException as error:
             raise translate(error) from error
 

@@ -16,7 +16,7 @@ from pydantic_ai.mcp import MCPToolset
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.domain.ports import Store
-from tests.stores.servers import postgres_store
+from tests.stores.servers import backend_store
 
 SERVER = Path(__file__).with_name("mcp_tools_server.py")
 
@@ -54,10 +54,5 @@ async def store() -> AsyncIterator[Store]:
 
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"])
 async def sql_store(request: Any, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgresql":
-        async with postgres_store() as postgres:
-            yield postgres
-        return
-    async with open_store(f"sqlite:///{tmp_path / 'approvals.db'}") as opened:
-        await opened.create_schema()
+    async with backend_store(request.param, tmp_path) as opened:
         yield opened

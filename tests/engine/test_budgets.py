@@ -17,7 +17,7 @@ from qmcp_agents.adapters.cli.app import app
 from qmcp_agents.domain import ExecutionStatus
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
 from qmcp_agents.domain.ports import Store
-from tests.stores.servers import postgres_store
+from tests.stores.servers import backend_store
 
 from .conftest import build
 
@@ -28,14 +28,8 @@ USAGE = {"input": 10, "output": 2, "requests": 1, "tool_calls": 1}
 
 @pytest_asyncio.fixture(params=["memory", "sqlite", "postgresql"])
 async def three_stores(request: Any, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgresql":
-        async with postgres_store() as pg:
-            yield pg
-        return
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'budget.db'}"
-    async with open_store(url) as opened:
-        await opened.create_schema()
-        yield opened
+    async with backend_store(request.param, tmp_path) as store:
+        yield store
 
 
 def says(answer: Any, usage: dict[str, int] | None = None, delay: float = 0.0) -> ScriptedAgent:

@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from qmcp_agents.adapters import open_store
 from qmcp_agents.domain import ExecutionStatus
 from qmcp_agents.domain.engine import Engine, ScriptedAgent, reply
 from qmcp_agents.domain.ports import Store
-from tests.stores.servers import postgres_store
+from tests.stores.servers import backend_store
 
 from .conftest import build
 
@@ -23,14 +22,8 @@ pytestmark = pytest.mark.asyncio
 
 @pytest_asyncio.fixture(params=["memory", "sqlite", "postgresql"])
 async def sql_or_memory(request: Any, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgresql":
-        async with postgres_store() as pg:
-            yield pg
-        return
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'engine.db'}"
-    async with open_store(url) as opened:
-        await opened.create_schema()
-        yield opened
+    async with backend_store(request.param, tmp_path) as store:
+        yield store
 
 
 def says(answer: Any) -> ScriptedAgent:

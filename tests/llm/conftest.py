@@ -11,19 +11,13 @@ import pytest_asyncio
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.domain.ports import Store
-from tests.stores.servers import postgres_store
+from tests.stores.servers import backend_store
 
 
 @pytest_asyncio.fixture(params=["memory", "sqlite", "postgresql"])
 async def any_store(request: Any, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgresql":
-        async with postgres_store() as postgres:
-            yield postgres
-        return
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'llm.db'}"
-    async with open_store(url) as opened:
-        await opened.create_schema()
-        yield opened
+    async with backend_store(request.param, tmp_path) as store:
+        yield store
 
 
 @pytest_asyncio.fixture

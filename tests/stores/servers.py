@@ -10,13 +10,16 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import text
 
+from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.domain import StoreUnavailable
+from qmcp_agents.domain.ports import Store
 
 POSTGRES_URL = os.environ.get("QMCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MONGODB_URL = os.environ.get("QMCP_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017/?directConnection=true")
@@ -56,3 +59,17 @@ def with_database(url: str, database: str) -> str:
     """``url`` with its path (the database name) replaced by ``database``."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@asynccontextmanager
+async def backend_store(kind: str, folder: Path) -> AsyncIterator[Store]:
+    """A fresh store with its schema: ``memory``, ``sqlite`` (a file in ``folder``) or
+    ``postgresql`` (a schema of its own) -- for tests that run on several backends."""
+    if kind == "postgresql":
+        async with postgres_store() as postgres:
+            yield postgres
+        return
+    url = "memory://" if kind == "memory" else f"sqlite:///{folder / 'store.db'}"
+    async with open_store(url) as opened:
+        await opened.create_schema()
+        yield opened

@@ -1,9 +1,14 @@
 """Moving a whole store: export to JSON Lines, import from it, copy between two stores.
 
 Everything goes through the ports (``list`` to read, ``restore_many`` to write), so any
-two backends can exchange data, and every step can be rerun after an interruption:
-``restore_many`` skips what is already there. Entities are written in dependency order
-(agent types, topologies, executions parents first, instances, results, messages).
+two backends can exchange data. Entities are written in dependency order (agent types,
+topologies, executions parents first, instances, results, messages).
+
+An import or a copy never half-writes because of what it reads (issue 13): the whole
+export (or the whole source) is checked first by :mod:`.transfer_checks`, and only then
+written, inside one ``store.transaction()`` where the target has transactions. Without
+them (MongoDB standalone) a failure of the target mid-write leaves the records written so
+far, and rerunning completes it: what the target already has, unchanged, is skipped.
 
 The export format is versioned: a header line, one line per entity, and a trailer with
 the counts and a checksum of the content (``{"kind": ..., "data": ...}`` lines).
@@ -11,30 +16,30 @@ the counts and a checksum of the content (``{"kind": ..., "data": ...}`` lines).
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import BaseModel
-
-from qmcp_agents.domain import AgentInstance, AgentType, Execution, Message, Result, Topology, utc_now
-from qmcp_agents.domain.errors import IntegrityError
+from qmcp_agents.domain import Execution, utc_now
+from qmcp_agents.domain.errors import IntegrityError, QmcpError
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 
-FORMAT = "qmcp-agents-export"
-VERSION = 1
-KINDS: dict[str, type[BaseModel]] = {
-    "agent_type": AgentType,
-    "topology": Topology,
-    "execution": Execution,
-    "agent_instance": AgentInstance,
-    "result": Result,
-    "message": Message,
-}
+from .transfer_checks import (
+    FORMAT,
+    KINDS,
+    VERSION,
+    Checker,
+    Digest,
+    ExportFile,
+    ExportRefused,
+    is_empty,
+    validate,
+)
+
 Progress = Callable[[str, int], None]
 """Called with (kind, how many more were handled)."""
 
@@ -46,6 +51,9 @@ class Summary:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     checksum: str = ""
+    atomic: bool = True
+    """Whether the writes ran in one transaction (False: MongoDB without transactions, where
+    a failure mid-write leaves what was written so far, and rerunning completes it)."""
 
 
 async def _pages(fetch: Callable[[str | None], Any]) -> AsyncIterator[list[Any]]:
@@ -94,48 +102,9 @@ async def batches(store: Store, size: int = 500) -> AsyncIterator[tuple[str, lis
             yield "message", page
 
 
-def _line(kind: str, entity: BaseModel) -> str:
-    return json.dumps(
-        {"kind": kind, "data": entity.model_dump(mode="json")}, sort_keys=True, separators=(",", ":")
-    )
-
-
-class _Digest:
-    """Counts and a checksum of the content, independent of backend and of batch boundaries.
-
-    Lines are hashed as they stream past, except executions: they come parents first, an
-    order that can differ between stores, so their lines are kept and hashed sorted.
-    """
-
-    def __init__(self) -> None:
-        self.counts = dict.fromkeys(KINDS, 0)
-        self._hashes = {kind: hashlib.sha256() for kind in KINDS}
-        self._executions: list[str] = []
-
-    def add(self, kind: str, entities: list[Any]) -> list[str]:
-        """Take a batch in; returns its lines (what an export writes)."""
-        lines = [_line(kind, entity) for entity in entities]
-        self.counts[kind] += len(lines)
-        if kind == "execution":
-            self._executions.extend(lines)
-        else:
-            for line in lines:
-                self._hashes[kind].update(line.encode() + b"\n")
-        return lines
-
-    def hexdigest(self) -> str:
-        for line in sorted(self._executions):
-            self._hashes["execution"].update(line.encode() + b"\n")
-        self._executions = []
-        whole = hashlib.sha256()
-        for kind in KINDS:
-            whole.update(self._hashes[kind].digest())
-        return whole.hexdigest()
-
-
 async def fingerprint(store: Store) -> Summary:
     """Counts and checksum of everything in ``store``."""
-    digest = _Digest()
+    digest = Digest()
     async for kind, entities in batches(store):
         digest.add(kind, entities)
     summary = Summary(counts=digest.counts)
@@ -156,30 +125,99 @@ async def _restore(target: Store, kind: str, entities: list[Any]) -> int:
     return written
 
 
+def _writing(target: Store) -> AbstractAsyncContextManager[Any]:
+    """One transaction for all the writes, where the target has them."""
+    return target.transaction() if target.capabilities.transactions else nullcontext()
+
+
+async def _written(target: Store, atomic: bool, write: Callable[[], Any]) -> Any:
+    """Run the writing pass; without a transaction, say what a failure leaves behind."""
+    try:
+        async with _writing(target):
+            return await write()
+    except QmcpError as error:
+        if atomic:
+            raise
+        raise type(error)(
+            f"{error} -- this store has no transactions: the records written before the failure "
+            "stay; rerun the same command to complete it"
+        ) from error
+
+
 async def copy_store(
     source: Store, target: Store, *, batch_size: int = 500, progress: Progress | None = None
 ) -> Summary:
     """Copy everything from ``source`` into ``target`` and verify counts and checksums.
 
-    Rerunnable: what ``target`` already has is skipped. Raises ``IntegrityError`` when the
-    copy does not match the source at the end.
+    The source is read and checked in full first (every record valid, nothing clashing with
+    what the target holds, nothing in the target the source lacks); only then is the target
+    written, in one transaction where it has them, and verified before that commits.
+    Rerunnable: what ``target`` already has, unchanged, is skipped. Raises
+    ``ExportRefused`` (an ``IntegrityError``) before any write, or ``IntegrityError`` when
+    the copy does not match the source at the end.
     """
-    summary = Summary()
+    checker = Checker(target, await is_empty(target))
     async for kind, entities in batches(source, batch_size):
-        summary.counts[kind] += len(entities)
-        summary.written[kind] += await _restore(target, kind, entities)
-        if progress is not None:
-            progress(kind, len(entities))
-    await verify(source, target, summary)
+        for entity in entities:
+            await checker.feed(f"source {kind} {entity.id}", kind, validate(kind, entity.model_dump(), kind))
+    expected = checker.finish(None)
+    await _no_extras(target, checker)
+    summary = Summary(counts=dict(checker.digest.counts), atomic=target.capabilities.transactions)
+
+    async def write() -> None:
+        async for kind, entities in batches(source, batch_size):
+            summary.written[kind] += await _restore(target, kind, entities)
+            if progress is not None:
+                progress(kind, len(entities))
+        summary.checksum = await verify(source, target)
+        if summary.checksum != expected:
+            raise IntegrityError("the source changed while it was being copied; run the copy again")
+
+    await _written(target, summary.atomic, write)
     return summary
 
 
+async def _no_extras(target: Store, checker: Checker) -> None:
+    """A copy ends with the target equal to its source: a target holding records the source
+    lacks could never match, so it is refused before the first write."""
+    if checker.target_empty:
+        return
+    counts = await _counts(target)
+    extra = {
+        kind: counts[kind] - checker.present[kind] for kind in counts if counts[kind] > checker.present[kind]
+    }
+    if extra:
+        listed = ", ".join(f"{n} {kind}(s)" for kind, n in extra.items())
+        raise ExportRefused(
+            f"the target holds records the source does not have ({listed}); copy into an empty "
+            "store or one an earlier copy of this source filled; nothing was written"
+        )
+
+
+async def _counts(store: Store) -> dict[str, int]:
+    return {
+        "agent_type": await store.agent_types.count(),
+        "topology": await store.topologies.count(),
+        "execution": await store.executions.count(),
+        "agent_instance": await store.agent_instances.count(),
+        "result": await store.results.count(),
+        "message": await store.messages.count(),
+    }
+
+
 async def verify(source: Store, target: Store, summary: Summary | None = None) -> str:
+    """The checksum both stores share; ``IntegrityError`` naming each side's counts if not."""
     left, right = await fingerprint(source), await fingerprint(target)
     if left.counts != right.counts or left.checksum != right.checksum:
+        differing = [
+            f"{kind}: source {left.counts[kind]}, target {right.counts[kind]}"
+            for kind in KINDS
+            if left.counts[kind] != right.counts[kind]
+        ]
         raise IntegrityError(
-            f"the copy differs from its source: counts {right.counts} vs {left.counts}, "
-            f"checksum {right.checksum[:12]} vs {left.checksum[:12]}"
+            "the copy differs from its source: "
+            + ("; ".join(differing) if differing else "same counts, different content")
+            + f" (checksum source {left.checksum[:12]}, target {right.checksum[:12]})"
         )
     if summary is not None:
         summary.checksum = left.checksum
@@ -190,11 +228,11 @@ async def export_store(
     store: Store, out: TextIO, *, batch_size: int = 500, progress: Progress | None = None
 ) -> Summary:
     """Write everything in ``store`` to ``out`` as JSON Lines."""
-    digest = _Digest()
+    digest = Digest()
     out.write(json.dumps({"format": FORMAT, "version": VERSION, "exported_at": utc_now().isoformat()}) + "\n")
     async for kind, entities in batches(store, batch_size):
-        for line in digest.add(kind, entities):  # checksummed as written: one read of the store
-            out.write(line + "\n")
+        for text in digest.add(kind, entities):  # checksummed as written: one read of the store
+            out.write(text + "\n")
         if progress is not None:
             progress(kind, len(entities))
     summary = Summary(counts=digest.counts)
@@ -203,40 +241,29 @@ async def export_store(
     return summary
 
 
-def _read(lines: Iterable[str]) -> Iterable[tuple[str, dict[str, Any]]]:
-    header_seen = False
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"line {number}: not JSON ({error.msg})") from None
-        if not header_seen:
-            if record.get("format") != FORMAT:
-                raise ValueError(f"line {number}: not a {FORMAT} file")
-            if record.get("version") != VERSION:
-                raise ValueError(f"line {number}: export version {record.get('version')!r} is not {VERSION}")
-            header_seen = True
-            continue
-        kind = record.get("kind")
+async def check_export(target: Store, path: Path) -> tuple[Checker, ExportFile]:
+    """Read and check the whole export against ``target`` without writing anything."""
+    checker = Checker(target, await is_empty(target))
+    export = ExportFile(path)
+    for where, kind, data in export.records():
         if kind == "end":
-            yield "end", record
-            return
-        if kind not in KINDS:
-            raise ValueError(f"line {number}: unknown kind {kind!r}")
-        yield kind, record["data"]
-    raise ValueError("the export ends without its trailer line: it is incomplete")
+            checker.finish(data)
+        else:
+            await checker.feed(where, kind, validate(kind, data, where))
+    return checker, export
 
 
 async def import_store(
     target: Store, path: Path, *, batch_size: int = 500, progress: Progress | None = None
 ) -> Summary:
-    """Restore an export into ``target`` (rerunnable), then check counts and checksum."""
-    summary = Summary()
+    """Restore an export into ``target``: checked in full first, then written (in one
+    transaction where the target has them). Rerunnable: records the target already has,
+    unchanged, are skipped; an id or name it holds for another entity is refused."""
+    checker, export = await check_export(target, path)
+    checked = export.sha256
+    summary = Summary(counts=dict(checker.digest.counts), atomic=target.capabilities.transactions)
     pending: list[Any] = []
     pending_kind = ""
-    trailer: dict[str, Any] = {}
 
     async def flush() -> None:
         if pending:
@@ -245,34 +272,35 @@ async def import_store(
                 progress(pending_kind, len(pending))
             pending.clear()
 
-    with path.open(encoding="utf-8") as source:
-        for kind, data in _read(source):
+    async def write() -> None:
+        nonlocal pending_kind
+        for where, kind, data in export.records():
             if kind == "end":
-                trailer = data
                 break
             if kind != pending_kind or len(pending) >= batch_size:
                 await flush()
                 pending_kind = kind
-            pending.append(KINDS[kind].model_validate(data))
-            summary.counts[kind] += 1
-    await flush()
-    if trailer.get("counts") != summary.counts:
-        raise IntegrityError(
-            f"the export's counts {trailer.get('counts')} do not match its lines {summary.counts}"
-        )
-    after = await fingerprint(target)
-    summary.checksum = after.checksum
-    if after.counts == summary.counts and after.checksum != trailer.get("checksum"):
-        raise IntegrityError("the imported store's checksum does not match the export's")
+            pending.append(validate(kind, data, where))
+        await flush()
+        if export.sha256 != checked:
+            raise ExportRefused(f"{path} changed while it was being imported; import it again")
+        after = await fingerprint(target)
+        summary.checksum = after.checksum
+        if after.counts == summary.counts and after.checksum != checker.checksum:
+            raise IntegrityError("the imported store's checksum does not match the export's")
+
+    await _written(target, summary.atomic, write)
     return summary
 
 
 __all__ = [
     "FORMAT",
     "KINDS",
+    "ExportRefused",
     "VERSION",
     "Summary",
     "batches",
+    "check_export",
     "copy_store",
     "export_store",
     "fingerprint",

@@ -97,7 +97,11 @@ async def test_interrupted_copy_resumes_without_duplicates(
         with pytest.raises(Interrupted):
             await copy_store(populated, target, batch_size=3, progress=stop_half_way)
         partial = await dump_store(target)
-        assert 0 < sum(len(v) for v in partial.values()) < sum(len(v) for v in expected.values())
+        written = sum(len(v) for v in partial.values())
+        if target.capabilities.transactions:  # one transaction: an interrupted copy leaves nothing
+            assert written == 0
+        else:  # documented in docs/backends.md: what was written stays, a rerun completes it
+            assert 0 < written < sum(len(v) for v in expected.values())
         summary = await copy_store(populated, target, batch_size=3)
-        assert 0 < sum(summary.written.values()) < sum(summary.counts.values())
+        assert sum(summary.written.values()) == sum(summary.counts.values()) - written
         assert await dump_store(target) == expected

@@ -9,18 +9,21 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from pydantic import ValidationError
+from sqlalchemy import text
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.adapters.sql import SqlStore
-from qmcp_agents.adapters.transfer import copy_store
+from qmcp_agents.adapters.transfer import ExportRefused, copy_store, fingerprint
 from qmcp_agents.domain import StoreUnavailable
 from qmcp_agents.domain.engine import Engine, ScriptedAgent, reply
 from qmcp_agents.domain.ports import Store
+from qmcp_agents.testing.builders import agent_type
 from qmcp_agents.testing.builders import register_topology as build
 from qmcp_agents.testing.inspect import dump_store
 
-from .servers import MONGODB_URL, postgres_store, unavailable
+from .servers import MONGODB_URL, backend_store, postgres_store, unavailable
 
 pytestmark = pytest.mark.asyncio
 
@@ -105,3 +108,41 @@ async def test_interrupted_copy_resumes_without_duplicates(
         summary = await copy_store(populated, target, batch_size=3)
         assert sum(summary.written.values()) == sum(summary.counts.values()) - written
         assert await dump_store(target) == expected
+
+
+async def _unchanged(target: Store, refused: type[BaseException], match: str, source: Store) -> None:
+    before = await fingerprint(target)
+    with pytest.raises(refused, match=match):
+        await copy_store(source, target, batch_size=3)
+    after = await fingerprint(target)
+    assert (after.counts, after.checksum) == (before.counts, before.checksum)
+
+
+async def test_a_source_value_the_domain_refuses_stops_the_copy_before_any_write(
+    populated: Store, postgres: SqlStore, tmp_path: Path
+) -> None:
+    """A round_number PostgreSQL's integer column cannot hold (written into SQLite behind the
+    library's back) is refused by the domain while reading, never half-way into the target."""
+    async with open_store(f"sqlite:///{tmp_path / 'source.db'}") as sqlite:
+        await sqlite.create_schema()
+        await copy_store(populated, sqlite)
+        assert isinstance(sqlite, SqlStore)
+        async with sqlite.engine.begin() as conn:
+            await conn.execute(text("UPDATE qmcp_messages SET round_number = 2147483648"))
+        await _unchanged(postgres, ValidationError, "round_number", sqlite)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_refused_copy_leaves_the_target_as_it_was(
+    populated: Store, kind: str, tmp_path: Path
+) -> None:
+    async with backend_store(kind, tmp_path) as target:
+        await build(target, "other", "ensemble", ["x", "y"], {"aggregation_method": "vote"})
+        # ids 1 and 2 of the target are other agent types than the source's
+        await _unchanged(target, ExportRefused, r"conflict: the target's agent_type 1 'x'", populated)
+    (tmp_path / "extras").mkdir()
+    async with backend_store(kind, tmp_path / "extras") as target:
+        await copy_store(populated, target)
+        extra = await target.agent_types.add(agent_type("extra"))
+        assert extra.id is not None
+        await _unchanged(target, ExportRefused, r"records the source does not have \(1 agent_type", populated)

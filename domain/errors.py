@@ -65,6 +65,16 @@ class StoreUnavailable(QmcpError):
     """
 
 
+class SchemaMissing(StoreUnavailable):
+    """The store is reachable but holds no schema of this library (or no database file):
+    run ``qmcp-agents init`` / ``store.create_schema()``. Read-only calls never create it."""
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The store's schema was migrated by a newer release than this one; upgrading
+    qmcp-agents is the fix (this release cannot know what the newer schema means)."""
+
+
 __all__ = [
     "AlreadyExists",
     "CapabilityError",
@@ -74,6 +84,8 @@ __all__ = [
     "InvalidTransition",
     "NotFound",
     "QmcpError",
+    "SchemaMissing",
+    "SchemaTooNew",
     "StoreUnavailable",
     "TransactionClosed",
     "TransactionRolledBack",

@@ -67,7 +67,6 @@ from qmcp_agents.domain.topology_rules import check_topology_rules
 from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
 from . import documents
-from .errors import translate
 
 if TYPE_CHECKING:
     from .store import MongoStore
@@ -764,7 +763,7 @@ class MongoMessages:
                     ) from error
                 # Another writer took `first`; read the new predecessor and try again.
             except BaseException as error:
-                raise translate(error) from error
+                raise self._store.translate(error) from error
 
     async def restore_many(self, messages: Sequence[Message]) -> int:
         """See the port. Messages keep their batches: consecutive ones with the same
@@ -804,7 +803,7 @@ class MongoMessages:
                         f"execution {execution_id}: messages were appended while restoring; rerun the restore"
                     ) from error
                 except BaseException as error:
-                    raise translate(error) from error
+                    raise self._store.translate(error) from error
                 written += len(batch)
         return written
 

@@ -29,6 +29,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.errors import OperationFailure
 
 from qmcp_agents.adapters.concurrency import Frame, settle
+from qmcp_agents.adapters.store_errors import masked, naming
 from qmcp_agents.domain import ConcurrencyError, TransactionRolledBack
 from qmcp_agents.domain.ports import Capabilities
 
@@ -105,6 +106,8 @@ class MongoStore:
         self.database = database
         self.client = client if client is not None else database.client
         self._owns_client = owns_client
+        self.display_url = f"mongodb database {getattr(database, 'name', '?')!r}"
+        """How errors name this store: the URL (password masked) when opened from one."""
         self._collections = {name: driver.collection(database, PREFIX + name) for name in COLLECTIONS}
         self._session: contextvars.ContextVar[Any] = contextvars.ContextVar(f"mongo-{id(self)}", default=None)
         # The open transaction's frame: tasks sharing it take turns on its session, and a
@@ -135,14 +138,14 @@ class MongoStore:
         """A store on a new ``AsyncMongoClient`` (closed with the store); the database is
         ``database``, else the URL's path, else ``qmcp_agents``."""
         name = database or urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
+        if "serverselectiontimeoutms=" not in urlsplit(url).query.lower():  # the URL's own wins
+            client_options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url,
-            tz_aware=True,
-            uuidRepresentation="standard",
-            serverSelectionTimeoutMS=server_selection_timeout_ms,
-            **client_options,
+            url, tz_aware=True, uuidRepresentation="standard", **client_options
         )
-        return cls(client[name], client=client, owns_client=True)
+        store = cls(client[name], client=client, owns_client=True)
+        store.display_url = masked(url)
+        return store
 
     @classmethod
     def from_database(cls, database: Any) -> MongoStore:
@@ -200,7 +203,11 @@ class MongoStore:
         try:
             return await (settle(operation) if self._motor else operation)
         except BaseException as error:
-            raise translate(error) from error
+            raise self.translate(error) from error
+
+    def translate(self, error: BaseException) -> BaseException:
+        """The library error for a driver error, naming this store."""
+        return naming(self.display_url, translate(error))
 
     def current_frame(self) -> Frame[Any] | None:
         """The open ``store.transaction()``'s frame (see ``adapters/concurrency.py``), or None."""
@@ -238,7 +245,7 @@ class MongoStore:
                     f"the transaction met a concurrent write and was rolled back; retry it ({error})"
                 ) from error
             except BaseException as error:
-                raise translate(error) from error
+                raise self.translate(error) from error
         finally:
             self._session.reset(token)
             await session.end_session()

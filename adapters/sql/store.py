@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext, suppress
@@ -27,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wait_out
+from qmcp_agents.adapters.store_errors import INIT_HINT, masked, naming
+from qmcp_agents.domain import SchemaMissing, SchemaTooNew
 from qmcp_agents.domain.ports import Capabilities
 
 from . import jsonb, migrate
@@ -70,6 +73,9 @@ class SqlStore:
         echo: bool = False,
     ) -> None:
         self.url = async_url(url)
+        self.display_url = masked(str(url))
+        """The URL as given, password masked: how errors name this store."""
+        self._creating = False
         self.dialect = self.url.get_backend_name()
         if schema is not None and self.dialect != "postgresql":
             raise ValueError("schema= is supported on PostgreSQL only")
@@ -111,6 +117,7 @@ class SqlStore:
             options["connect_args"] = {"timeout": 30}
             engine = create_async_engine(self.url, **options)
             _setup_sqlite(engine, in_memory=options.get("poolclass") is StaticPool)
+            event.listen(engine.sync_engine, "do_connect", lambda *_: self._refuse_missing_file())
             return engine
         settings = {"application_name": self.label}
         if self.schema is not None:
@@ -121,6 +128,19 @@ class SqlStore:
         engine = create_async_engine(self.url, **options)
         _refuse_closed_connections(engine)
         return engine
+
+    def _translate(self, error: BaseException) -> BaseException:
+        """The library error for ``error``, naming this store's URL."""
+        return naming(self.display_url, translate(error))
+
+    def _refuse_missing_file(self) -> None:
+        """A missing SQLite file is created only by ``create_schema``: any other call would
+        leave an empty file behind (a read-only command creating ``qmcp-agents.db``)."""
+        database = self.url.database
+        if self._creating or not database or database == ":memory:" or database.startswith("file:"):
+            return
+        if not os.path.exists(database):
+            raise SchemaMissing(f"store {self.display_url}: the file {database} does not exist; {INIT_HINT}")
 
     @property
     def capabilities(self) -> Capabilities:
@@ -188,16 +208,16 @@ class SqlStore:
             try:
                 conn = opening.result()
             except BaseException as error:
-                raise translate(error) from error
+                raise self._translate(error) from error
             try:
                 yield conn
             except BaseException as error:
                 await settle(self._end(conn, commit=False))
-                raise translate(error) from error
+                raise self._translate(error) from error
             try:
                 await settle(self._end(conn, commit=True))
             except BaseException as error:
-                raise translate(error) from error
+                raise self._translate(error) from error
 
     @asynccontextmanager
     async def _plain(self, read: bool) -> AsyncIterator[AsyncConnection]:
@@ -205,16 +225,16 @@ class SqlStore:
         try:
             conn = await self._open(read)
         except BaseException as error:
-            raise translate(error) from error
+            raise self._translate(error) from error
         try:
             yield conn
         except BaseException as error:
             await self._end(conn, commit=False)
-            raise translate(error) from error
+            raise self._translate(error) from error
         try:
             await self._end(conn, commit=True)
         except BaseException as error:
-            raise translate(error) from error
+            raise self._translate(error) from error
 
     @property
     def in_transaction(self) -> bool:
@@ -234,7 +254,7 @@ class SqlStore:
                 try:
                     yield (await frame.handle.get_raw_connection()).driver_connection
                 except BaseException as error:
-                    raise translate(error) from error
+                    raise self._translate(error) from error
             return
         shared = self._writer is not None and not self.capabilities.multi_process
         lock = self._writer if (shared or queued) and self._writer is not None else nullcontext()
@@ -248,7 +268,7 @@ class SqlStore:
                             await conn.invalidate()
                         raise
             except BaseException as error:
-                raise translate(error) from error
+                raise self._translate(error) from error
 
     @asynccontextmanager
     async def sqlite_writer(self) -> AsyncIterator[Any]:
@@ -273,7 +293,7 @@ class SqlStore:
                 async with frame.handle.begin_nested():
                     yield frame.handle
             except BaseException as error:
-                raise translate(error) from error
+                raise self._translate(error) from error
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -289,7 +309,7 @@ class SqlStore:
                     async with frame.handle.begin_nested():
                         yield
                 except BaseException as error:
-                    raise translate(error) from error
+                    raise self._translate(error) from error
                 finally:
                     inner.open = False
                     self._current.reset(token)
@@ -306,13 +326,25 @@ class SqlStore:
     # --- schema -----------------------------------------------------------------------------
 
     async def create_schema(self) -> None:
-        """Bring the database to the newest migration (creating it if empty). Idempotent."""
-        async with self._begin() as conn:
-            if self.schema is not None:
-                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-            if self.dialect == "postgresql":  # one migrator at a time, across processes
-                await conn.execute(text("SELECT pg_advisory_xact_lock(727372)"))
-            await conn.run_sync(migrate.upgrade)
+        """Bring the database to the newest migration (creating it if empty). Idempotent.
+
+        Raises ``SchemaTooNew`` when a newer release migrated the database."""
+        self._creating = True
+        try:
+            async with self._begin() as conn:
+                if self.schema is not None:
+                    await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                if self.dialect == "postgresql":  # one migrator at a time, across processes
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(727372)"))
+                found = await conn.run_sync(migrate.unknown_revision)
+                if found is not None:
+                    raise SchemaTooNew(
+                        f"store {self.display_url}: the schema is at revision {found!r}, which this "
+                        "release does not know (a newer release migrated it); upgrade qmcp-agents"
+                    )
+                await conn.run_sync(migrate.upgrade)
+        finally:
+            self._creating = False
 
     async def drop_schema(self) -> None:
         """Drop this library's tables (and its version table); nothing else."""

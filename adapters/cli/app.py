@@ -625,8 +625,12 @@ def export(file: Annotated[Path, typer.Argument(help="JSON Lines file to write."
     temporary = file.with_name(file.name + ".partial")
 
     async def work(store: Store) -> transfer.Summary:
-        with _progress("exporting") as progress, temporary.open("w", encoding="utf-8") as out:
-            summary = await transfer.export_store(store, out, progress=progress)
+        try:
+            with _progress("exporting") as progress, temporary.open("w", encoding="utf-8") as out:
+                summary = await transfer.export_store(store, out, progress=progress)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a failed export leaves no file behind
+            raise
         os.replace(temporary, file)
         return summary
 

@@ -157,9 +157,11 @@ async def test_compound_sub_topologies_are_found_through_escaped_config(store: M
 
 
 async def test_unreachable_server_raises_store_unavailable() -> None:
-    with pytest.raises(StoreUnavailable, match="unavailable"):
+    with pytest.raises(StoreUnavailable, match="unreachable") as failure:
         async with open_store("mongodb://127.0.0.1:1/none", server_selection_timeout_ms=300) as store:
             await store.agent_types.count()
+    assert str(failure.value).startswith("store mongodb://127.0.0.1:1/none: MongoDB is unreachable")
+    assert len(str(failure.value)) < 250  # not PyMongo's 600-character topology description
 
 
 # --- tests that need a real MongoDB replica set -------------------------------------------

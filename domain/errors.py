@@ -65,6 +65,10 @@ class StoreUnavailable(QmcpError):
     """
 
 
+class NoAgent(QmcpError, LookupError):
+    """A run was asked for with no agent for some slot of its topology; nothing was written."""
+
+
 class SchemaMissing(StoreUnavailable):
     """The store is reachable but holds no schema of this library (or no database file):
     run ``qmcp-agents init`` / ``store.create_schema()``. Read-only calls never create it."""
@@ -82,6 +86,7 @@ __all__ = [
     "DependencyCycle",
     "IntegrityError",
     "InvalidTransition",
+    "NoAgent",
     "NotFound",
     "QmcpError",
     "SchemaMissing",

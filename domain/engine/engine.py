@@ -21,7 +21,7 @@ from qmcp_agents.domain.agent import AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
 from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.enums import TopologyType
-from qmcp_agents.domain.errors import CapabilityError, InvalidTransition
+from qmcp_agents.domain.errors import CapabilityError, InvalidTransition, NoAgent
 from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
@@ -70,16 +70,41 @@ class Engine:
         self.weights = dict(weights or {})
         self.timeout_scale = timeout_scale
 
-    def _agent_for(self, agent_type: AgentType, slot: str) -> Agent:
+    def _find_agent(self, agent_type: AgentType, slot: str) -> Agent | None:
         if callable(self._agents) and not isinstance(self._agents, Mapping):
-            found = self._agents(agent_type, slot)
-        else:
-            found = self._agents.get(slot) or self._agents.get(agent_type.name)
+            return self._agents(agent_type, slot)
+        return self._agents.get(slot) or self._agents.get(agent_type.name)
+
+    def _agent_for(self, agent_type: AgentType, slot: str) -> Agent:
+        found = self._find_agent(agent_type, slot)
         if found is None:
             raise TopologyFailed(
                 f"no agent for slot {slot!r} (agent type {agent_type.name!r})", {"slot": slot}
             )
         return found
+
+    async def _check_agents(self, topology: Topology, seen: set[str] | None = None) -> None:
+        """Every slot (of sub-topologies too) has an agent, or ``NoAgent`` before anything is
+        written: a run that cannot start must not leave a failed execution behind."""
+        seen = set() if seen is None else seen
+        if topology.name in seen:
+            return
+        seen.add(topology.name)
+        missing = []
+        for membership in sorted(topology.memberships, key=lambda m: (m.position, m.slot_name)):
+            agent_type = await self.store.agent_types.get(membership.agent_type_id)
+            if self._find_agent(agent_type, membership.slot_name) is None:
+                missing.append(f"{membership.slot_name!r} (agent type {agent_type.name!r})")
+        if missing:
+            raise NoAgent(
+                f"topology {topology.name!r}: no agent for slot {', '.join(missing)}; give each "
+                "slot an agent, by slot name or agent type name"
+            )
+        if topology.topology_type is TopologyType.COMPOUND:
+            for name in topology.config.get("sub_topologies", []):
+                child = await self.store.topologies.find_by_name(name)
+                if child is not None:  # a missing child fails the run as it always has
+                    await self._check_agents(child, seen)
 
     async def _members(self, topology: Topology, execution: Execution) -> list[Member]:
         existing = {
@@ -143,6 +168,7 @@ class Engine:
         )
         topology = await self.store.topologies.get_by_name(topology_name)
         assert topology.id is not None
+        await self._check_agents(topology)
         execution = Execution(
             topology_id=topology.id,
             input_data=input_data,

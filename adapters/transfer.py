@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from qmcp_agents.domain import Execution, utc_now
-from qmcp_agents.domain.errors import IntegrityError, QmcpError
+from qmcp_agents.domain.errors import IntegrityError, QmcpError, SchemaMissing
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 
@@ -144,8 +144,23 @@ async def _written(target: Store, atomic: bool, write: Callable[[], Any]) -> Any
         ) from error
 
 
+async def _empty(target: Store, create_schema: bool) -> bool:
+    """Whether ``target`` is empty; a schema still to be created counts as empty."""
+    if not create_schema:
+        return await is_empty(target)
+    try:
+        return await is_empty(target)
+    except SchemaMissing:
+        return True
+
+
 async def copy_store(
-    source: Store, target: Store, *, batch_size: int = 500, progress: Progress | None = None
+    source: Store,
+    target: Store,
+    *,
+    batch_size: int = 500,
+    progress: Progress | None = None,
+    create_schema: bool = False,
 ) -> Summary:
     """Copy everything from ``source`` into ``target`` and verify counts and checksums.
 
@@ -154,14 +169,17 @@ async def copy_store(
     written, in one transaction where it has them, and verified before that commits.
     Rerunnable: what ``target`` already has, unchanged, is skipped. Raises
     ``ExportRefused`` (an ``IntegrityError``) before any write, or ``IntegrityError`` when
-    the copy does not match the source at the end.
+    the copy does not match the source at the end. ``create_schema``: create the target's
+    schema once the source passed its checks (a refused copy creates nothing).
     """
-    checker = Checker(target, await is_empty(target))
+    checker = Checker(target, await _empty(target, create_schema))
     async for kind, entities in batches(source, batch_size):
         for entity in entities:
             await checker.feed(f"source {kind} {entity.id}", kind, validate(kind, entity.model_dump(), kind))
     expected = checker.finish(None)
     await _no_extras(target, checker)
+    if create_schema:
+        await target.create_schema()
     summary = Summary(counts=dict(checker.digest.counts), atomic=target.capabilities.transactions)
 
     async def write() -> None:
@@ -241,9 +259,11 @@ async def export_store(
     return summary
 
 
-async def check_export(target: Store, path: Path) -> tuple[Checker, ExportFile]:
+async def check_export(
+    target: Store, path: Path, *, create_schema: bool = False
+) -> tuple[Checker, ExportFile]:
     """Read and check the whole export against ``target`` without writing anything."""
-    checker = Checker(target, await is_empty(target))
+    checker = Checker(target, await _empty(target, create_schema))
     export = ExportFile(path)
     for where, kind, data in export.records():
         if kind == "end":
@@ -254,12 +274,21 @@ async def check_export(target: Store, path: Path) -> tuple[Checker, ExportFile]:
 
 
 async def import_store(
-    target: Store, path: Path, *, batch_size: int = 500, progress: Progress | None = None
+    target: Store,
+    path: Path,
+    *,
+    batch_size: int = 500,
+    progress: Progress | None = None,
+    create_schema: bool = False,
 ) -> Summary:
     """Restore an export into ``target``: checked in full first, then written (in one
     transaction where the target has them). Rerunnable: records the target already has,
-    unchanged, are skipped; an id or name it holds for another entity is refused."""
-    checker, export = await check_export(target, path)
+    unchanged, are skipped; an id or name it holds for another entity is refused.
+    ``create_schema``: create the target's schema once the export passed its checks (a
+    refused import creates nothing, not even a SQLite file)."""
+    checker, export = await check_export(target, path, create_schema=create_schema)
+    if create_schema:
+        await target.create_schema()
     checked = export.sha256
     summary = Summary(counts=dict(checker.digest.counts), atomic=target.capabilities.transactions)
     pending: list[Any] = []

@@ -45,7 +45,7 @@ from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
 
 from . import demo as demo_module
 from . import llm as llm_cli
-from . import render
+from . import render, transfer_output
 from .files import default_agent, load_agents, parse_json, read_document
 
 DEFAULT_STORE = "sqlite:///qmcp-agents.db"
@@ -616,7 +616,7 @@ def _progress(label: str) -> Iterator[Callable[[str, int], None]]:
 
 
 def _summary(summary: transfer.Summary) -> dict[str, Any]:
-    return {"counts": summary.counts, "written": summary.written, "checksum": summary.checksum}
+    return transfer_output.as_json(summary)
 
 
 @app.command("export")
@@ -645,16 +645,15 @@ def import_(file: Annotated[Path, typer.Argument(help="JSON Lines export to read
         fail(f"{file} does not exist")
 
     async def work(store: Store) -> transfer.Summary:
-        await store.create_schema()
         with _progress("importing") as progress:
-            return await transfer.import_store(store, file, progress=progress)
+            return await transfer.import_store(store, file, progress=progress, create_schema=True)
 
     summary = run_async(work)
     emit(
         _summary(summary),
         lambda c: c.print(
             f"imported {sum(summary.written.values())} new of {sum(summary.counts.values())} records "
-            f"from {file}"
+            f"from {file}{transfer_output.atomicity(summary)}"
         ),
     )
 
@@ -671,10 +670,9 @@ def copy(
 
     async def work(origin: Store) -> transfer.Summary:
         async with open_store(target) as destination:
-            await destination.create_schema()
             with _progress("copying") as progress:
                 return await transfer.copy_store(
-                    origin, destination, batch_size=batch_size, progress=progress
+                    origin, destination, batch_size=batch_size, progress=progress, create_schema=True
                 )
 
     summary = run_async(work, source)
@@ -682,7 +680,7 @@ def copy(
         _summary(summary),
         lambda c: c.print(
             f"copied {sum(summary.written.values())} new of {sum(summary.counts.values())} records; "
-            f"checksum {summary.checksum[:16]} matches"
+            f"checksum {summary.checksum[:16]} matches{transfer_output.atomicity(summary)}"
         ),
     )
 

@@ -138,10 +138,14 @@ async def _written(target: Store, atomic: bool, write: Callable[[], Any]) -> Any
     except QmcpError as error:
         if atomic:
             raise
-        raise type(error)(
-            f"{error} -- this store has no transactions: the records written before the failure "
-            "stay; rerun the same command to complete it"
-        ) from error
+        try:
+            told = type(error)(
+                f"{error} -- this store has no transactions: the records written before the "
+                "failure stay; rerun the same command to complete it"
+            )
+        except TypeError:  # an error type with other arguments: report it as it is
+            raise error from None
+        raise told from error
 
 
 async def _empty(target: Store, create_schema: bool) -> bool:

@@ -35,6 +35,11 @@ def _opening_error(error: BaseException) -> BaseException | None:
             return StoreUnavailable(f"{text}; create the database (createdb) or fix the URL's database name")
         if isinstance(cause, asyncpg.InvalidAuthorizationSpecificationError):
             return StoreUnavailable(f"{text}; fix the user or password in the URL, or create the role")
+        if isinstance(cause, asyncpg.TooManyConnectionsError | asyncpg.CannotConnectNowError):
+            return StoreUnavailable(
+                f"the server refuses the connection ({text}); retry later, or lower pool_size / "
+                "raise the server's max_connections"
+            )
         if isinstance(cause, asyncpg.UndefinedTableError) and "qmcp_" in text:
             return SchemaMissing(f"the schema is missing ({text}); {INIT_HINT}")
         if isinstance(cause, sqlite3.DatabaseError):

@@ -29,7 +29,7 @@ from sqlalchemy.pool import StaticPool
 
 from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wait_out
 from qmcp_agents.adapters.store_errors import INIT_HINT, masked, naming
-from qmcp_agents.domain import SchemaMissing, SchemaTooNew
+from qmcp_agents.domain import SchemaMissing, SchemaTooNew, StoreUnavailable
 from qmcp_agents.domain.ports import Capabilities
 
 from . import jsonb, migrate
@@ -137,9 +137,14 @@ class SqlStore:
         """A missing SQLite file is created only by ``create_schema``: any other call would
         leave an empty file behind (a read-only command creating ``qmcp-agents.db``)."""
         database = self.url.database
-        if self._creating or not database or database == ":memory:" or database.startswith("file:"):
+        if not database or database == ":memory:" or database.startswith("file:"):
             return
-        if not os.path.exists(database):
+        folder = os.path.dirname(database) or "."
+        if not os.path.isdir(folder):  # refused here: the driver's failure leaves a thread behind
+            raise StoreUnavailable(
+                f"store {self.display_url}: the folder {folder} does not exist; create it or fix the path"
+            )
+        if not self._creating and not os.path.exists(database):
             raise SchemaMissing(f"store {self.display_url}: the file {database} does not exist; {INIT_HINT}")
 
     @property

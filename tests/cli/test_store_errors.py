@@ -12,11 +12,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 from typer.testing import CliRunner
 
 from qmcp_agents.adapters.cli.app import app
 from qmcp_agents.adapters.sql import SqlStore
+from qmcp_agents.adapters.sql.errors import translate
 from qmcp_agents.adapters.sql.schema import VERSION_TABLE
 from qmcp_agents.domain import SchemaMissing, SchemaTooNew, StoreUnavailable
 from tests.stores.servers import POSTGRES_URL, unique_schema, with_database
@@ -135,7 +137,7 @@ def test_init_creates_the_file_that_the_other_commands_refuse_to(tmp_path: Path)
 
 def test_init_in_a_folder_that_does_not_exist(tmp_path: Path) -> None:
     line = one_line(missing_folder(tmp_path), "init")
-    assert "unable to open database file; check that the folder exists" in line
+    assert "no-such-folder does not exist; create it or fix the path" in line
 
 
 def test_a_schema_written_by_a_newer_release_is_refused(tmp_path: Path) -> None:
@@ -160,3 +162,13 @@ async def test_a_postgresql_schema_never_created_is_schema_missing() -> None:
         with pytest.raises(SchemaMissing, match="qmcp-agents init") as missing:
             await store.agent_types.count()
     assert isinstance(missing.value, StoreUnavailable)
+
+
+def test_a_server_refusing_more_connections_is_one_line() -> None:
+    refusal = asyncpg.TooManyConnectionsError("sorry, too many clients already")
+    error = translate(refusal)
+    assert isinstance(error, StoreUnavailable)
+    assert str(error) == (
+        "the server refuses the connection (sorry, too many clients already); retry later, "
+        "or lower pool_size / raise the server's max_connections"
+    )

@@ -177,9 +177,15 @@ async def copy_store(
 async def verify(source: Store, target: Store, summary: Summary | None = None) -> str:
     left, right = await fingerprint(source), await fingerprint(target)
     if left.counts != right.counts or left.checksum != right.checksum:
+        counts = [
+            f"{kind}s: source has {left.counts.get(kind, 0)}, target has {right.counts.get(kind, 0)}"
+            for kind in KINDS
+            if left.counts.get(kind, 0) != right.counts.get(kind, 0)
+        ]
         raise IntegrityError(
-            f"the copy differs from its source: counts {right.counts} vs {left.counts}, "
-            f"checksum {right.checksum[:12]} vs {left.checksum[:12]}"
+            "the copy differs from its source: "
+            + ("; ".join(counts) or "same counts but different content")
+            + f" (checksum: source {left.checksum[:12]}, target {right.checksum[:12]})"
         )
     if summary is not None:
         summary.checksum = left.checksum

@@ -521,9 +521,12 @@ async def _transcript(store: Store, execution_id: UUID) -> tuple[list[Any], list
 def executions_list(
     status: Annotated[ExecutionStatus | None, typer.Option(help="Only this status.")] = None,
     topology: Annotated[str | None, typer.Option(help="Only this topology.")] = None,
-    since: Annotated[str | None, typer.Option(help="Only started within this age (30d, 12h).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only started within this age (30d, 12h, 45min).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT)] = 50,
     after: Annotated[str | None, typer.Option(help="Cursor from the previous page.")] = None,
+    ids_only: Annotated[
+        bool, typer.Option("--ids", "-q", help="Print only the ids, one a line (for shell scripts).")
+    ] = False,
 ) -> None:
     """List executions (paged, oldest first)."""
     try:
@@ -543,6 +546,10 @@ def executions_list(
 
     page, names = run_async(work)
     reads = [ExecutionRead.from_entity(e) for e in page.items]
+    if ids_only:
+        for read in reads:
+            typer.echo(str(read.id))
+        return
 
     def pretty(c: Console) -> None:
         c.print(render.executions_table(reads, names))

@@ -178,7 +178,7 @@ async def verify(source: Store, target: Store, summary: Summary | None = None) -
     left, right = await fingerprint(source), await fingerprint(target)
     if left.counts != right.counts or left.checksum != right.checksum:
         counts = [
-            f"{kind}s: source has {left.counts.get(kind, 0)}, target has {right.counts.get(kind, 0)}"
+            f"{kind}: source has {left.counts.get(kind, 0)}, target has {right.counts.get(kind, 0)}"
             for kind in KINDS
             if left.counts.get(kind, 0) != right.counts.get(kind, 0)
         ]

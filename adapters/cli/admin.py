@@ -48,7 +48,7 @@ async def agent_type_users(store: Store, agent_type: AgentType) -> str | None:
     if instances:
         uses.append(f"{instances} agent instance(s) of past executions")
     return (
-        f"agent type {agent_type.name!r} is still used by {' and '.join(uses)}; delete those first "
+        f"agent type {agent_type.name!r} is in use by {' and '.join(uses)}; delete those first "
         "(`qmcp-agents topology delete NAME --with-executions`)"
     )
 

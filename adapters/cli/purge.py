@@ -103,15 +103,18 @@ def register(executions_app: typer.Typer) -> None:
 
         going, names = run_async(preview)
         reads = [ExecutionRead.from_entity(e) for e in going]
-        if dry_run or not going:
+        when = f"completed before {cutoff:%Y-%m-%d %H:%M} UTC"
+        if dry_run:
 
             def pretty(c: Console) -> None:
                 if reads:
                     c.print(render.executions_table(reads, names))
-                what = "would be deleted (dry run: nothing deleted)" if dry_run else "to delete"
-                c.print(f"{len(reads)} execution(s) completed before {cutoff:%Y-%m-%d %H:%M} UTC {what}")
+                c.print(f"{len(reads)} execution(s) {when} would be deleted (dry run: nothing deleted)")
 
-            emit({"dry_run": dry_run, "would_delete": len(reads), "items": reads}, pretty)
+            emit({"dry_run": True, "would_delete": len(reads), "items": reads}, pretty)
+            return
+        if not going:
+            emit({"deleted": 0}, lambda c: c.print(f"0 execution(s) deleted: none {when}"))
             return
         if not yes:
             if not settings.as_json:

@@ -361,7 +361,8 @@ def topology_add(
     description: Annotated[str | None, typer.Option()] = None,
     config: Annotated[str | None, typer.Option(help="Typed config as JSON.")] = None,
     agent: Annotated[
-        list[str] | None, typer.Option(help="A member's agent type name (repeatable, in order).")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="A member's agent type name (repeatable, in order)."),
     ] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="YAML/JSON file with the fields.")] = None,
 ) -> None:

@@ -109,7 +109,8 @@ def register(executions_app: typer.Typer) -> None:
             def pretty(c: Console) -> None:
                 if reads:
                     c.print(render.executions_table(reads, names))
-                c.print(f"{len(reads)} execution(s) {when} would be deleted (dry run: nothing deleted)")
+                c.print(f"{len(reads)} execution(s) {when} would be deleted")
+                c.print("dry run: nothing deleted")
 
             emit({"dry_run": True, "would_delete": len(reads), "items": reads}, pretty)
             return

@@ -204,7 +204,7 @@ async def _no_extras(target: Store, checker: Checker) -> None:
     lacks could never match, so it is refused before the first write."""
     if checker.target_empty:
         return
-    counts = await _counts(target)
+    counts = await record_counts(target)
     extra = {
         kind: counts[kind] - checker.present[kind] for kind in counts if counts[kind] > checker.present[kind]
     }
@@ -216,7 +216,8 @@ async def _no_extras(target: Store, checker: Checker) -> None:
         )
 
 
-async def _counts(store: Store) -> dict[str, int]:
+async def record_counts(store: Store) -> dict[str, int]:
+    """How many records of each kind ``store`` holds (what an export or copy reads)."""
     return {
         "agent_type": await store.agent_types.count(),
         "topology": await store.topologies.count(),
@@ -231,15 +232,15 @@ async def verify(source: Store, target: Store, summary: Summary | None = None) -
     """The checksum both stores share; ``IntegrityError`` naming each side's counts if not."""
     left, right = await fingerprint(source), await fingerprint(target)
     if left.counts != right.counts or left.checksum != right.checksum:
-        differing = [
-            f"{kind}: source {left.counts[kind]}, target {right.counts[kind]}"
+        counts = [
+            f"{kind}: source has {left.counts.get(kind, 0)}, target has {right.counts.get(kind, 0)}"
             for kind in KINDS
-            if left.counts[kind] != right.counts[kind]
+            if left.counts.get(kind, 0) != right.counts.get(kind, 0)
         ]
         raise IntegrityError(
             "the copy differs from its source: "
-            + ("; ".join(differing) if differing else "same counts, different content")
-            + f" (checksum source {left.checksum[:12]}, target {right.checksum[:12]})"
+            + ("; ".join(counts) or "same counts but different content")
+            + f" (checksum: source {left.checksum[:12]}, target {right.checksum[:12]})"
         )
     if summary is not None:
         summary.checksum = left.checksum

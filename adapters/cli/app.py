@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 from uuid import UUID
@@ -43,10 +40,14 @@ from qmcp_agents.domain.engine import Engine
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
 
+from . import admin, purge, render, transfer_output
 from . import demo as demo_module
 from . import llm as llm_cli
-from . import render, transfer_output
+from . import progress as progress_bars
+from .durations import parse_age
 from .files import default_agent, load_agents, parse_json, read_document
+from .group import RootGroup
+from .ids import AmbiguousId, resolve_execution_id
 
 DEFAULT_STORE = "sqlite:///qmcp-agents.db"
 T = TypeVar("T")
@@ -58,12 +59,20 @@ app = typer.Typer(
     " Store URL: --store or QMCP_STORE_URL (default: sqlite:///qmcp-agents.db).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help is plain text: Rich markup would eat `[a-z0-9_-]`
     add_completion=False,
+    cls=RootGroup,  # --json also after the subcommand
 )
-agent_type_app = typer.Typer(help="Register and manage agent types.", no_args_is_help=True)
-topology_app = typer.Typer(help="Create, inspect and validate topologies.", no_args_is_help=True)
-executions_app = typer.Typer(help="List, inspect and purge executions.", no_args_is_help=True)
-db_app = typer.Typer(help="Schema management.", no_args_is_help=True)
+agent_type_app = typer.Typer(
+    help="Register and manage agent types.", no_args_is_help=True, rich_markup_mode=None
+)
+topology_app = typer.Typer(
+    help="Create, inspect and validate topologies.", no_args_is_help=True, rich_markup_mode=None
+)
+executions_app = typer.Typer(
+    help="List, inspect and purge executions.", no_args_is_help=True, rich_markup_mode=None
+)
+db_app = typer.Typer(help="Schema management.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(agent_type_app, name="agent-type")
 app.add_typer(topology_app, name="topology")
 app.add_typer(executions_app, name="executions")
@@ -107,6 +116,11 @@ def run_async(work: Callable[[Store], Awaitable[T]], url: str | None = None) -> 
 
     try:
         return asyncio.run(main())
+    except AmbiguousId as error:  # one line, then the ids it could be
+        typer.echo(f"error: {error}", err=True)
+        for match in error.matches:
+            typer.echo(f"  {match}", err=True)
+        raise typer.Exit(2) from None
     except (QmcpError, ValidationError, ValueError, LookupError, TypeError, ImportError, OSError) as error:
         fail(_one_line(error))
 
@@ -129,7 +143,8 @@ def main(
         ),
     ] = DEFAULT_STORE,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON instead of tables (for scripts).")
+        bool,
+        typer.Option("--json", help="Print JSON instead of tables (for scripts); also after the subcommand."),
     ] = False,
 ) -> None:
     """qmcp-agents: agent types, topologies, executions and their transcripts."""
@@ -203,10 +218,14 @@ def agent_type_add(
     max_retries: Annotated[int | None, typer.Option(help="Retries after a failed call.")] = None,
     capability: Annotated[
         list[str] | None,
-        typer.Option(help="A registered capability, default config (repeatable; see `capabilities list`)."),
+        typer.Option(
+            metavar="NAME",
+            help="A registered capability, default config (repeatable; see `capabilities list`).",
+        ),
     ] = None,
     skill: Annotated[
-        list[str] | None, typer.Option(help="A skill tag delegation routes by (repeatable).")
+        list[str] | None,
+        typer.Option(metavar="TAG", help="A skill tag delegation routes by (repeatable)."),
     ] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="YAML/JSON file with the fields.")] = None,
 ) -> None:
@@ -260,9 +279,7 @@ def agent_type_list(
 def agent_type_show(name: Annotated[str, typer.Argument(help="Agent type name.")]) -> None:
     """Show one agent type with its whole configuration."""
     entity = run_async(lambda store: store.agent_types.get_by_name(name))
-    emit(
-        AgentTypeRead.from_entity(entity), lambda c: c.print(render.dumps(AgentTypeRead.from_entity(entity)))
-    )
+    emit(AgentTypeRead.from_entity(entity), lambda c: c.print(render.agent_type_detail(entity)))
 
 
 @agent_type_app.command("update")
@@ -298,14 +315,8 @@ def agent_type_update(
 
 @agent_type_app.command("delete")
 def agent_type_delete(name: Annotated[str, typer.Argument(help="Agent type name.")]) -> None:
-    """Delete an agent type (refused while a topology or an instance uses it)."""
-
-    async def work(store: Store) -> None:
-        entity = await store.agent_types.get_by_name(name)
-        assert entity.id is not None
-        await store.agent_types.delete(entity.id)
-
-    run_async(work)
+    """Delete an agent type (refused while a topology or an instance uses it, naming them)."""
+    run_async(lambda store: admin.delete_agent_type(store, name))
     emit({"deleted": name}, lambda c: c.print(f"agent type {name} deleted"))
 
 
@@ -350,7 +361,8 @@ def topology_add(
     description: Annotated[str | None, typer.Option()] = None,
     config: Annotated[str | None, typer.Option(help="Typed config as JSON.")] = None,
     agent: Annotated[
-        list[str] | None, typer.Option(help="A member's agent type name (repeatable, in order).")
+        list[str] | None,
+        typer.Option(metavar="NAME", help="A member's agent type name (repeatable, in order)."),
     ] = None,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="YAML/JSON file with the fields.")] = None,
 ) -> None:
@@ -505,24 +517,17 @@ async def _transcript(store: Store, execution_id: UUID) -> tuple[list[Any], list
 
 # --- executions --------------------------------------------------------------------------------
 
-_AGE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_age(text: str, option: str) -> timedelta:
-    match = _AGE.match(text.strip())
-    if match is None:
-        raise ValueError(f"{option} {text!r}: use a number and a unit, like 30d, 12h, 15m (s, m, h, d, w)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
 
 @executions_app.command("list")
 def executions_list(
     status: Annotated[ExecutionStatus | None, typer.Option(help="Only this status.")] = None,
     topology: Annotated[str | None, typer.Option(help="Only this topology.")] = None,
-    since: Annotated[str | None, typer.Option(help="Only started within this age (30d, 12h).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only started within this age (30d, 12h, 45min).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT)] = 50,
     after: Annotated[str | None, typer.Option(help="Cursor from the previous page.")] = None,
+    ids_only: Annotated[
+        bool, typer.Option("--ids", "-q", help="Print only the ids, one a line (for shell scripts).")
+    ] = False,
 ) -> None:
     """List executions (paged, oldest first)."""
     try:
@@ -542,6 +547,10 @@ def executions_list(
 
     page, names = run_async(work)
     reads = [ExecutionRead.from_entity(e) for e in page.items]
+    if ids_only:
+        for read in reads:
+            typer.echo(str(read.id))
+        return
 
     def pretty(c: Console) -> None:
         c.print(render.executions_table(reads, names))
@@ -551,19 +560,14 @@ def executions_list(
     emit({"items": reads, "next_cursor": page.next_cursor}, pretty)
 
 
-def _uuid(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        fail(f"execution id {text!r} is not a UUID")
-
-
 @executions_app.command("show")
-def executions_show(execution_id: Annotated[str, typer.Argument(help="Execution id.")]) -> None:
+def executions_show(
+    execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique start of it.")],
+) -> None:
     """The transcript: messages by round, senders, recipients, confidences, tokens, duration."""
-    ident = _uuid(execution_id)
 
     async def work(store: Store) -> tuple[ExecutionRead, str, list[Any], list[Any], dict[UUID, str]]:
+        ident = await resolve_execution_id(store, execution_id)
         execution = await store.executions.get(ident)
         topology = await store.topologies.get(execution.topology_id)
         return (ExecutionRead.from_entity(execution), topology.name, *await _transcript(store, ident))
@@ -575,44 +579,11 @@ def executions_show(execution_id: Annotated[str, typer.Argument(help="Execution 
     )
 
 
-@executions_app.command("purge")
-def executions_purge(
-    older_than: Annotated[str, typer.Option(help="Age, like 30d: final executions completed before it go.")],
-    status: Annotated[
-        list[ExecutionStatus] | None, typer.Option(help="Only these final statuses (repeatable).")
-    ] = None,
-) -> None:
-    """Delete old final executions with everything they own (retention)."""
-    try:
-        cutoff = utc_now() - parse_age(older_than, "--older-than")
-    except ValueError as error:
-        fail(_one_line(error))
-    statuses = frozenset(status) if status else None
-    deleted = run_async(lambda store: store.executions.purge(older_than=cutoff, statuses=statuses))
-    emit({"deleted": deleted}, lambda c: c.print(f"{deleted} execution(s) deleted"))
-
-
 # --- moving data -----------------------------------------------------------------------------
 
 
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[str, int], None]]:
-    out = console()
-    with Progress(
-        TextColumn("{task.description}"),
-        MofNCompleteColumn(),
-        console=out,
-        transient=True,
-        disable=settings.as_json or not out.is_terminal,
-    ) as progress:
-        tasks: dict[str, Any] = {}
-
-        def advance(kind: str, count: int) -> None:
-            if kind not in tasks:
-                tasks[kind] = progress.add_task(f"{label} {kind}s", total=None)
-            progress.update(tasks[kind], advance=count)
-
-        yield advance
+def _progress(label: str, totals: dict[str, int] | None = None) -> Any:
+    return progress_bars.bars(console(), label, totals, disable=settings.as_json)
 
 
 def _summary(summary: transfer.Summary) -> dict[str, Any]:
@@ -625,8 +596,9 @@ def export(file: Annotated[Path, typer.Argument(help="JSON Lines file to write."
     temporary = file.with_name(file.name + ".partial")
 
     async def work(store: Store) -> transfer.Summary:
+        totals = await progress_bars.store_totals(store)
         try:
-            with _progress("exporting") as progress, temporary.open("w", encoding="utf-8") as out:
+            with _progress("exporting", totals) as progress, temporary.open("w", encoding="utf-8") as out:
                 summary = await transfer.export_store(store, out, progress=progress)
         except BaseException:
             temporary.unlink(missing_ok=True)  # a failed export leaves no file behind
@@ -635,7 +607,15 @@ def export(file: Annotated[Path, typer.Argument(help="JSON Lines file to write."
         return summary
 
     summary = run_async(work)
-    emit(_summary(summary), lambda c: c.print(f"exported {sum(summary.counts.values())} records to {file}"))
+    emit(
+        {
+            "file": str(file),
+            "counts": summary.counts,
+            "written": summary.counts,
+            "checksum": summary.checksum,
+        },
+        lambda c: c.print(f"exported {sum(summary.counts.values())} records to {file}"),
+    )
 
 
 @app.command("import")
@@ -645,7 +625,7 @@ def import_(file: Annotated[Path, typer.Argument(help="JSON Lines export to read
         fail(f"{file} does not exist")
 
     async def work(store: Store) -> transfer.Summary:
-        with _progress("importing") as progress:
+        with _progress("importing", progress_bars.file_totals(file)) as progress:
             return await transfer.import_store(store, file, progress=progress, create_schema=True)
 
     summary = run_async(work)
@@ -670,7 +650,7 @@ def copy(
 
     async def work(origin: Store) -> transfer.Summary:
         async with open_store(target) as destination:
-            with _progress("copying") as progress:
+            with _progress("copying", await progress_bars.store_totals(origin)) as progress:
                 return await transfer.copy_store(
                     origin, destination, batch_size=batch_size, progress=progress, create_schema=True
                 )
@@ -722,6 +702,8 @@ from . import capabilities as _capabilities  # noqa: E402 - registers its comman
 from . import serve as _serve  # noqa: E402 - registers `serve` on `app`
 
 _capabilities.register(app)
+admin.register(topology_app)
+purge.register(executions_app)
 _serve.register(app)
 
 

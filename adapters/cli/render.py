@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from qmcp_agents.domain import AgentCapability, AgentType, ExecutionRead, Message, Result, Topology
@@ -43,10 +44,20 @@ def _capability_label(capability: AgentCapability) -> str:
     return label if capability.enabled else f"{label} (off)"
 
 
+def whole_ids(table: Table, width: int = 36) -> Table:
+    """Keep the first column (the id) whole however narrow the terminal: an id is there to be
+    copied, so the other columns shrink instead."""
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = width
+    table.columns[0].overflow = "ignore"
+    return table
+
+
 def agent_types_table(items: list[AgentType]) -> Table:
     table = Table(
         "id", "name", "role", "version", "model", "capabilities", "description", title="Agent types"
     )
+    whole_ids(table, max((len(str(t.id)) for t in items), default=2))
     for t in items:
         caps = ", ".join(_capability_label(c) for c in t.config.capabilities) or "-"
         table.add_row(
@@ -57,8 +68,30 @@ def agent_types_table(items: list[AgentType]) -> Table:
 
 def topologies_table(items: list[Topology]) -> Table:
     table = Table("id", "name", "type", "members", "config", title="Topologies")
+    whole_ids(table, max((len(str(t.id)) for t in items), default=2))
     for t in items:
         table.add_row(str(t.id), t.name, t.topology_type.value, str(len(t.memberships)), short(t.config, 50))
+    return table
+
+
+def agent_type_detail(agent_type: AgentType) -> Table:
+    """One agent type as a two-column table: its fields, then its config key by key."""
+    table = Table("field", "value", title=Text(f"Agent type {agent_type.name}"), show_header=False)
+
+    def row(key: str, value: Any) -> None:  # Text: a prompt's "[...]" is not Rich markup
+        table.add_row(key, Text(value if isinstance(value, str) else json.dumps(value)))
+
+    row("id", str(agent_type.id))
+    row("name", agent_type.name)
+    row("role", agent_type.role.value)
+    row("version", agent_type.version)
+    row("description", agent_type.description)
+    for key, value in agent_type.config.model_dump(mode="json").items():
+        if key == "capabilities":
+            value = ", ".join(_capability_label(c) for c in agent_type.config.capabilities) or "-"
+        row(f"config.{key}", value)
+    row("created_at", agent_type.created_at.isoformat(timespec="seconds"))
+    row("updated_at", agent_type.updated_at.isoformat(timespec="seconds"))
     return table
 
 
@@ -77,6 +110,7 @@ def topology_tree(topology: Topology, type_names: dict[int, str]) -> Tree:
 
 def executions_table(items: list[ExecutionRead], topology_names: dict[int, str]) -> Table:
     table = Table("id", "topology", "status", "started", "duration", "error", title="Executions")
+    whole_ids(table)
     for e in items:
         duration = f"{e.duration_ms} ms" if e.duration_ms is not None else "-"
         table.add_row(
@@ -116,7 +150,7 @@ def transcript(
             conf = m.content.get("confidence") if m.message_type.value == "response" else None
             table.add_row(
                 str(m.sequence_number),
-                names.get(m.sender_id, str(m.sender_id)[:8]),
+                names.get(m.sender_id, str(m.sender_id)),
                 names.get(m.recipient_id, "everyone") if m.recipient_id else "everyone",
                 m.message_type.value,
                 short(m.content.get("output", m.content), 70),

@@ -245,7 +245,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(store_url: str, tmp_pa
         "3",
         match="temperature",
     )
-    refused(store_url, "executions", "show", "not-a-uuid", match="not a UUID")
+    refused(store_url, "executions", "show", "not-a-uuid", match="is not an id or the start of one")
     refused(store_url, "executions", "purge", "--older-than", "soon", match="--older-than")
     refused(store_url, "import", str(tmp_path / "missing.jsonl"), match="does not exist")
     refused("postgresql://nobody@127.0.0.1:1/none", "agent-type", "list", match="unreachable")

@@ -50,6 +50,7 @@ from qmcp_agents.domain.integrity import (
     messages_to_restore,
     refuse_child_of_final,
     refuse_if_final,
+    refuse_taken_message_ids,
     with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
@@ -654,6 +655,8 @@ class MemoryMessages:
                 fresh = messages_to_restore(execution_id, len(state.message_log.get(execution_id, [])), group)
                 self._check_participants(execution_id, fresh)
                 planned.append((execution_id, fresh))
+            every = [m for _, fresh in planned for m in fresh]
+            refuse_taken_message_ids(every, [m.id for m in every if m.id in state.messages])
             for execution_id, fresh in planned:
                 log = state.message_log.setdefault(execution_id, [])
                 for message in fresh:

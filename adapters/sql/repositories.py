@@ -58,6 +58,7 @@ from qmcp_agents.domain.integrity import (
     messages_to_restore,
     refuse_child_of_final,
     refuse_if_final,
+    refuse_taken_message_ids,
     with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
@@ -803,6 +804,7 @@ class SqlMessages:
                 if not fresh:
                     continue
                 await self._check_participants(conn, execution_id, fresh)
+                await self._refuse_taken_ids(conn, fresh)
                 await self._write(conn, fresh)
                 await conn.execute(
                     update(e)
@@ -811,6 +813,16 @@ class SqlMessages:
                 )
                 written += len(fresh)
         return written
+
+    async def _refuse_taken_ids(self, conn: AsyncConnection, fresh: builtins.list[Message]) -> None:
+        """An id stored in any execution is ``AlreadyExists`` naming it, as on every backend
+        (the primary key would refuse it too, without saying which)."""
+        taken: builtins.list[UUID] = []
+        for start in range(0, len(fresh), 500):
+            ids = [m.id for m in fresh[start : start + 500]]
+            found = await conn.execute(select(self.table.c.id).where(self.table.c.id.in_(ids)))
+            taken.extend(found.scalars())
+        refuse_taken_message_ids(fresh, taken)
 
     async def _check_participants(
         self, conn: AsyncConnection, execution_id: UUID, drafts: Sequence[MessageCreate | Message]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -209,6 +210,66 @@ class AppendConformance:
                 await store.executions.delete(execution.id)
         assert await store.messages.count() == 0
         assert [e.id for e in (await store.executions.list()).items] == [world.execution.id]
+
+    # --- 2: arguments of the wrong type never reach a query ----------------------------------
+
+    async def test_operator_dicts_and_wrong_types_are_refused_by_every_verb(self, world: World) -> None:
+        store = world.store
+        execution_id = world.execution.id
+        await store.messages.append(execution_id, [message(world.instance.id)])
+        await store.results.add(world.result())
+        before = await dump_store(store)
+        s, e = store, execution_id
+        verbs: list[tuple[str, Callable[[Any], Awaitable[Any]]]] = [
+            ("id", s.agent_types.get),
+            ("id", s.agent_types.delete),
+            ("id", s.topologies.find),
+            ("id", s.executions.get),
+            ("id", s.executions.delete),
+            ("id", s.agent_instances.find),
+            ("id", s.results.get),
+            ("id", s.results.delete),
+            ("id", s.messages.find),
+            ("name", s.agent_types.find_by_name),
+            ("role", lambda v: s.agent_types.list(role=v)),
+            ("topology_type", lambda v: s.topologies.count(topology_type=v)),
+            ("execution_id", lambda v: s.agent_instances.list(execution_id=v)),
+            ("agent_type_id", lambda v: s.agent_instances.count(agent_type_id=v)),
+            ("status", lambda v: s.executions.list(status=v)),
+            ("parent_id", lambda v: s.executions.count(parent_id=v)),
+            ("topology_id", lambda v: s.executions.list(topology_id=v)),
+            ("started_after", lambda v: s.executions.count(started_after=v)),
+            ("older_than", lambda v: s.executions.purge(older_than=v)),
+            ("sender_id", lambda v: s.messages.list(e, sender_id=v)),
+            ("round_number", lambda v: s.messages.list(e, round_number=v)),
+            ("execution_id", s.messages.count),
+            ("execution_id", lambda v: s.messages.last(v, 5)),
+            ("execution_id", lambda v: s.results.list(execution_id=v)),
+            ("agent_instance_id", lambda v: s.results.count(agent_instance_id=v)),
+            ("after", lambda v: s.results.list(after=v)),
+            ("limit", lambda v: s.agent_types.list(limit=v)),
+            ("agent_type", s.agent_types.add),
+            ("topology", s.topologies.update),
+            ("execution", s.executions.add),
+            ("agent_instance", s.agent_instances.update),
+            ("result", s.results.add),
+            ("results", s.results.add_many),
+            ("messages", lambda v: s.messages.append(e, v)),
+            ("messages", s.messages.restore_many),
+            ("agent_types", s.agent_types.restore_many),
+        ]
+        hostile: list[Any] = [{"$gt": 1}, {"$exists": True}, {"$ne": None}, True, b"\x00" * 16]
+        for field, call in verbs:
+            for value in hostile:
+                with pytest.raises(ValidationError, match=field):
+                    await call(value)
+        with pytest.raises(ValidationError, match="sender_id"):  # a string is not a UUID
+            await store.messages.list(execution_id, sender_id="not-a-uuid")  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="id must be an int, got bool True"):
+            await store.agent_types.get(True)
+        with pytest.raises(ValidationError, match="agent_types\\[\\]"):
+            await store.agent_types.add_many([agent_type("fine"), {"name": "x"}])  # type: ignore[list-item]
+        assert await dump_store(store) == before
 
     # --- 8: a restore never takes an id that is already stored -------------------------------
 

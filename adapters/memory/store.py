@@ -40,7 +40,14 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
-from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
+from qmcp_agents.domain.arguments import (
+    check_entity_arguments,
+    check_message_arguments,
+    int_id,
+    name_key,
+    optional_uuid,
+    uuid_id,
+)
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -845,3 +852,15 @@ class MemoryStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+# One rule for entity arguments on every backend (domain/arguments.py).
+for _repository, _model, _field in (
+    (MemoryAgentTypes, AgentType, "agent_type"),
+    (MemoryTopologies, Topology, "topology"),
+    (MemoryAgentInstances, AgentInstance, "agent_instance"),
+    (MemoryExecutions, Execution, "execution"),
+    (MemoryResults, Result, "result"),
+):
+    check_entity_arguments(_repository, _model, _field)
+check_message_arguments(MemoryMessages)

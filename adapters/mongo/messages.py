@@ -43,7 +43,7 @@ from qmcp_agents.domain import (
     MessageCreate,
     NotFound,
 )
-from qmcp_agents.domain.arguments import optional_uuid, uuid_id
+from qmcp_agents.domain.arguments import check_message_arguments, optional_uuid, uuid_id
 from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
@@ -465,3 +465,4 @@ __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ITEMS", "MongoMessages"]
 
 # Tasks sharing one transaction take turns on its session (see adapters/concurrency.py).
 wrap_verbs(taking_turns, MongoMessages)
+check_message_arguments(MongoMessages)

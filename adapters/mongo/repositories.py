@@ -33,7 +33,7 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
-from qmcp_agents.domain.arguments import int_id, name_key, uuid_id
+from qmcp_agents.domain.arguments import check_entity_arguments, int_id, name_key, uuid_id
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -770,3 +770,14 @@ wrap_verbs(
     MongoExecutions,
     MongoResults,
 )
+
+
+# One rule for entity arguments on every backend (domain/arguments.py).
+for _repository, _model, _field in (
+    (MongoAgentTypes, AgentType, "agent_type"),
+    (MongoTopologies, Topology, "topology"),
+    (MongoAgentInstances, AgentInstance, "agent_instance"),
+    (MongoExecutions, Execution, "execution"),
+    (MongoResults, Result, "result"),
+):
+    check_entity_arguments(_repository, _model, _field)

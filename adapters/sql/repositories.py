@@ -47,7 +47,14 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
-from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
+from qmcp_agents.domain.arguments import (
+    check_entity_arguments,
+    check_message_arguments,
+    int_id,
+    name_key,
+    optional_uuid,
+    uuid_id,
+)
 from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
@@ -974,3 +981,15 @@ class SqlResults(_UuidRepository[Result]):
 
 # A cancelled call never leaves a connection inside a transaction (docs/decisions.md).
 wrap_verbs(settled, SqlAgentTypes, SqlTopologies, SqlAgentInstances, SqlExecutions, SqlMessages, SqlResults)
+
+
+# One rule for entity arguments on every backend (domain/arguments.py).
+for _repository, _model, _field in (
+    (SqlAgentTypes, AgentType, "agent_type"),
+    (SqlTopologies, Topology, "topology"),
+    (SqlAgentInstances, AgentInstance, "agent_instance"),
+    (SqlExecutions, Execution, "execution"),
+    (SqlResults, Result, "result"),
+):
+    check_entity_arguments(_repository, _model, _field)
+check_message_arguments(SqlMessages)

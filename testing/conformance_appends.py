@@ -21,6 +21,7 @@ from qmcp_agents.domain import (
     MessageCreate,
     MessageType,
     NotFound,
+    Result,
 )
 from qmcp_agents.domain.json_payload import MAX_MESSAGE_BYTES
 from qmcp_agents.domain.ports import Store
@@ -194,21 +195,27 @@ class AppendConformance:
             instance = await world.new_instance(execution.id)
             await store.messages.append(execution.id, [message(instance.id)])
             drafts = [message(instance.id, {"trial": trial, "k": k}) for k in range(5)]
+            result = world.result(execution_id=execution.id, agent_instance_id=instance.id)
             racers: list[Any] = [
                 store.messages.append(execution.id, drafts),
+                store.results.add(result),
                 store.executions.delete(execution.id),
             ]
             if trial % 2:
                 racers.reverse()
             outcomes = await asyncio.gather(*racers, return_exceptions=True)
-            for outcome in outcomes:  # the append may lose the race (NotFound), nothing else
-                assert outcome is None or isinstance(outcome, (list, NotFound)), repr(outcome)
+            for outcome in outcomes:  # a write may lose the race (NotFound, IntegrityError)
+                assert outcome is None or isinstance(outcome, (list, Result, NotFound, IntegrityError)), repr(
+                    outcome
+                )
             assert await store.executions.find(execution.id) is None
             assert await store.messages.count(execution.id) == 0
             assert (await store.messages.list(execution.id)).items == []
             with pytest.raises(NotFound):
                 await store.executions.delete(execution.id)
         assert await store.messages.count() == 0
+        assert await store.results.count() == 0
+        assert await store.agent_instances.count() == 1  # the world's own
         assert [e.id for e in (await store.executions.list()).items] == [world.execution.id]
 
     # --- 2: arguments of the wrong type never reach a query ----------------------------------

@@ -420,6 +420,19 @@ class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
     key = staticmethod(uuid_id)
 
+    async def _confirm_execution(self, entity: BaseModel, execution_id: UUID | None, session: Any) -> None:
+        """After writing an entity owned by an execution: if an ``executions.delete`` ran
+        between the reference check and the write, its sweeps may have missed the entity,
+        so the entity removes itself (see ``MongoExecutions.delete``). A transaction needs
+        no such check."""
+        if session is not None or execution_id is None:
+            return
+        executions = self._store.collection("executions")
+        if await self._store.call(executions.find_one({"_id": execution_id}, {"_id": 1})) is not None:
+            return
+        await self._store.call(self._c.delete_one({"_id": getattr(entity, "id")}))  # noqa: B009
+        raise IntegrityError(f"{describe(entity)}: execution_id {execution_id} was deleted meanwhile")
+
     async def _check_new_id(self, entity: BaseModel) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009
         if await self._one({"_id": entity_id}) is not None:
@@ -451,6 +464,7 @@ class MongoAgentInstances(_UuidRepository[AgentInstance]):
         await self._check_new_id(stored)
         await self._check_refs(stored)
         await self._write_new(self._document(stored), session)
+        await self._confirm_execution(stored, stored.execution_id, session)
         return stored
 
     async def update(self, instance: AgentInstance) -> AgentInstance:
@@ -723,6 +737,7 @@ class MongoResults(_UuidRepository[Result]):
         await self._check_new_id(stored)
         await self._check_refs(stored)
         await self._write_new(self._document(stored), session)
+        await self._confirm_execution(stored, stored.execution_id, session)
         return stored
 
     async def update(self, result: Result) -> Result:

@@ -20,6 +20,7 @@ from qmcp_agents.adapters.mongo.messages import MAX_BATCH_BYTES
 from qmcp_agents.domain import (
     AgentInstance,
     ConcurrencyError,
+    IntegrityError,
     Message,
     NotFound,
     StoreUnavailable,
@@ -209,6 +210,20 @@ async def test_an_append_that_finds_its_execution_deleted_removes_itself(store: 
         )
     assert await _raw(store, "messages") == []
     assert await _raw(store, "message_parts") == []
+
+
+async def test_a_result_that_finds_its_execution_deleted_removes_itself(store: MongoStore) -> None:
+    world = await World(store).build()
+    original = store.results._write_new
+
+    async def write_then_lose_the_race(document: dict[str, Any], session: Any) -> None:
+        await original(document, session)
+        await store.collection("executions").delete_one({"_id": world.execution.id})
+
+    store.results._write_new = write_then_lose_the_race  # type: ignore[method-assign]
+    with pytest.raises(IntegrityError, match="was deleted meanwhile"):
+        await store.results.add(world.result())
+    assert await _raw(store, "results") == []
 
 
 async def test_a_delete_finishes_orphans_of_an_execution_already_gone(store: MongoStore) -> None:

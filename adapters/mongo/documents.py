@@ -69,6 +69,7 @@ def _loaded(document: Mapping[str, Any], payloads: tuple[str, ...]) -> dict[str,
     data["id"] = data.pop("_id")
     version = data.pop("schema_version", None)
     data.pop("last_sequence_number", None)
+    data.pop("incarnation", None)
     for field in payloads:
         if data.get(field) is not None:
             data[field] = unescape(data[field])

@@ -77,6 +77,7 @@ class MongoMessages:
 
     def __init__(self, store: MongoStore) -> None:
         self._store = store
+        self._known: dict[tuple[UUID, UUID], Any] = {}  # see _remember
 
     @property
     def _c(self) -> Any:
@@ -94,26 +95,55 @@ class MongoMessages:
             drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
         session = self._store.session()
-        reads = (self._execution(execution_id), self._participants(drafts), self._top(execution_id, session))
-        if session is None:  # independent reads: one round trip instead of three
-            execution, bound, previous = await asyncio.gather(*reads)
+        if session is None:  # independent reads: one round trip for both
+            execution, previous = await asyncio.gather(
+                self._execution(execution_id), self._top(execution_id, session)
+            )
         else:  # a session serves one operation at a time
-            execution, bound, previous = [await r for r in reads]
+            execution = await self._execution(execution_id)
+            previous = await self._top(execution_id, session)
         if execution is None:
             raise NotFound(f"execution {execution_id} does not exist")
         refuse_if_final(execution_id, ExecutionStatus(execution["status"]), "messages")
         if not drafts:
             return []
-        _check_bound(execution_id, drafts, bound)
+        incarnation = execution.get("incarnation") if session is None else None
+        wanted = _wanted(drafts)
+        bound: dict[UUID, Any] = {}
+        if incarnation is None or any(self._known.get((i, execution_id)) != incarnation for i in wanted):
+            bound = await self._participants(wanted)
+            _check_bound(execution_id, drafts, bound)
         out = await self._write(execution_id, drafts, previous, session)
         if session is None:
             await self._confirm(execution_id, out[0].id)
+            if incarnation is not None:  # now named by a stored message
+                self._remember(execution_id, incarnation, bound)
         return out
+
+    def _remember(self, execution_id: UUID, incarnation: Any, bound: dict[UUID, Any]) -> None:
+        """Remember the instances just checked that are bound to this execution.
+
+        Such an instance cannot go away while the execution lives: its binding never changes,
+        and once a stored message names it (this append) it can be deleted only with the
+        execution. So, for the same *incarnation* of the execution (a random value written
+        when it is added or restored, never updated), the next append naming it needs no
+        read of the instances: the common agent turn makes as many reads as before issue 18
+        although the append now checks its execution again after writing. Instances not
+        bound to an execution are always read (they can be deleted once their messages are).
+        Inside a transaction nothing is remembered (it may roll back).
+        """
+        if len(self._known) > 10_000:
+            self._known.clear()
+        for instance_id, bound_to in bound.items():
+            if bound_to == execution_id:
+                self._known[(instance_id, execution_id)] = incarnation
 
     async def _execution(self, execution_id: UUID) -> Any:
         executions = self._store.collection("executions")
         return await self._store.call(
-            executions.find_one({"_id": execution_id}, {"status": 1}, session=self._store.session())
+            executions.find_one(
+                {"_id": execution_id}, {"status": 1, "incarnation": 1}, session=self._store.session()
+            )
         )
 
     async def _top(self, execution_id: UUID, session: Any) -> Any:
@@ -211,10 +241,9 @@ class MongoMessages:
         await self._store.call(self._c.delete_one({"_id": head_id}))
         raise NotFound(f"execution {execution_id} was deleted while the messages were appended")
 
-    async def _participants(self, drafts: Sequence[MessageCreate | Message]) -> dict[UUID, Any]:
-        wanted = builtins.list(
-            {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
-        )
+    async def _participants(self, wanted: builtins.list[UUID]) -> dict[UUID, Any]:
+        """The ``execution_id`` each of the instances ``wanted`` is bound to (None: unbound);
+        missing instances are absent."""
         instances = self._store.collection("agent_instances")
         found = await self._store.call(
             instances.find(
@@ -240,7 +269,7 @@ class MongoMessages:
                 raise IntegrityError(f"message execution_id {execution_id} does not exist")
             latest = await self._top(execution_id, session)
             fresh = messages_to_restore(execution_id, int(latest["last"]) if latest else 0, group)
-            _check_bound(execution_id, fresh, await self._participants(fresh))
+            _check_bound(execution_id, fresh, await self._participants(_wanted(fresh)))
             planned.append((execution_id, fresh))
         every = [m for _, fresh in planned for m in fresh]
         refuse_taken_message_ids(every, await self._taken([m.id for m in every]))
@@ -409,6 +438,12 @@ class MongoMessages:
                 1 for d in found for m in d["items"] if instance_id in (m["sender_id"], m.get("recipient_id"))
             )
         return total
+
+
+def _wanted(drafts: Sequence[MessageCreate | Message]) -> builtins.list[UUID]:
+    return builtins.list(
+        {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
+    )
 
 
 def _check_bound(

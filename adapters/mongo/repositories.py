@@ -12,7 +12,7 @@ import builtins
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import BaseModel
 from pymongo import ASCENDING, ReturnDocument
@@ -515,7 +515,9 @@ class MongoExecutions(_UuidRepository[Execution]):
     async def _restore(self, entity: Execution, session: Any) -> None:
         stored = for_restore(entity)
         await self._check_refs(stored)
-        await self._write_new({**self._document(stored), "last_sequence_number": 0}, session)
+        await self._write_new(
+            {**self._document(stored), "last_sequence_number": 0, "incarnation": uuid4()}, session
+        )
 
     async def _insert(self, entity: Execution, session: Any) -> Execution:
         stored = for_insert(entity)
@@ -526,6 +528,7 @@ class MongoExecutions(_UuidRepository[Execution]):
             refuse_child_of_final(stored.parent_id, ExecutionStatus(parent["status"]))
         document = self._document(stored)
         document["last_sequence_number"] = 0
+        document["incarnation"] = uuid4()  # see MongoMessages: a restored execution is new
         await self._write_new(document, session)
         return stored
 

@@ -278,6 +278,17 @@ class AppendConformance:
             await store.agent_types.add_many([agent_type("fine"), {"name": "x"}])  # type: ignore[list-item]
         assert await dump_store(store) == before
 
+    async def test_a_sender_deleted_with_its_execution_is_refused_after_a_restore(self, world: World) -> None:
+        store = world.store
+        await store.messages.append(world.execution.id, [message(world.instance.id)])
+        await store.messages.append(world.execution.id, [message(world.instance.id)])
+        exported = await store.executions.get(world.execution.id)
+        await store.executions.delete(world.execution.id)  # takes the bound instance along
+        assert await store.executions.restore_many([exported]) == 1
+        with pytest.raises(IntegrityError, match=f"sender_id {world.instance.id} is not an agent instance"):
+            await store.messages.append(world.execution.id, [message(world.instance.id)])
+        assert await store.messages.count() == 0
+
     # --- 8: a restore never takes an id that is already stored -------------------------------
 
     async def test_restoring_a_message_id_stored_elsewhere_is_already_exists(self, world: World) -> None:

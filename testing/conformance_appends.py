@@ -122,6 +122,28 @@ class AppendConformance:
         assert round_two == [m for m in appended[3000:] if m.round_number == 2]
         assert len(round_two) == 500
 
+    async def test_a_large_append_in_a_transaction_commits_or_rolls_back_whole(self, world: World) -> None:
+        store, sender = world.store, world.instance.id
+        before = await dump_store(store)
+        drafts = [message(sender, {"k": i, "pad": "z" * 18_000}) for i in range(1200)]
+
+        async def append_then_fail() -> None:
+            async with store.transaction():
+                await store.messages.append(world.execution.id, drafts)
+                raise RuntimeError("abort after a 21 MB append")
+
+        with pytest.raises(RuntimeError, match="abort"):
+            await append_then_fail()
+        if not store.capabilities.transactions:  # documented: the calls ran one by one
+            assert await store.messages.count() == 1200
+            return
+        assert await dump_store(store) == before
+        assert await store.messages.count() == 0
+        async with store.transaction():
+            appended = await store.messages.append(world.execution.id, drafts)
+        assert [m.sequence_number for m in appended] == list(range(1, 1201))
+        assert await stored_messages(store, world.execution.id) == appended
+
     # --- 4: one append, one contiguous block -------------------------------------------------
 
     async def test_concurrent_large_appends_are_each_one_contiguous_block(self, world: World) -> None:

@@ -168,9 +168,16 @@ class _Repository(Generic[K, E]):
         return await _count(conn, table, where)
 
     async def _require(
-        self, conn: AsyncConnection, table: Table, key: Any, what: str, owner: BaseModel
+        self, conn: AsyncConnection, table: Table, key: Any, what: str, owner: BaseModel, lock: bool = False
     ) -> RowLike:
-        row = (await conn.execute(select(table).where(table.c.id == key))).mappings().first()
+        """The referenced row, or ``IntegrityError``. ``lock``: hold ``FOR KEY SHARE`` on it
+        now, as the foreign key check of the insert would later: taking the execution's lock
+        first keeps the order ``executions.delete`` takes (execution, then what cascades), so
+        the two wait for each other instead of deadlocking (PostgreSQL; SQLite ignores it)."""
+        query = select(table).where(table.c.id == key)
+        if lock:
+            query = query.with_for_update(key_share=True)
+        row = (await conn.execute(query)).mappings().first()
         if row is None:
             raise IntegrityError(f"{describe(owner)}: {what} {key} does not exist")
         return row
@@ -928,7 +935,9 @@ class SqlResults(_UuidRepository[Result]):
         return rows.result_from(row)
 
     async def _check_refs(self, conn: AsyncConnection, entity: Result, restoring: bool = False) -> None:
-        execution = await self._require(conn, schema.executions, entity.execution_id, "execution_id", entity)
+        execution = await self._require(
+            conn, schema.executions, entity.execution_id, "execution_id", entity, lock=True
+        )
         instance = await self._require(
             conn, schema.agent_instances, entity.agent_instance_id, "agent_instance_id", entity
         )

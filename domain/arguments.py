@@ -11,13 +11,16 @@ call.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .base import INT32_MAX, NAME_PATTERN
+from .message import Message
 
 
 def invalid_argument(field: str, value: Any, problem: str) -> ValidationError:
@@ -65,4 +68,82 @@ def name_key(value: Any) -> str | None:
     return lowered if NAME_PATTERN.fullmatch(lowered) else None
 
 
-__all__ = ["int_id", "invalid_argument", "name_key", "optional_uuid", "uuid_id"]
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def entity(value: Any, model: type[BaseModel], field: str) -> Any:
+    """An entity argument (``add``, ``update``): an instance of its model, not a dict or
+    anything else that would fail deep inside an adapter with a raw ``AttributeError``."""
+    if not isinstance(value, model):
+        raise invalid_argument(
+            field, value, f"{field} must be a {model.__name__}, got {type(value).__name__} {_shown(value)}"
+        )
+    return value
+
+
+def sequence(value: Any, field: str) -> Sequence[Any]:
+    """A list or tuple argument (``add_many``, ``append``...): a string, a mapping or a
+    single entity is refused rather than iterated."""
+    if not isinstance(value, (list, tuple)):
+        raise invalid_argument(
+            field, value, f"{field} must be a list or tuple, got {type(value).__name__} {_shown(value)}"
+        )
+    return value
+
+
+def _checked(method: Callable[..., Any], check: Callable[[Any], Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def run(self: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        check(value)
+        return await method(self, value, *args, **kwargs)
+
+    return run
+
+
+def check_entity_arguments(repository: type, model: type[BaseModel], field: str) -> None:
+    """Make ``add``/``update`` and ``add_many``/``restore_many`` of ``repository`` refuse an
+    argument that is not ``model`` (or a list or tuple of them) with a ``ValidationError``
+    naming ``field``, before any I/O: one rule for every backend, applied to each adapter's
+    classes (ids, names and filters are checked by the other functions of this module)."""
+
+    def one(value: Any) -> None:
+        entity(value, model, field)
+
+    def many(values: Any) -> None:
+        for item in sequence(values, f"{field}s"):
+            entity(item, model, f"{field}s[]")
+
+    for verb, check in (("add", one), ("update", one), ("add_many", many), ("restore_many", many)):
+        method = getattr(repository, verb, None)
+        if method is not None:
+            setattr(repository, verb, _checked(method, check))
+
+
+def check_message_arguments(repository: type) -> None:
+    """The message repository's ``append(execution_id, messages)`` takes a list or tuple of
+    drafts (each validated by ``MessageCreate``) and ``restore_many`` a list of ``Message``."""
+    append = repository.append  # type: ignore[attr-defined]
+
+    @functools.wraps(append)
+    async def checked_append(self: Any, execution_id: Any, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        uuid_id(execution_id, "execution_id")
+        sequence(messages, "messages")
+        return await append(self, execution_id, messages, *args, **kwargs)
+
+    repository.append = checked_append  # type: ignore[attr-defined]
+    check_entity_arguments(repository, Message, "message")
+
+
+__all__ = [
+    "check_entity_arguments",
+    "check_message_arguments",
+    "entity",
+    "int_id",
+    "invalid_argument",
+    "name_key",
+    "optional_uuid",
+    "sequence",
+    "uuid_id",
+]

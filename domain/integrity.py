@@ -17,7 +17,7 @@ from .capabilities import check_agent_config, check_overrides
 from .capabilities import registry as capability_registry
 from .clock import utc_now
 from .enums import FINAL_STATUSES, ExecutionStatus
-from .errors import ConcurrencyError, IntegrityError, InvalidTransition
+from .errors import AlreadyExists, ConcurrencyError, IntegrityError, InvalidTransition
 from .execution import Execution, can_reach
 from .message import Message
 from .topology import Topology
@@ -168,6 +168,19 @@ def messages_to_restore(execution_id: UUID, stored_count: int, messages: list[Me
     return fresh
 
 
+def refuse_taken_message_ids(messages: Iterable[Message], taken: Iterable[UUID]) -> None:
+    """A restore never overwrites or duplicates a message: an id used twice in the call, or
+    already stored (in any execution), is ``AlreadyExists`` and nothing is written."""
+    seen: set[UUID] = set()
+    for message in messages:
+        if message.id in seen:
+            raise AlreadyExists(f"message {message.id} appears twice in the restore")
+        seen.add(message.id)
+    for message_id in taken:
+        if message_id in seen:
+            raise AlreadyExists(f"message {message_id} already exists")
+
+
 def refuse_if_final(execution_id: UUID, status: ExecutionStatus, what: str) -> None:
     """Final executions take no more messages or results."""
     if status in FINAL_STATUSES:
@@ -185,6 +198,7 @@ __all__ = [
     "for_update",
     "refuse_child_of_final",
     "refuse_if_final",
+    "refuse_taken_message_ids",
     "with_own_membership_ids",
     "revalidated",
 ]

@@ -17,6 +17,7 @@ with its caller.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import PlainValidator
@@ -26,6 +27,14 @@ from .base import has_lone_surrogate
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_DEPTH = 64
+MAX_MESSAGE_BYTES = 1_048_576
+"""The largest message ``content``: 1 MiB as compact UTF-8 JSON, on every backend.
+
+The narrowest backend is MongoDB (16 MiB per document). BSON can take about 6.5 times the
+JSON size (an array of small ints: two JSON bytes, thirteen BSON bytes per element), so a
+content of at most 1 MiB of JSON always fits in one document with room to spare, and a
+message the domain accepts is one every backend stores. Checked when the message is
+validated, before any I/O, as a ``ValidationError`` naming ``content``."""
 
 JsonValue = Any
 """A value accepted by :func:`check_json`; typed as ``Any`` because JSON is recursive."""
@@ -119,6 +128,24 @@ def check_json(value: Any) -> Any:
         raise JsonPayloadError(f"${bad.path}: {bad.problem}") from None
 
 
+def json_size(value: Any) -> int:
+    """The size in bytes of ``value`` as compact UTF-8 JSON (the measure of
+    :data:`MAX_MESSAGE_BYTES`)."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def check_message_size(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` if it is at most :data:`MAX_MESSAGE_BYTES` as JSON (an already checked
+    JSON object, so every string is valid text)."""
+    size = json_size(value)
+    if size > MAX_MESSAGE_BYTES:
+        raise JsonPayloadError(
+            f"$: message content is {size:,} bytes as JSON; the limit is {MAX_MESSAGE_BYTES:,} "
+            "(store large data elsewhere and reference it)"
+        )
+    return value
+
+
 def check_json_object(value: Any) -> dict[str, Any]:
     """Like :func:`check_json`, but the top level must be an object."""
     if not isinstance(value, dict):
@@ -137,6 +164,9 @@ __all__ = [
     "JsonObject",
     "JsonPayloadError",
     "JsonValue",
+    "MAX_MESSAGE_BYTES",
     "check_json",
     "check_json_object",
+    "check_message_size",
+    "json_size",
 ]

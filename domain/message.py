@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, StrictFloat, StrictInt, model_validator
+from pydantic import AfterValidator, Field, StrictFloat, StrictInt, model_validator
 
 from .base import DomainModel, Int32, Text
 from .clock import UtcDatetime, utc_now
 from .enums import MessageType
 from .ids import uuid7, uuid7_many
-from .json_payload import INT64_MAX, JsonObject
+from .json_payload import INT64_MAX, JsonObject, check_message_size
 
 
 class _Addressed(DomainModel):
@@ -21,7 +21,7 @@ class _Addressed(DomainModel):
     sender_id: UUID
     recipient_id: UUID | None = None
     message_type: MessageType
-    content: JsonObject
+    content: Annotated[JsonObject, AfterValidator(check_message_size)]
     round_number: Int32 = 0
 
     @model_validator(mode="after")

@@ -46,6 +46,7 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import all_pages
 
 from .builders import World, agent_type, message, topology
+from .conformance_appends import AppendConformance
 from .conformance_parts import TopologyPartsConformance
 from .hostile import HostileConformance
 from .inspect import dump_store
@@ -54,7 +55,7 @@ from .stateful import run_state_machine
 from .strategies import json_objects
 
 
-class StoreConformance(HostileConformance, TopologyPartsConformance):
+class StoreConformance(HostileConformance, TopologyPartsConformance, AppendConformance):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]

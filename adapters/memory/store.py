@@ -40,7 +40,14 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
-from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
+from qmcp_agents.domain.arguments import (
+    check_entity_arguments,
+    check_message_arguments,
+    int_id,
+    name_key,
+    optional_uuid,
+    uuid_id,
+)
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -50,6 +57,7 @@ from qmcp_agents.domain.integrity import (
     messages_to_restore,
     refuse_child_of_final,
     refuse_if_final,
+    refuse_taken_message_ids,
     with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
@@ -654,6 +662,8 @@ class MemoryMessages:
                 fresh = messages_to_restore(execution_id, len(state.message_log.get(execution_id, [])), group)
                 self._check_participants(execution_id, fresh)
                 planned.append((execution_id, fresh))
+            every = [m for _, fresh in planned for m in fresh]
+            refuse_taken_message_ids(every, [m.id for m in every if m.id in state.messages])
             for execution_id, fresh in planned:
                 log = state.message_log.setdefault(execution_id, [])
                 for message in fresh:
@@ -842,3 +852,15 @@ class MemoryStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+# One rule for entity arguments on every backend (domain/arguments.py).
+for _repository, _model, _field in (
+    (MemoryAgentTypes, AgentType, "agent_type"),
+    (MemoryTopologies, Topology, "topology"),
+    (MemoryAgentInstances, AgentInstance, "agent_instance"),
+    (MemoryExecutions, Execution, "execution"),
+    (MemoryResults, Result, "result"),
+):
+    check_entity_arguments(_repository, _model, _field)
+check_message_arguments(MemoryMessages)

@@ -69,6 +69,7 @@ def _loaded(document: Mapping[str, Any], payloads: tuple[str, ...]) -> dict[str,
     data["id"] = data.pop("_id")
     version = data.pop("schema_version", None)
     data.pop("last_sequence_number", None)
+    data.pop("incarnation", None)
     for field in payloads:
         if data.get(field) is not None:
             data[field] = unescape(data[field])
@@ -209,6 +210,26 @@ def message_item(message: Message) -> Document:
         "round_number": message.round_number,
         "sequence_number": message.sequence_number,
     }
+
+
+def part_item(message: Message) -> Document:
+    """One message inside a part document: its sequence number is only known when the
+    head is written, so it is computed on reading (``messages_from_part``)."""
+    item = message_item(message)
+    del item["sequence_number"]
+    return item
+
+
+def messages_from_part(part: Mapping[str, Any], head: Mapping[str, Any]) -> list[Message]:
+    """The messages of one part of ``head``'s append, numbered from the head's ``first``."""
+    version = head.get("schema_version")
+    shared = {"execution_id": head["execution_id"], "created_at": head["created_at"], "revision": 1}
+    first = int(head["first"]) + int(part["offset"])
+    out = []
+    for offset, item in enumerate(part["items"]):
+        data = {**item, **shared, "content": unescape(item["content"]), "sequence_number": first + offset}
+        out.append(Message.model_validate(upcast(data, version)))
+    return out
 
 
 def messages_from(batch: Mapping[str, Any]) -> list[Message]:

@@ -12,11 +12,10 @@ import builtins
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import BaseModel
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, ReturnDocument
 
 from qmcp_agents.adapters.concurrency import taking_turns, wrap_verbs
 from qmcp_agents.domain import (
@@ -29,27 +28,22 @@ from qmcp_agents.domain import (
     Execution,
     ExecutionStatus,
     IntegrityError,
-    Message,
-    MessageCreate,
     NotFound,
     Result,
     Topology,
     TopologyType,
 )
-from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
-from qmcp_agents.domain.batching import paused_gc
+from qmcp_agents.domain.arguments import check_entity_arguments, int_id, name_key, uuid_id
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
     for_insert,
     for_restore,
     for_update,
-    messages_to_restore,
     refuse_child_of_final,
     refuse_if_final,
     with_own_membership_ids,
 )
-from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import (
     AgentInstanceFilter,
     AgentTypeFilter,
@@ -60,11 +54,9 @@ from qmcp_agents.domain.queries import (
     TopologyFilter,
     check_limit,
     int_cursor,
-    message_query,
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
-from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
 from . import documents
 
@@ -76,8 +68,8 @@ K = TypeVar("K", int, UUID)
 Filter = dict[str, Any]
 
 _FINAL = sorted(s.value for s in FINAL_STATUSES)
-MAX_BATCH_ITEMS = 1000
-"""Messages per batch document; larger appends become several documents (see MongoMessages)."""
+_OWNED = ("messages", "message_parts", "results", "agent_instances")
+"""Collections whose documents belong to an execution (by ``execution_id``)."""
 
 
 class _Repository(Generic[K, E]):
@@ -428,6 +420,19 @@ class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
     key = staticmethod(uuid_id)
 
+    async def _confirm_execution(self, entity: BaseModel, execution_id: UUID | None, session: Any) -> None:
+        """After writing an entity owned by an execution: if an ``executions.delete`` ran
+        between the reference check and the write, its sweeps may have missed the entity,
+        so the entity removes itself (see ``MongoExecutions.delete``). A transaction needs
+        no such check."""
+        if session is not None or execution_id is None:
+            return
+        executions = self._store.collection("executions")
+        if await self._store.call(executions.find_one({"_id": execution_id}, {"_id": 1})) is not None:
+            return
+        await self._store.call(self._c.delete_one({"_id": getattr(entity, "id")}))  # noqa: B009
+        raise IntegrityError(f"{describe(entity)}: execution_id {execution_id} was deleted meanwhile")
+
     async def _check_new_id(self, entity: BaseModel) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009
         if await self._one({"_id": entity_id}) is not None:
@@ -459,6 +464,7 @@ class MongoAgentInstances(_UuidRepository[AgentInstance]):
         await self._check_new_id(stored)
         await self._check_refs(stored)
         await self._write_new(self._document(stored), session)
+        await self._confirm_execution(stored, stored.execution_id, session)
         return stored
 
     async def update(self, instance: AgentInstance) -> AgentInstance:
@@ -467,14 +473,7 @@ class MongoAgentInstances(_UuidRepository[AgentInstance]):
     async def delete(self, id: UUID) -> None:
         async with self._store.unit():
             entity = await self._stored(id)
-            referring = await self._store.call(
-                self._store.collection("messages")
-                .find({"$or": [{"items.sender_id": id}, {"items.recipient_id": id}]}, {"items": 1})
-                .to_list(None)
-            )
-            messages = sum(
-                1 for b in referring for m in b["items"] if id in (m["sender_id"], m["recipient_id"])
-            )
+            messages = await self._store.messages.referring(id)
             results = await self._count_in(self._store.collection("results"), {"agent_instance_id": id})
             if messages or results:
                 raise IntegrityError(
@@ -516,7 +515,9 @@ class MongoExecutions(_UuidRepository[Execution]):
     async def _restore(self, entity: Execution, session: Any) -> None:
         stored = for_restore(entity)
         await self._check_refs(stored)
-        await self._write_new({**self._document(stored), "last_sequence_number": 0}, session)
+        await self._write_new(
+            {**self._document(stored), "last_sequence_number": 0, "incarnation": uuid4()}, session
+        )
 
     async def _insert(self, entity: Execution, session: Any) -> Execution:
         stored = for_insert(entity)
@@ -527,6 +528,7 @@ class MongoExecutions(_UuidRepository[Execution]):
             refuse_child_of_final(stored.parent_id, ExecutionStatus(parent["status"]))
         document = self._document(stored)
         document["last_sequence_number"] = 0
+        document["incarnation"] = uuid4()  # see MongoMessages: a restored execution is new
         await self._write_new(document, session)
         return stored
 
@@ -567,20 +569,42 @@ class MongoExecutions(_UuidRepository[Execution]):
         """Delete ``roots``, their children and all they own; what they own goes first, so
         a crash half-way leaves executions that a second delete finishes off."""
         tree = await self._tree(roots)
+        await self._sweep(tree)
         session = self._store.session()
-        for name, field in (
-            ("messages", "execution_id"),
-            ("results", "execution_id"),
-            ("agent_instances", "execution_id"),
-        ):
-            collection = self._store.collection(name)
-            await self._store.call(collection.delete_many({field: {"$in": tree}}, session=session))
         done = await self._store.call(self._c.delete_many({"_id": {"$in": tree}}, session=session))
+        # A concurrent append or add that found an execution before it was deleted may have
+        # written after the first sweep; sweeping again after the executions are gone catches
+        # it (one that writes later sees the execution gone and removes its own write).
+        await self._sweep(tree)
         return int(done.deleted_count)
 
+    async def _sweep(self, tree: builtins.list[UUID]) -> int:
+        """Delete everything the executions ``tree`` own; how many documents were deleted."""
+        deleted = 0
+        for name in _OWNED:
+            collection = self._store.collection(name)
+            done = await self._store.call(
+                collection.delete_many({"execution_id": {"$in": tree}}, session=self._store.session())
+            )
+            deleted += int(done.deleted_count)
+        return deleted
+
+    async def _owns_anything(self, tree: builtins.list[UUID]) -> bool:
+        for name in _OWNED:
+            if await self._count_in(self._store.collection(name), {"execution_id": {"$in": tree}}):
+                return True
+        return False
+
     async def delete(self, id: UUID) -> None:
+        """See the port. An execution already gone whose messages, results, instances or
+        children remain (an earlier delete cut short, or a write that raced it) is finished
+        off rather than reported as ``NotFound``."""
+        id = self.key(id)
         async with self._store.unit():
-            await self._stored(id)
+            if await self.find(id) is None:
+                tree = await self._tree([id])
+                if len(tree) == 1 and not await self._owns_anything(tree):
+                    raise NotFound(f"{self.label} {id} does not exist")
             await self._cascade([id])
 
     def _query(self, flt: ExecutionFilter) -> Filter:
@@ -685,235 +709,6 @@ class MongoExecutions(_UuidRepository[Execution]):
                 return deleted
 
 
-class MongoMessages:
-    """Messages are stored one *batch document* per append: ``first``..``last`` sequence
-    numbers and the messages as ``items``.
-
-    A batch gets ``first = previous batch's last + 1`` and ``(execution_id, first)`` is
-    unique, so two writers that read the same predecessor collide and one retries: batches
-    chain from 1 with no gaps and no overlaps, and a batch document is written whole or not
-    at all. That holds without transactions and whatever the server does about write
-    conflicts. An append larger than ``MAX_BATCH_ITEMS`` becomes several documents, each
-    atomic; without transactions a crash between them keeps a gap-free prefix of the append.
-    """
-
-    collection_name = "messages"
-    label = "message"
-
-    def __init__(self, store: MongoStore) -> None:
-        self._store = store
-
-    @property
-    def _c(self) -> Any:
-        return self._store.collection(self.collection_name)
-
-    async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
-        execution_id = uuid_id(execution_id, "execution_id")
-        with paused_gc():
-            drafts = [MessageCreate.model_validate(m) for m in messages]
-        await self._store.connect()
-        executions = self._store.collection("executions")
-        execution = await self._store.call(
-            executions.find_one({"_id": execution_id}, {"status": 1}, session=self._store.session())
-        )
-        if execution is None:
-            raise NotFound(f"execution {execution_id} does not exist")
-        refuse_if_final(execution_id, ExecutionStatus(execution["status"]), "messages")
-        if not drafts:
-            return []
-        await self._check_participants(execution_id, drafts)
-        out: builtins.list[Message] = []
-        async with self._store.unit() as session:
-            for start in range(0, len(drafts), MAX_BATCH_ITEMS):
-                out.extend(
-                    await self._append_batch(execution_id, drafts[start : start + MAX_BATCH_ITEMS], session)
-                )
-        return out
-
-    async def _append_batch(
-        self, execution_id: UUID, drafts: Sequence[MessageCreate], session: Any
-    ) -> builtins.list[Message]:
-        while True:
-            previous = await self._store.call(
-                self._c.find_one(
-                    {"execution_id": execution_id}, {"last": 1}, sort=[("last", DESCENDING)], session=session
-                )
-            )
-            first = 1 if previous is None else int(previous["last"]) + 1
-            with paused_gc():
-                out = build_messages(execution_id, drafts, first)
-                batch = {
-                    "_id": out[0].id,
-                    "execution_id": execution_id,
-                    "first": first,
-                    "last": first + len(out) - 1,
-                    "created_at": out[0].created_at,
-                    "items": [documents.message_item(m) for m in out],
-                    "schema_version": CURRENT_SCHEMA_VERSION,
-                }
-            try:
-                await self._c.insert_one(batch, session=session)
-                return out
-            except DuplicateKeyError as error:
-                if "first" not in str(error.details):
-                    raise AlreadyExists(f"message batch collided: {error.details}") from error
-                if session is not None:  # inside a transaction the read cannot be retried
-                    raise ConcurrencyError(
-                        f"execution {execution_id}: another writer appended meanwhile; retry the transaction"
-                    ) from error
-                # Another writer took `first`; read the new predecessor and try again.
-            except BaseException as error:
-                raise self._store.translate(error) from error
-
-    async def restore_many(self, messages: Sequence[Message]) -> int:
-        """See the port. Messages keep their batches: consecutive ones with the same
-        ``created_at`` (one original append) go into one batch document."""
-        await self._store.connect()
-        by_execution: dict[UUID, builtins.list[Message]] = {}
-        for message in messages:
-            by_execution.setdefault(message.execution_id, []).append(message)
-        session = self._store.session()
-        written = 0
-        executions = self._store.collection("executions")
-        for execution_id, group in by_execution.items():
-            if (
-                await self._store.call(
-                    executions.find_one({"_id": execution_id}, {"_id": 1}, session=session)
-                )
-                is None
-            ):
-                raise IntegrityError(f"message execution_id {execution_id} does not exist")
-            latest = await self._batches({"execution_id": execution_id}, [("last", DESCENDING)], 1)
-            fresh = messages_to_restore(execution_id, int(latest[0]["last"]) if latest else 0, group)
-            await self._check_participants(execution_id, fresh)
-            for batch in _batches_of(fresh):
-                document = {
-                    "_id": batch[0].id,
-                    "execution_id": execution_id,
-                    "first": batch[0].sequence_number,
-                    "last": batch[-1].sequence_number,
-                    "created_at": batch[0].created_at,
-                    "items": [documents.message_item(m) for m in batch],
-                    "schema_version": CURRENT_SCHEMA_VERSION,
-                }
-                try:
-                    await self._c.insert_one(document, session=session)
-                except DuplicateKeyError as error:
-                    raise ConcurrencyError(
-                        f"execution {execution_id}: messages were appended while restoring; rerun the restore"
-                    ) from error
-                except BaseException as error:
-                    raise self._store.translate(error) from error
-                written += len(batch)
-        return written
-
-    async def _check_participants(
-        self, execution_id: UUID, drafts: Sequence[MessageCreate | Message]
-    ) -> None:
-        wanted = builtins.list(
-            {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
-        )
-        instances = self._store.collection("agent_instances")
-        found = await self._store.call(
-            instances.find(
-                {"_id": {"$in": wanted}}, {"execution_id": 1}, session=self._store.session()
-            ).to_list(None)
-        )
-        bound = {d["_id"]: d.get("execution_id") for d in found}
-        for draft in drafts:
-            for role, instance_id in (("sender_id", draft.sender_id), ("recipient_id", draft.recipient_id)):
-                if instance_id is None:
-                    continue
-                if instance_id not in bound:
-                    raise IntegrityError(f"message {role} {instance_id} is not an agent instance")
-                check_instance_binding(instance_id, bound[instance_id], execution_id, f"message {role}")
-
-    async def _batches(
-        self, query: Filter, sort: builtins.list[tuple[str, int]], limit: int = 0
-    ) -> builtins.list[Any]:
-        await self._store.connect()
-        found: builtins.list[Any] = await self._store.call(
-            self._c.find(query, sort=sort, limit=limit, session=self._store.session()).to_list(None)
-        )
-        return found
-
-    async def find(self, id: UUID) -> Message | None:
-        id = uuid_id(id)
-        for batch in await self._batches({"items.id": id}, [("first", ASCENDING)], 1):
-            for message in documents.messages_from(batch):
-                if message.id == id:
-                    return message
-        return None
-
-    async def get(self, id: UUID) -> Message:
-        message = await self.find(id)
-        if message is None:
-            raise NotFound(f"message {id} does not exist")
-        return message
-
-    async def list(
-        self,
-        execution_id: UUID,
-        *,
-        limit: int = 50,
-        after: str | None = None,
-        round_number: int | None = None,
-        sender_id: UUID | None = None,
-    ) -> Page[Message]:
-        checked = message_query(execution_id, limit, after, round_number, sender_id)
-        start, round_number, sender_id = checked.start, checked.filter.round_number, checked.filter.sender_id
-        query: Filter = {"execution_id": execution_id, "last": {"$gt": start}}
-        if round_number is not None:
-            query["items.round_number"] = round_number
-        if sender_id is not None:
-            query["items.sender_id"] = sender_id
-        items: builtins.list[Message] = []
-        # Read batch documents in order, a few at a time, until the page is full.
-        while True:
-            batches = await self._batches(query, [("first", ASCENDING)], 8)
-            for batch in batches:
-                for message in documents.messages_from(batch):
-                    if message.sequence_number <= start:
-                        continue
-                    if (round_number is None or message.round_number == round_number) and (
-                        sender_id is None or message.sender_id == sender_id
-                    ):
-                        if len(items) == limit:
-                            return Page(items, str(items[-1].sequence_number))
-                        items.append(message)
-            if len(batches) < 8:
-                return Page(items, None)
-            query["last"] = {"$gt": int(batches[-1]["last"])}
-
-    async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
-        execution_id = uuid_id(execution_id, "execution_id")
-        check_limit(n, "n")
-        newest: builtins.list[Message] = []
-        query: Filter = {"execution_id": execution_id}
-        while len(newest) < n:
-            batches = await self._batches(query, [("last", DESCENDING)], 4)
-            for batch in batches:
-                newest = documents.messages_from(batch) + newest
-            if len(batches) < 4:
-                break
-            query["last"] = {"$lt": int(batches[-1]["first"])}
-        return newest[-n:]
-
-    async def count(self, execution_id: UUID | None = None) -> int:
-        optional_uuid(execution_id, "execution_id")
-        await self._store.connect()
-        if execution_id is not None:
-            latest = await self._batches({"execution_id": execution_id}, [("last", DESCENDING)], 1)
-            return int(latest[0]["last"]) if latest else 0
-        session = self._store.session()
-        total = 0
-        for batch in await self._store.call(
-            self._c.find({}, {"first": 1, "last": 1}, session=session).to_list(None)
-        ):
-            total += int(batch["last"]) - int(batch["first"]) + 1
-        return total
-
-
 class MongoResults(_UuidRepository[Result]):
     collection_name = "results"
     label = "result"
@@ -945,6 +740,7 @@ class MongoResults(_UuidRepository[Result]):
         await self._check_new_id(stored)
         await self._check_refs(stored)
         await self._write_new(self._document(stored), session)
+        await self._confirm_execution(stored, stored.execution_id, session)
         return stored
 
     async def update(self, result: Result) -> Result:
@@ -970,18 +766,6 @@ class MongoResults(_UuidRepository[Result]):
         return await self._count(_eq(**flt.model_dump()))
 
 
-def _batches_of(messages: builtins.list[Message]) -> builtins.list[builtins.list[Message]]:
-    """Runs of messages that share ``created_at`` (one original append), at most
-    ``MAX_BATCH_ITEMS`` long."""
-    runs: builtins.list[builtins.list[Message]] = []
-    for message in messages:
-        if runs and runs[-1][0].created_at == message.created_at and len(runs[-1]) < MAX_BATCH_ITEMS:
-            runs[-1].append(message)
-        else:
-            runs.append([message])
-    return runs
-
-
 def _eq(**fields: Any) -> Filter:
     return {name: value for name, value in fields.items() if value is not None}
 
@@ -990,7 +774,6 @@ __all__ = [
     "MongoAgentInstances",
     "MongoAgentTypes",
     "MongoExecutions",
-    "MongoMessages",
     "MongoResults",
     "MongoTopologies",
 ]
@@ -1003,6 +786,16 @@ wrap_verbs(
     MongoTopologies,
     MongoAgentInstances,
     MongoExecutions,
-    MongoMessages,
     MongoResults,
 )
+
+
+# One rule for entity arguments on every backend (domain/arguments.py).
+for _repository, _model, _field in (
+    (MongoAgentTypes, AgentType, "agent_type"),
+    (MongoTopologies, Topology, "topology"),
+    (MongoAgentInstances, AgentInstance, "agent_instance"),
+    (MongoExecutions, Execution, "execution"),
+    (MongoResults, Result, "result"),
+):
+    check_entity_arguments(_repository, _model, _field)

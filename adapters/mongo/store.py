@@ -35,11 +35,11 @@ from qmcp_agents.domain.ports import Capabilities
 
 from . import driver
 from .errors import translate
+from .messages import MongoMessages
 from .repositories import (
     MongoAgentInstances,
     MongoAgentTypes,
     MongoExecutions,
-    MongoMessages,
     MongoResults,
     MongoTopologies,
 )
@@ -53,6 +53,7 @@ COLLECTIONS = (
     "agent_instances",
     "executions",
     "messages",
+    "message_parts",
     "results",
     "counters",
 )
@@ -88,6 +89,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("items.id", ASCENDING)], unique=True),
         IndexModel([("execution_id", ASCENDING), ("items.round_number", ASCENDING), ("first", ASCENDING)]),
         IndexModel([("execution_id", ASCENDING), ("items.sender_id", ASCENDING), ("first", ASCENDING)]),
+        IndexModel([("items.sender_id", ASCENDING)]),
+        IndexModel([("items.recipient_id", ASCENDING)]),
+    ],
+    "message_parts": [
+        # The rest of an append too large for one document (see adapters/mongo/messages.py).
+        IndexModel([("items.id", ASCENDING)], unique=True),
+        IndexModel([("head", ASCENDING)]),
+        IndexModel([("execution_id", ASCENDING)]),
         IndexModel([("items.sender_id", ASCENDING)]),
         IndexModel([("items.recipient_id", ASCENDING)]),
     ],
@@ -208,6 +217,11 @@ class MongoStore:
     def translate(self, error: BaseException) -> BaseException:
         """The library error for a driver error, naming this store."""
         return naming(self.display_url, translate(error))
+
+    async def settled(self, operation: Awaitable[T]) -> T:
+        """Await a driver operation as :meth:`call` does, but leave its errors untranslated
+        (for callers that tell one duplicate key from another)."""
+        return await (settle(operation) if self._motor else operation)
 
     def current_frame(self) -> Frame[Any] | None:
         """The open ``store.transaction()``'s frame (see ``adapters/concurrency.py``), or None."""

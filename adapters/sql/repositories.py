@@ -47,7 +47,14 @@ from qmcp_agents.domain import (
     Topology,
     TopologyType,
 )
-from qmcp_agents.domain.arguments import int_id, name_key, optional_uuid, uuid_id
+from qmcp_agents.domain.arguments import (
+    check_entity_arguments,
+    check_message_arguments,
+    int_id,
+    name_key,
+    optional_uuid,
+    uuid_id,
+)
 from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
@@ -58,6 +65,7 @@ from qmcp_agents.domain.integrity import (
     messages_to_restore,
     refuse_child_of_final,
     refuse_if_final,
+    refuse_taken_message_ids,
     with_own_membership_ids,
 )
 from qmcp_agents.domain.message import build_messages
@@ -160,9 +168,16 @@ class _Repository(Generic[K, E]):
         return await _count(conn, table, where)
 
     async def _require(
-        self, conn: AsyncConnection, table: Table, key: Any, what: str, owner: BaseModel
+        self, conn: AsyncConnection, table: Table, key: Any, what: str, owner: BaseModel, lock: bool = False
     ) -> RowLike:
-        row = (await conn.execute(select(table).where(table.c.id == key))).mappings().first()
+        """The referenced row, or ``IntegrityError``. ``lock``: hold ``FOR KEY SHARE`` on it
+        now, as the foreign key check of the insert would later: taking the execution's lock
+        first keeps the order ``executions.delete`` takes (execution, then what cascades), so
+        the two wait for each other instead of deadlocking (PostgreSQL; SQLite ignores it)."""
+        query = select(table).where(table.c.id == key)
+        if lock:
+            query = query.with_for_update(key_share=True)
+        row = (await conn.execute(query)).mappings().first()
         if row is None:
             raise IntegrityError(f"{describe(owner)}: {what} {key} does not exist")
         return row
@@ -803,6 +818,7 @@ class SqlMessages:
                 if not fresh:
                     continue
                 await self._check_participants(conn, execution_id, fresh)
+                await self._refuse_taken_ids(conn, fresh)
                 await self._write(conn, fresh)
                 await conn.execute(
                     update(e)
@@ -811,6 +827,16 @@ class SqlMessages:
                 )
                 written += len(fresh)
         return written
+
+    async def _refuse_taken_ids(self, conn: AsyncConnection, fresh: builtins.list[Message]) -> None:
+        """An id stored in any execution is ``AlreadyExists`` naming it, as on every backend
+        (the primary key would refuse it too, without saying which)."""
+        taken: builtins.list[UUID] = []
+        for start in range(0, len(fresh), 500):
+            ids = [m.id for m in fresh[start : start + 500]]
+            found = await conn.execute(select(self.table.c.id).where(self.table.c.id.in_(ids)))
+            taken.extend(found.scalars())
+        refuse_taken_message_ids(fresh, taken)
 
     async def _check_participants(
         self, conn: AsyncConnection, execution_id: UUID, drafts: Sequence[MessageCreate | Message]
@@ -909,7 +935,9 @@ class SqlResults(_UuidRepository[Result]):
         return rows.result_from(row)
 
     async def _check_refs(self, conn: AsyncConnection, entity: Result, restoring: bool = False) -> None:
-        execution = await self._require(conn, schema.executions, entity.execution_id, "execution_id", entity)
+        execution = await self._require(
+            conn, schema.executions, entity.execution_id, "execution_id", entity, lock=True
+        )
         instance = await self._require(
             conn, schema.agent_instances, entity.agent_instance_id, "agent_instance_id", entity
         )
@@ -962,3 +990,15 @@ class SqlResults(_UuidRepository[Result]):
 
 # A cancelled call never leaves a connection inside a transaction (docs/decisions.md).
 wrap_verbs(settled, SqlAgentTypes, SqlTopologies, SqlAgentInstances, SqlExecutions, SqlMessages, SqlResults)
+
+
+# One rule for entity arguments on every backend (domain/arguments.py).
+for _repository, _model, _field in (
+    (SqlAgentTypes, AgentType, "agent_type"),
+    (SqlTopologies, Topology, "topology"),
+    (SqlAgentInstances, AgentInstance, "agent_instance"),
+    (SqlExecutions, Execution, "execution"),
+    (SqlResults, Result, "result"),
+):
+    check_entity_arguments(_repository, _model, _field)
+check_message_arguments(SqlMessages)

@@ -6,7 +6,9 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
+import bson
 import pytest
 import pytest_asyncio
 from bson.binary import Binary
@@ -14,7 +16,16 @@ from pymongo import AsyncMongoClient
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore
-from qmcp_agents.domain import AgentInstance, ConcurrencyError, StoreUnavailable, TopologyType
+from qmcp_agents.adapters.mongo.messages import MAX_BATCH_BYTES
+from qmcp_agents.domain import (
+    AgentInstance,
+    ConcurrencyError,
+    IntegrityError,
+    Message,
+    NotFound,
+    StoreUnavailable,
+    TopologyType,
+)
 from qmcp_agents.domain.queries import all_pages
 from qmcp_agents.testing.builders import World, agent_type, message, topology
 
@@ -126,16 +137,108 @@ async def test_two_clients_append_concurrently_without_gaps(store: MongoStore) -
     assert [m.sequence_number for m in stored] == numbers
 
 
-async def test_large_append_spans_several_batch_documents(store: MongoStore) -> None:
+async def test_large_append_is_one_head_document_and_its_parts(store: MongoStore) -> None:
     world = await World(store).build()
     appended = await store.messages.append(
         world.execution.id, [message(world.instance.id, {"i": i}) for i in range(2500)]
     )
     assert [m.sequence_number for m in appended] == list(range(1, 2501))
-    assert len(await _raw(store, "messages")) == 3
+    (head,) = await _raw(store, "messages")  # one append, one chained document: one block
+    parts = sorted(await _raw(store, "message_parts"), key=lambda p: int(p["offset"]))  # type: ignore[call-overload]
+    assert (head["first"], head["last"], len(head["items"])) == (1, 2500, 1000)  # type: ignore[arg-type]
+    assert [(p["offset"], len(p["items"])) for p in parts] == [(1000, 1000), (2000, 500)]  # type: ignore[arg-type]
+    assert head["parts"] == [p["_id"] for p in parts]
     newest = await store.messages.last(world.execution.id, 1000)
     assert [m.content["i"] for m in newest] == list(range(1500, 2500))
     assert await store.messages.count(world.execution.id) == 2500
+    assert await store.messages.get(appended[2222].id) == appended[2222]
+
+
+async def test_batch_documents_are_split_by_size(store: MongoStore) -> None:
+    world = await World(store).build()
+    drafts = [message(world.instance.id, {"i": i, "pad": "y" * 17_500}) for i in range(1000)]
+    appended = await store.messages.append(world.execution.id, drafts)
+    assert [m.sequence_number for m in appended] == list(range(1, 1001))
+    documents = [*await _raw(store, "messages"), *await _raw(store, "message_parts")]
+    assert len(documents) == 3
+    assert all(len(bson.encode(d)) <= MAX_BATCH_BYTES + 4096 for d in documents)
+    assert sum(len(d["items"]) for d in documents if isinstance(d["items"], list)) == 1000
+    stored = await all_pages(lambda a: store.messages.list(world.execution.id, limit=300, after=a))
+    assert stored == appended
+
+
+async def test_parts_without_their_head_are_invisible_and_go_with_the_execution(store: MongoStore) -> None:
+    world = await World(store).build()
+    (kept,) = await store.messages.append(world.execution.id, [message(world.instance.id)])
+    drafts = [message(world.instance.id, {"i": i}) for i in range(1500)]
+    original = store.messages._chain
+
+    async def crash(*args: object, **kwargs: object) -> list[Message]:
+        raise StoreUnavailable("the connection was lost between the parts and the head")
+
+    store.messages._chain = crash  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        await store.messages.append(world.execution.id, drafts)
+    store.messages._chain = original  # type: ignore[method-assign]
+    # The clean-up after the failure removed the parts; a real crash would leave them, unread.
+    assert await _raw(store, "message_parts") == []
+    orphan = {"_id": uuid.uuid4(), "execution_id": world.execution.id, "head": uuid.uuid4(), "offset": 1}
+    await store.collection("message_parts").insert_one({**orphan, "items": []})
+    assert await store.messages.count(world.execution.id) == 1
+    assert [m.id for m in (await store.messages.list(world.execution.id)).items] == [kept.id]
+    more = await store.messages.append(world.execution.id, drafts)
+    assert [m.sequence_number for m in more] == list(range(2, 1502))
+    await store.executions.delete(world.execution.id)
+    assert await _raw(store, "message_parts") == []
+    assert await _raw(store, "messages") == []
+
+
+async def test_an_append_that_finds_its_execution_deleted_removes_itself(store: MongoStore) -> None:
+    world = await World(store).build()
+    original = store.messages._write
+
+    async def write_then_lose_the_race(*args: Any, **kwargs: Any) -> list[Message]:
+        out = await original(*args, **kwargs)
+        # executions.delete ran between this append's check and its write, and swept first.
+        await store.collection("executions").delete_one({"_id": world.execution.id})
+        return out
+
+    store.messages._write = write_then_lose_the_race  # type: ignore[method-assign]
+    with pytest.raises(NotFound, match="deleted while the messages were appended"):
+        await store.messages.append(
+            world.execution.id, [message(world.instance.id, {"i": i}) for i in range(1500)]
+        )
+    assert await _raw(store, "messages") == []
+    assert await _raw(store, "message_parts") == []
+
+
+async def test_a_result_that_finds_its_execution_deleted_removes_itself(store: MongoStore) -> None:
+    world = await World(store).build()
+    original = store.results._write_new
+
+    async def write_then_lose_the_race(document: dict[str, Any], session: Any) -> None:
+        await original(document, session)
+        await store.collection("executions").delete_one({"_id": world.execution.id})
+
+    store.results._write_new = write_then_lose_the_race  # type: ignore[method-assign]
+    with pytest.raises(IntegrityError, match="was deleted meanwhile"):
+        await store.results.add(world.result())
+    assert await _raw(store, "results") == []
+
+
+async def test_a_delete_finishes_orphans_of_an_execution_already_gone(store: MongoStore) -> None:
+    world = await World(store).build()
+    await store.messages.append(world.execution.id, [message(world.instance.id) for _ in range(5)])
+    await store.results.add(world.result())
+    # What an append racing a delete left before issue 18: the execution gone, messages not.
+    await store.collection("executions").delete_one({"_id": world.execution.id})
+    assert await store.messages.count() == 5
+    await store.executions.delete(world.execution.id)
+    assert await store.messages.count() == 0
+    assert await store.results.count() == 0
+    assert await store.agent_instances.find(world.instance.id) is None
+    with pytest.raises(NotFound):
+        await store.executions.delete(world.execution.id)
 
 
 async def test_interrupted_cascade_is_finished_by_deleting_again(store: MongoStore) -> None:

@@ -1,0 +1,502 @@
+"""Messages on MongoDB: one *head* document per append, chained by a unique index.
+
+A head holds ``first``..``last``, the sequence numbers of the whole append, and its first
+messages as ``items``. ``first`` is the previous head's ``last + 1`` and
+``(execution_id, first)`` is unique, so two writers that read the same predecessor collide
+and one retries: heads chain from 1 with no gaps and no overlaps, with no transaction and
+whatever the server does about write conflicts.
+
+An append too large for one document (more than :data:`MAX_BATCH_ITEMS` messages or
+:data:`MAX_BATCH_BYTES` of BSON) writes its other messages first, as *parts* in
+``qmcp_message_parts`` that nothing reads until a head names them, and then the head. The
+head's insert is the commit point: before it, readers see none of the append and no
+writer has its numbers; after it, the whole append is there as one contiguous block. A
+crash before the head leaves unreferenced parts only (removed with their execution).
+Inside ``store.transaction()`` every write and read uses its session.
+
+An append checks that its execution exists, writes, then checks again: an
+``executions.delete`` that ran in between has removed the execution (and swept its
+messages before and after doing so), and the append then removes what it wrote and raises
+``NotFound``, so a race leaves no orphans (see ``MongoExecutions.delete``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import bson
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError
+
+from qmcp_agents.adapters.concurrency import taking_turns, wrap_verbs
+from qmcp_agents.domain import (
+    AlreadyExists,
+    ConcurrencyError,
+    ExecutionStatus,
+    IntegrityError,
+    Message,
+    MessageCreate,
+    NotFound,
+)
+from qmcp_agents.domain.arguments import check_message_arguments, optional_uuid, uuid_id
+from qmcp_agents.domain.batching import paused_gc
+from qmcp_agents.domain.integrity import (
+    check_instance_binding,
+    messages_to_restore,
+    refuse_if_final,
+    refuse_taken_message_ids,
+)
+from qmcp_agents.domain.message import build_messages
+from qmcp_agents.domain.queries import Page, check_limit, message_query
+from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
+
+from . import documents
+from .driver import CODEC_OPTIONS
+
+if TYPE_CHECKING:
+    from .store import MongoStore
+
+Filter = dict[str, Any]
+
+MAX_BATCH_ITEMS = 1000
+"""Messages per document at most (head or part)."""
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+"""BSON bytes of messages per document at most: half of MongoDB's 16 MiB document limit.
+A single message always fits (the domain caps its content, see ``MAX_MESSAGE_BYTES``)."""
+
+
+class MongoMessages:
+    collection_name = "messages"
+    label = "message"
+
+    def __init__(self, store: MongoStore) -> None:
+        self._store = store
+        self._known: dict[tuple[UUID, UUID], Any] = {}  # see _remember
+
+    @property
+    def _c(self) -> Any:
+        return self._store.collection(self.collection_name)
+
+    @property
+    def _parts(self) -> Any:
+        return self._store.collection("message_parts")
+
+    # --- append ------------------------------------------------------------------------------
+
+    async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
+        with paused_gc():
+            drafts = [MessageCreate.model_validate(m) for m in messages]
+        await self._store.connect()
+        session = self._store.session()
+        if session is None:  # independent reads: one round trip for both
+            execution, previous = await asyncio.gather(
+                self._execution(execution_id), self._top(execution_id, session)
+            )
+        else:  # a session serves one operation at a time
+            execution = await self._execution(execution_id)
+            previous = await self._top(execution_id, session)
+        if execution is None:
+            raise NotFound(f"execution {execution_id} does not exist")
+        refuse_if_final(execution_id, ExecutionStatus(execution["status"]), "messages")
+        if not drafts:
+            return []
+        incarnation = execution.get("incarnation") if session is None else None
+        wanted = _wanted(drafts)
+        bound: dict[UUID, Any] = {}
+        if incarnation is None or any(self._known.get((i, execution_id)) != incarnation for i in wanted):
+            bound = await self._participants(wanted)
+            _check_bound(execution_id, drafts, bound)
+        out = await self._write(execution_id, drafts, previous, session)
+        if session is None:
+            await self._confirm(execution_id, out[0].id)
+            if incarnation is not None:  # now named by a stored message
+                self._remember(execution_id, incarnation, bound)
+        return out
+
+    def _remember(self, execution_id: UUID, incarnation: Any, bound: dict[UUID, Any]) -> None:
+        """Remember the instances just checked that are bound to this execution.
+
+        Such an instance cannot go away while the execution lives: its binding never changes,
+        and once a stored message names it (this append) it can be deleted only with the
+        execution. So, for the same *incarnation* of the execution (a random value written
+        when it is added or restored, never updated), the next append naming it needs no
+        read of the instances: the common agent turn makes as many reads as before issue 18
+        although the append now checks its execution again after writing. Instances not
+        bound to an execution are always read (they can be deleted once their messages are).
+        Inside a transaction nothing is remembered (it may roll back).
+        """
+        if len(self._known) > 10_000:
+            self._known.clear()
+        for instance_id, bound_to in bound.items():
+            if bound_to == execution_id:
+                self._known[(instance_id, execution_id)] = incarnation
+
+    async def _execution(self, execution_id: UUID) -> Any:
+        executions = self._store.collection("executions")
+        return await self._store.call(
+            executions.find_one(
+                {"_id": execution_id}, {"status": 1, "incarnation": 1}, session=self._store.session()
+            )
+        )
+
+    async def _top(self, execution_id: UUID, session: Any) -> Any:
+        """The head with the highest numbers: the next append starts after its ``last``."""
+        return await self._store.call(
+            self._c.find_one(
+                {"execution_id": execution_id}, {"last": 1}, sort=[("last", DESCENDING)], session=session
+            )
+        )
+
+    async def _write(
+        self, execution_id: UUID, drafts: Sequence[MessageCreate], previous: Any, session: Any
+    ) -> builtins.list[Message]:
+        with paused_gc():
+            out = build_messages(execution_id, drafts, 1)
+        if len(out) <= MAX_BATCH_ITEMS:
+            try:
+                return await self._chain(execution_id, out, len(out), [], previous, session)
+            except DocumentTooLarge:
+                pass  # refused by the driver before sending: nothing written; split by size
+        sizes = _split(out)
+        part_ids: builtins.list[UUID] = []
+        documents_: builtins.list[dict[str, Any]] = []
+        start = sizes[0]
+        for size in sizes[1:]:
+            chunk = out[start : start + size]
+            part_ids.append(chunk[0].id)
+            documents_.append(
+                {
+                    "_id": chunk[0].id,
+                    "execution_id": execution_id,
+                    "head": out[0].id,
+                    "offset": start,
+                    "items": [documents.part_item(m) for m in chunk],
+                }
+            )
+            start += size
+        try:
+            await self._store.call(self._parts.insert_many(documents_, ordered=True, session=session))
+            return await self._chain(execution_id, out, sizes[0], part_ids, previous, session)
+        except BaseException:
+            if session is None:  # unreferenced parts are invisible; remove them anyway
+                with contextlib.suppress(Exception):
+                    await self._store.call(self._parts.delete_many({"_id": {"$in": part_ids}}))
+            raise
+
+    async def _chain(
+        self,
+        execution_id: UUID,
+        out: builtins.list[Message],
+        in_head: int,
+        part_ids: builtins.list[UUID],
+        previous: Any,
+        session: Any,
+    ) -> builtins.list[Message]:
+        """Insert the head after ``previous``, re-reading the predecessor on a collision."""
+        while True:
+            first = 1 if previous is None else int(previous["last"]) + 1
+            with paused_gc():
+                for offset, message in enumerate(out):
+                    message.__dict__["sequence_number"] = first + offset
+                head = {
+                    "_id": out[0].id,
+                    "execution_id": execution_id,
+                    "first": first,
+                    "last": first + len(out) - 1,
+                    "created_at": out[0].created_at,
+                    "items": [documents.message_item(m) for m in out[:in_head]],
+                    "schema_version": CURRENT_SCHEMA_VERSION,
+                }
+                if part_ids:
+                    head["parts"] = part_ids
+            try:
+                await self._store.settled(self._c.insert_one(head, session=session))
+                return out
+            except DuplicateKeyError as error:
+                if "first" not in str(error.details):
+                    raise AlreadyExists(f"message batch collided: {error.details}") from error
+                if session is not None:  # inside a transaction the read cannot be retried
+                    raise ConcurrencyError(
+                        f"execution {execution_id}: another writer appended meanwhile; retry the transaction"
+                    ) from error
+            except DocumentTooLarge:
+                raise
+            except BaseException as error:
+                raise self._store.translate(error) from error
+            previous = await self._top(execution_id, session)
+
+    async def _confirm(self, execution_id: UUID, head_id: UUID) -> None:
+        """After writing: if the execution was deleted meanwhile, its delete may have swept
+        before this append landed, so the append removes itself."""
+        if await self._execution(execution_id) is not None:
+            return
+        await self._store.call(self._parts.delete_many({"head": head_id}))
+        await self._store.call(self._c.delete_one({"_id": head_id}))
+        raise NotFound(f"execution {execution_id} was deleted while the messages were appended")
+
+    async def _participants(self, wanted: builtins.list[UUID]) -> dict[UUID, Any]:
+        """The ``execution_id`` each of the instances ``wanted`` is bound to (None: unbound);
+        missing instances are absent."""
+        instances = self._store.collection("agent_instances")
+        found = await self._store.call(
+            instances.find(
+                {"_id": {"$in": wanted}}, {"execution_id": 1}, session=self._store.session()
+            ).to_list(None)
+        )
+        return {d["_id"]: d.get("execution_id") for d in found}
+
+    # --- restore -----------------------------------------------------------------------------
+
+    async def restore_many(self, messages: Sequence[Message]) -> int:
+        """See the port. Messages keep their batches: consecutive ones with the same
+        ``created_at`` (one original append) go into one document, split by count and size.
+        An id already stored anywhere is ``AlreadyExists`` before anything is written."""
+        await self._store.connect()
+        by_execution: dict[UUID, builtins.list[Message]] = {}
+        for message in messages:
+            by_execution.setdefault(message.execution_id, []).append(message)
+        session = self._store.session()
+        planned: builtins.list[tuple[UUID, builtins.list[Message]]] = []
+        for execution_id, group in by_execution.items():
+            if await self._execution(execution_id) is None:
+                raise IntegrityError(f"message execution_id {execution_id} does not exist")
+            latest = await self._top(execution_id, session)
+            fresh = messages_to_restore(execution_id, int(latest["last"]) if latest else 0, group)
+            _check_bound(execution_id, fresh, await self._participants(_wanted(fresh)))
+            planned.append((execution_id, fresh))
+        every = [m for _, fresh in planned for m in fresh]
+        refuse_taken_message_ids(every, await self._taken([m.id for m in every]))
+        written = 0
+        for execution_id, fresh in planned:
+            for batch in _batches_of(fresh):
+                document = {
+                    "_id": batch[0].id,
+                    "execution_id": execution_id,
+                    "first": batch[0].sequence_number,
+                    "last": batch[-1].sequence_number,
+                    "created_at": batch[0].created_at,
+                    "items": [documents.message_item(m) for m in batch],
+                    "schema_version": CURRENT_SCHEMA_VERSION,
+                }
+                try:
+                    await self._store.settled(self._c.insert_one(document, session=session))
+                except DuplicateKeyError as error:
+                    if "first" not in str(error.details):
+                        raise AlreadyExists(
+                            f"a restored message id is already stored: {error.details}"
+                        ) from error
+                    raise ConcurrencyError(
+                        f"execution {execution_id}: messages were appended while restoring; rerun the restore"
+                    ) from error
+                except BaseException as error:
+                    raise self._store.translate(error) from error
+                written += len(batch)
+        return written
+
+    async def _taken(self, ids: builtins.list[UUID]) -> builtins.list[UUID]:
+        """Which of ``ids`` are stored, in heads or parts."""
+        taken: builtins.list[UUID] = []
+        wanted = set(ids)
+        for collection in (self._c, self._parts):
+            found = await self._store.call(
+                collection.find(
+                    {"items.id": {"$in": ids}}, {"items.id": 1}, session=self._store.session()
+                ).to_list(None)
+            )
+            taken.extend(i["id"] for d in found for i in d["items"] if i["id"] in wanted)
+        return taken
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def _batches(
+        self, query: Filter, sort: builtins.list[tuple[str, int]], limit: int = 0
+    ) -> builtins.list[Any]:
+        await self._store.connect()
+        found: builtins.list[Any] = await self._store.call(
+            self._c.find(query, sort=sort, limit=limit, session=self._store.session()).to_list(None)
+        )
+        return found
+
+    async def _messages_of(self, head: Mapping[str, Any]) -> builtins.list[Message]:
+        """Every message of one append: the head's items, then its parts' in order."""
+        out = documents.messages_from(head)
+        if head.get("parts"):
+            parts = await self._store.call(
+                self._parts.find(
+                    {"_id": {"$in": head["parts"]}},
+                    sort=[("offset", ASCENDING)],
+                    session=self._store.session(),
+                ).to_list(None)
+            )
+            for part in parts:
+                out.extend(documents.messages_from_part(part, head))
+        return out
+
+    async def find(self, id: UUID) -> Message | None:
+        id = uuid_id(id)
+        heads = await self._batches({"items.id": id}, [("first", ASCENDING)], 1)
+        if not heads:
+            part = await self._store.call(
+                self._parts.find_one({"items.id": id}, {"head": 1}, session=self._store.session())
+            )
+            if part is None:
+                return None
+            heads = await self._batches({"_id": part["head"]}, [("first", ASCENDING)], 1)
+        for head in heads:  # none if the part's append never committed
+            for message in await self._messages_of(head):
+                if message.id == id:
+                    return message
+        return None
+
+    async def get(self, id: UUID) -> Message:
+        message = await self.find(id)
+        if message is None:
+            raise NotFound(f"message {id} does not exist")
+        return message
+
+    async def list(
+        self,
+        execution_id: UUID,
+        *,
+        limit: int = 50,
+        after: str | None = None,
+        round_number: int | None = None,
+        sender_id: UUID | None = None,
+    ) -> Page[Message]:
+        checked = message_query(execution_id, limit, after, round_number, sender_id)
+        start, round_number, sender_id = checked.start, checked.filter.round_number, checked.filter.sender_id
+        query: Filter = {"execution_id": execution_id, "last": {"$gt": start}}
+        wanted: Filter = {}
+        if round_number is not None:
+            wanted["items.round_number"] = round_number
+        if sender_id is not None:
+            wanted["items.sender_id"] = sender_id
+        if wanted:  # a head with parts may hold a match in its parts only
+            query["$or"] = [wanted, {"parts": {"$exists": True}}]
+        items: builtins.list[Message] = []
+        # Read heads in order, a few at a time, until the page is full.
+        while True:
+            batches = await self._batches(query, [("first", ASCENDING)], 8)
+            for batch in batches:
+                for message in await self._messages_of(batch):
+                    if message.sequence_number <= start:
+                        continue
+                    if (round_number is None or message.round_number == round_number) and (
+                        sender_id is None or message.sender_id == sender_id
+                    ):
+                        if len(items) == limit:
+                            return Page(items, str(items[-1].sequence_number))
+                        items.append(message)
+            if len(batches) < 8:
+                return Page(items, None)
+            query["last"] = {"$gt": int(batches[-1]["last"])}
+
+    async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
+        execution_id = uuid_id(execution_id, "execution_id")
+        check_limit(n, "n")
+        newest: builtins.list[Message] = []
+        query: Filter = {"execution_id": execution_id}
+        while len(newest) < n:
+            batches = await self._batches(query, [("last", DESCENDING)], 4)
+            for batch in batches:
+                newest = await self._messages_of(batch) + newest
+            if len(batches) < 4:
+                break
+            query["last"] = {"$lt": int(batches[-1]["first"])}
+        return newest[-n:]
+
+    async def count(self, execution_id: UUID | None = None) -> int:
+        optional_uuid(execution_id, "execution_id")
+        await self._store.connect()
+        if execution_id is not None:
+            latest = await self._batches({"execution_id": execution_id}, [("last", DESCENDING)], 1)
+            return int(latest[0]["last"]) if latest else 0
+        total = 0
+        for batch in await self._store.call(
+            self._c.find({}, {"first": 1, "last": 1}, session=self._store.session()).to_list(None)
+        ):
+            total += int(batch["last"]) - int(batch["first"]) + 1
+        return total
+
+    async def referring(self, instance_id: UUID) -> int:
+        """How many stored messages name ``instance_id`` as sender or recipient (heads and
+        parts, read in the open transaction if any)."""
+        query = {"$or": [{"items.sender_id": instance_id}, {"items.recipient_id": instance_id}]}
+        total = 0
+        for collection in (self._c, self._parts):
+            found = await self._store.call(
+                collection.find(query, {"items": 1}, session=self._store.session()).to_list(None)
+            )
+            total += sum(
+                1 for d in found for m in d["items"] if instance_id in (m["sender_id"], m.get("recipient_id"))
+            )
+        return total
+
+
+def _wanted(drafts: Sequence[MessageCreate | Message]) -> builtins.list[UUID]:
+    return builtins.list(
+        {d.sender_id for d in drafts} | {d.recipient_id for d in drafts if d.recipient_id is not None}
+    )
+
+
+def _check_bound(
+    execution_id: UUID, drafts: Sequence[MessageCreate | Message], bound: dict[UUID, Any]
+) -> None:
+    for draft in drafts:
+        for role, instance_id in (("sender_id", draft.sender_id), ("recipient_id", draft.recipient_id)):
+            if instance_id is None:
+                continue
+            if instance_id not in bound:
+                raise IntegrityError(f"message {role} {instance_id} is not an agent instance")
+            check_instance_binding(instance_id, bound[instance_id], execution_id, f"message {role}")
+
+
+def _size(message: Message) -> int:
+    return len(bson.encode(documents.message_item(message), codec_options=CODEC_OPTIONS))
+
+
+def _split(messages: Sequence[Message]) -> builtins.list[int]:
+    """How many messages go into each document, in order: at most ``MAX_BATCH_ITEMS`` and
+    ``MAX_BATCH_BYTES`` each (a single message is never split)."""
+    sizes: builtins.list[int] = []
+    count = used = 0
+    for message in messages:
+        size = _size(message) + 16  # the array key and element header
+        if count and (count == MAX_BATCH_ITEMS or used + size > MAX_BATCH_BYTES):
+            sizes.append(count)
+            count = used = 0
+        count += 1
+        used += size
+    sizes.append(count)
+    return sizes
+
+
+def _batches_of(messages: builtins.list[Message]) -> builtins.list[builtins.list[Message]]:
+    """Runs of messages that share ``created_at`` (one original append), each within the
+    count and size limits of one document."""
+    runs: builtins.list[builtins.list[Message]] = []
+    for message in messages:
+        if runs and runs[-1][0].created_at == message.created_at:
+            runs[-1].append(message)
+        else:
+            runs.append([message])
+    out: builtins.list[builtins.list[Message]] = []
+    for run in runs:
+        start = 0
+        for size in _split(run):
+            out.append(run[start : start + size])
+            start += size
+    return out
+
+
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ITEMS", "MongoMessages"]
+
+# Tasks sharing one transaction take turns on its session (see adapters/concurrency.py).
+wrap_verbs(taking_turns, MongoMessages)
+check_message_arguments(MongoMessages)

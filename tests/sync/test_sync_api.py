@@ -238,16 +238,26 @@ def test_an_interrupted_wait_cancels_the_call_and_rolls_back(store: SyncStore) -
     """Ctrl-C while a call runs (a notebook's interrupt): the call's task is cancelled, the
     open transaction rolled back, and the store goes on working."""
     store.agent_types.add(agent_type("kept"))
+    cancelled = threading.Event()
+
+    async def slow(_: object) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))  # as Ctrl-C sends it
     started = time.monotonic()
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt), store.transaction():
             store.agent_types.add(agent_type("lost"))
-            store.run(lambda _: asyncio.sleep(30))
+            store.run(slow)
     finally:
         timer.cancel()
     assert time.monotonic() - started < 10
+    assert cancelled.is_set()  # the call was stopped, not left running on the loop
     assert [t.name for t in store.agent_types.list().items] == ["kept"]
     store.agent_types.add(agent_type("later"))
     assert store.agent_types.count() == 2

@@ -349,3 +349,17 @@ def test_an_agent_calling_the_sync_store_is_refused_not_deadlocked(engine_store:
     assert len(refusals) == 1
     assert "own event loop thread" in refusals[0]
     assert "async_store" in refusals[0]  # and says what to use instead
+
+
+def test_the_example_in_docs_sync_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "sync.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    before = sync_store_threads()
+    exec(compile(example, "docs/sync.md", "exec"), {})
+    assert (tmp_path / "agents.db").exists()
+    assert sync_store_threads() == before
+    with open_store_sync(f"sqlite:///{tmp_path / 'agents.db'}") as store:
+        (done,) = store.executions.list().items
+        assert done.status is ExecutionStatus.COMPLETED
+        assert store.messages.count(done.id) >= 1

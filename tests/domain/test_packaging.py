@@ -11,6 +11,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = ("sqlalchemy", "alembic", "pymongo", "motor", "bson", "typer", "rich", "asyncpg", "aiosqlite")
+TOP_LEVEL_IMPORTS = (
+    "from domain",
+    "import domain",
+    "from adapters",
+    "import adapters",
+    "from sync",
+    "import sync",
+)
 LLM_LIBRARIES = ("pydantic_ai", "openai", "anthropic", "httpx", "httpx2")
 
 
@@ -44,10 +52,7 @@ def test_package_sources_import_only_through_qmcp_agents() -> None:
     for folder in ("domain", "adapters", "testing", "sync"):
         for path in (ROOT / folder).rglob("*.py"):
             for line in path.read_text().splitlines():
-                assert not line.startswith(
-                    ("from domain", "import domain", "from adapters", "import adapters")
-                    + ("from sync", "import sync")
-                ), f"{path}: {line}"
+                assert not line.startswith(TOP_LEVEL_IMPORTS), f"{path}: {line}"
 
 
 @pytest.mark.slow

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -93,6 +94,7 @@ class LoopThread:
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
         self._stopped = False
+        self._calls: set[asyncio.Task[Any]] = set()  # touched on the loop's thread only
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
@@ -139,11 +141,36 @@ class LoopThread:
                 return
             call.future.set_running_or_notify_cancel()
             task = self.loop.create_task(_guarded(make), context=context)
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
             task.add_done_callback(lambda done: _settle(call.future, done))
             call.task = task
 
         self.loop.call_soon_threadsafe(start)
         return call
+
+    async def cancel_calls(self) -> None:
+        """Cancel the calls still running (transactions left open: rolled back) but the
+        caller's own, and wait for them; other tasks on the loop (a driver's monitors) are
+        left to the store's ``close``."""
+        others = [task for task in self._calls if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    def abandon(self, last: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``last()`` and then stop the loop, without waiting: for a store garbage
+        collected unclosed (possibly on this very thread, so nothing may block)."""
+        if self._stopped or self.loop.is_closed():
+            return
+        self._stopped = True
+
+        def start() -> None:
+            task = self.loop.create_task(last())
+            task.add_done_callback(lambda _: self.loop.stop())
+
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            self.loop.call_soon_threadsafe(start)
 
     def run(self, make: Callable[[], Awaitable[T]], context: contextvars.Context) -> T:
         return self.submit(make, context).wait()

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -53,18 +55,19 @@ class SyncStore:
         self.current: contextvars.ContextVar[SyncTransaction | None] = contextvars.ContextVar(
             f"qmcp-sync-transaction-{number}", default=None
         )
-        self._manager: AbstractAsyncContextManager[Store] | None = None
-        self._closed = False
+        held = self._held = _Held(self.runner)
 
         async def enter() -> Store:
-            self._manager = opener()
-            return await self._manager.__aenter__()
+            held.manager = opener()
+            return await held.manager.__aenter__()
 
         try:
             self._store = self.runner.run(enter, contextvars.Context())
         except BaseException:
             self.runner.stop()
             raise
+        # Dropped without close() (a notebook cell run again): close it all the same.
+        self._finalizer = weakref.finalize(self, self.runner.abandon, held.leave)
         self._agent_types = SyncAgentTypeRepository(self)
         self._topologies = SyncTopologyRepository(self)
         self._agent_instances = SyncAgentInstanceRepository(self)
@@ -139,18 +142,13 @@ class SyncStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._closed:
+        if not self._finalizer.alive:
             return
         self.runner.check_caller()
-        self._closed = True
-        manager = self._manager
-
-        async def leave() -> None:
-            if manager is not None:
-                await manager.__aexit__(exc_type, exc, tb)
-
+        self._finalizer.detach()
+        held = self._held
         try:
-            self.runner.run(leave, contextvars.Context())
+            self.runner.run(lambda: held.leave(exc_type, exc, tb), contextvars.Context())
         finally:
             self.runner.stop()
 
@@ -164,6 +162,25 @@ class SyncStore:
         tb: TracebackType | None,
     ) -> None:
         self._exit(exc_type, exc, tb)
+
+
+@dataclass(eq=False)
+class _Held:
+    """What closing needs, apart from the store object (so a finalizer can hold it)."""
+
+    runner: LoopThread
+    manager: AbstractAsyncContextManager[Store] | None = None
+
+    async def leave(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        """Roll back what is left open, then leave the async store as ``async with`` would."""
+        await self.runner.cancel_calls()
+        if self.manager is not None:
+            await self.manager.__aexit__(exc_type, exc, tb)
 
 
 def open_store_sync(url: str, **options: Any) -> SyncStore:

@@ -21,8 +21,11 @@ import concurrent.futures
 import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from qmcp_agents.domain.ports import Store
 
 from .loop import Call
 
@@ -30,6 +33,30 @@ if TYPE_CHECKING:
     from .store import SyncStore
 
 ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+
+
+@dataclass(eq=False)
+class _Owned:
+    """What the owner task shares with the caller's side."""
+
+    entered: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+    exit: asyncio.Future[ExcInfo] | None = None
+    snapshot: contextvars.Context | None = None
+
+    async def own(self, store: Store) -> bool:
+        """The owner task: open the async transaction, wait for the block's end, close it."""
+        manager = store.transaction()
+        await manager.__aenter__()
+        self.exit = asyncio.get_running_loop().create_future()
+        self.snapshot = contextvars.copy_context()
+        self.entered.set_result(None)
+        try:
+            exc_type, exc, tb = await self.exit
+        except BaseException as error:  # cancelled: the store is closing, or the caller was interrupted
+            if not await manager.__aexit__(type(error), error, error.__traceback__):
+                raise
+            return False
+        return bool(await manager.__aexit__(exc_type, exc, tb))
 
 
 class SyncTransaction:
@@ -44,34 +71,35 @@ class SyncTransaction:
         self._store = store
         self.parent = parent
         self._owner: Call[bool] | None = None
-        self._entered: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._exit: asyncio.Future[ExcInfo] | None = None
-        self._snapshot: contextvars.Context | None = None
+        self._state = _Owned()
         self._token: contextvars.Token[SyncTransaction | None] | None = None
 
     @property
     def begun(self) -> bool:
-        return self._snapshot is not None
+        return self._state.snapshot is not None
 
     def context(self) -> contextvars.Context:
         """A fresh copy of the transaction's context, for one call to run in."""
-        assert self._snapshot is not None, "the transaction has not begun"
-        return self._snapshot.copy()
+        assert self._state.snapshot is not None, "the transaction has not begun"
+        return self._state.snapshot.copy()
 
     def begin(self) -> None:
         """Enter the async transaction on the private loop and wait until it is open."""
         if self._owner is not None:
             raise RuntimeError("a store.transaction() block can be entered only once")
         context = self.parent.context() if self.parent is not None else contextvars.copy_context()
-        self._owner = self._store.runner.submit(self._own, context)
-        waited: list[concurrent.futures.Future[Any]] = [self._entered, self._owner.future]
+        state, store = self._state, self._store.async_store
+        # The owner task holds the state and the async store, never the SyncStore, so a
+        # store dropped with a transaction open can still be collected (and closed).
+        self._owner = self._store.runner.submit(lambda: state.own(store), context)
+        waited: list[concurrent.futures.Future[Any]] = [state.entered, self._owner.future]
         try:
             concurrent.futures.wait(waited, return_when=concurrent.futures.FIRST_COMPLETED)
         except BaseException:  # interrupted while opening: never leave it open behind us
             self._owner.cancel()
             concurrent.futures.wait([self._owner.future])
             raise
-        if not self._entered.done():
+        if not state.entered.done():
             self._owner.wait()  # the transaction could not be opened: its error
             raise AssertionError("the transaction's owner ended before it was open")  # pragma: no cover
 
@@ -83,8 +111,8 @@ class SyncTransaction:
     ) -> bool:
         """Leave the transaction (commit, or roll back on ``exc``); True if it swallowed ``exc``."""
         assert self._owner is not None, "the transaction has not begun"
-        assert self._exit is not None, "the transaction has not begun"
-        exit_future = self._exit
+        assert self._state.exit is not None, "the transaction has not begun"
+        exit_future = self._state.exit
 
         def release() -> None:
             if not exit_future.done():
@@ -92,21 +120,6 @@ class SyncTransaction:
 
         self._store.runner.loop.call_soon_threadsafe(release)
         return self._owner.wait()
-
-    async def _own(self) -> bool:
-        """The owner task: open the async transaction, wait for the block's end, close it."""
-        manager = self._store.async_store.transaction()
-        await manager.__aenter__()
-        self._exit = asyncio.get_running_loop().create_future()
-        self._snapshot = contextvars.copy_context()
-        self._entered.set_result(None)
-        try:
-            exc_type, exc, tb = await self._exit
-        except BaseException as error:  # cancelled: the store is closing, or the caller was interrupted
-            if not await manager.__aexit__(type(error), error, error.__traceback__):
-                raise
-            return False
-        return bool(await manager.__aexit__(exc_type, exc, tb))
 
     @contextmanager
     def bound(self) -> Iterator[None]:

@@ -4,6 +4,7 @@ loop in the caller, closing, interruption, the use cases and the engine."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import threading
@@ -210,6 +211,27 @@ def test_closing_ends_the_loop_and_its_thread(tmp_path: Path) -> None:
     assert set(threading.enumerate()) == before
     with pytest.raises(StoreClosedError, match="closed"):
         plain.agent_types.count()
+
+
+def test_a_store_dropped_without_closing_is_closed_by_the_collector(tmp_path: Path) -> None:
+    """A notebook cell run again opens a new store and drops the old one: its loop and
+    thread end anyway, and a transaction it left open is rolled back."""
+    path = tmp_path / "dropped.db"
+    store = open_store_sync(f"sqlite:///{path}")
+    store.create_schema()
+    store.agent_types.add(agent_type("kept"))
+    block = store.transaction()
+    block.begin()  # left open, never ended
+    with block.bound():
+        store.agent_types.add(agent_type("lost"))
+    del block
+    thread = store.runner.thread
+    del store
+    gc.collect()
+    thread.join(10)
+    assert not thread.is_alive()
+    with open_store_sync(f"sqlite:///{path}") as again:
+        assert [t.name for t in again.agent_types.list().items] == ["kept"]
 
 
 def test_a_store_that_cannot_be_opened_leaves_no_thread(tmp_path: Path) -> None:

@@ -18,13 +18,14 @@ $(STAMP): pyproject.toml
 	ln -sfn ../../domain .dev/qmcp_agents/domain
 	ln -sfn ../../adapters .dev/qmcp_agents/adapters
 	ln -sfn ../../testing .dev/qmcp_agents/testing
+	ln -sfn ../../sync .dev/qmcp_agents/sync
 	touch $(STAMP)
 
 demo: install
 	$(VENV)/bin/qmcp-agents demo
 
 lint: install
-	$(VENV)/bin/ruff check domain adapters testing tests benchmarks
+	$(VENV)/bin/ruff check domain adapters testing sync tests benchmarks
 
 typecheck: install
 	$(VENV)/bin/mypy -p qmcp_agents

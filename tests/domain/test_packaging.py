@@ -11,6 +11,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = ("sqlalchemy", "alembic", "pymongo", "motor", "bson", "typer", "rich", "asyncpg", "aiosqlite")
+TOP_LEVEL_IMPORTS = (
+    "from domain",
+    "import domain",
+    "from adapters",
+    "import adapters",
+    "from sync",
+    "import sync",
+)
 LLM_LIBRARIES = ("pydantic_ai", "openai", "anthropic", "httpx", "httpx2")
 
 
@@ -41,12 +49,10 @@ def test_domain_source_never_imports_adapters() -> None:
 
 def test_package_sources_import_only_through_qmcp_agents() -> None:
     """``domain``/``adapters`` are not top-level packages once installed."""
-    for folder in ("domain", "adapters", "testing"):
+    for folder in ("domain", "adapters", "testing", "sync"):
         for path in (ROOT / folder).rglob("*.py"):
             for line in path.read_text().splitlines():
-                assert not line.startswith(
-                    ("from domain", "import domain", "from adapters", "import adapters")
-                ), f"{path}: {line}"
+                assert not line.startswith(TOP_LEVEL_IMPORTS), f"{path}: {line}"
 
 
 @pytest.mark.slow
@@ -68,4 +74,6 @@ def test_wheel_contains_only_the_qmcp_agents_package(tmp_path: Path) -> None:
     assert "qmcp_agents/domain/engine/engine.py" in names
     assert "qmcp_agents/adapters/llm/agent.py" in names
     assert "qmcp_agents/testing/conformance.py" in names
-    assert not any(name.startswith(("domain/", "adapters/", "tests/")) for name in names)
+    assert "qmcp_agents/sync/__init__.py" in names
+    assert "qmcp_agents/sync/py.typed" in names
+    assert not any(name.startswith(("domain/", "adapters/", "tests/", "sync/")) for name in names)

@@ -49,12 +49,13 @@ from .builders import World, agent_type, message, topology
 from .conformance_parts import TopologyPartsConformance
 from .hostile import HostileConformance
 from .inspect import dump_store
+from .lease_conformance import LeaseConformance
 from .runner import StoreSession, with_store_session
 from .stateful import run_state_machine
 from .strategies import json_objects
 
 
-class StoreConformance(HostileConformance, TopologyPartsConformance):
+class StoreConformance(HostileConformance, TopologyPartsConformance, LeaseConformance):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]

@@ -573,6 +573,7 @@ class MongoExecutions(_UuidRepository[Execution]):
             ("messages", "execution_id"),
             ("results", "execution_id"),
             ("agent_instances", "execution_id"),
+            ("leases", "_id"),
         ):
             collection = self._store.collection(name)
             await self._store.call(collection.delete_many({field: {"$in": tree}}, session=session))

@@ -31,6 +31,7 @@ from qmcp_agents.domain.ports import Capabilities
 
 from . import jsonb, migrate
 from .errors import connection_lost, translate
+from .leases import SqlLeases
 from .repositories import (
     SqlAgentInstances,
     SqlAgentTypes,
@@ -89,6 +90,7 @@ class SqlStore:
         self.executions = SqlExecutions(self)
         self.messages = SqlMessages(self)
         self.results = SqlResults(self)
+        self.leases = SqlLeases(self)
 
     # --- engine ---------------------------------------------------------------------------
 

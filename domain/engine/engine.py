@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +31,7 @@ from qmcp_agents.domain.topology import Topology
 from .agents import Agent
 from .budget import LIMITS_KEY, RUNNING_KEY, Budget, Limits, empty_usage, usage_of
 from .capable import CapabilitySet, hook_context
+from .durable import DurableRuns
 from .run import HumanInputNeeded, Member, Run, TopologyFailed
 from .topologies import CHILD_ANSWER, execute
 from .tracing import NO_TRACER, Tracer
@@ -37,9 +39,10 @@ from .tracing import NO_TRACER, Tracer
 AWAITING = "awaiting_human"
 
 AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
+Fence = Callable[[], Awaitable[None]]
 
 
-class Engine:
+class Engine(DurableRuns):
     """Runs topologies. ``timeout_scale`` multiplies every agent's ``timeout_seconds``
     (simulations and tests use a small one); ``weights`` gives members (by slot) their say
     in weighted votes; ``synthesizer`` (a function of the answers, plain or async) is used
@@ -156,6 +159,12 @@ class Engine:
 
     async def resume(self, execution_id: UUID, human_input: Any) -> ExecutionRead:
         """Give a paused execution the answer a person wrote, and drive it on."""
+        execution = await self.store.executions.update(await self._answered(execution_id, human_input))
+        topology = await self.store.topologies.get(execution.topology_id)
+        return await self._drive(topology, execution)
+
+    async def _answered(self, execution_id: UUID, human_input: Any) -> Execution:
+        """The paused execution with the person's answer in, moved to running (not stored)."""
         execution = await self.store.executions.get(execution_id)
         waiting = execution.metadata.get(AWAITING)
         if waiting is None:
@@ -169,9 +178,7 @@ class Engine:
             metadata["human_answers"] = {**metadata.get("human_answers", {}), waiting["call"]: human_input}
         execution.metadata = metadata
         execution.resume()
-        execution = await self.store.executions.update(execution)
-        topology = await self.store.topologies.get(execution.topology_id)
-        return await self._drive(topology, execution)
+        return execution
 
     async def resume_from_checkpoint(self, execution_id: UUID) -> ExecutionRead:
         """Run a failed pipeline again from its last checkpoint, as a new execution."""
@@ -197,19 +204,34 @@ class Engine:
         )
 
     async def checkpoint(self, run: Run, point: dict[str, Any]) -> None:
-        execution = await self.store.executions.get(run.execution.id)
-        execution.metadata = {**execution.metadata, "checkpoint": point}
-        run.execution = await self.store.executions.update(execution)
+        async with self._fenced(run.fence):
+            execution = await self.store.executions.get(run.execution.id)
+            execution.metadata = {**execution.metadata, "checkpoint": point}
+            run.execution = await self.store.executions.update(execution)
+
+    @contextlib.asynccontextmanager
+    async def _fenced(self, fence: Fence | None) -> AsyncIterator[None]:
+        """The writes inside, in one transaction with the worker's fence (when there is one)."""
+        if fence is None:
+            yield
+            return
+        async with self.store.transaction():
+            yield
+            await fence()
 
     def notify(self, event: dict[str, Any]) -> None:
         if self.observer is not None:
             self.observer(event)
 
-    async def _drive(self, topology: Topology, execution: Execution) -> ExecutionRead:
+    async def _drive(
+        self, topology: Topology, execution: Execution, fence: Fence | None = None
+    ) -> ExecutionRead:
         with self.tracer.execution(execution, topology):
-            return await self._drive_traced(topology, execution)
+            return await self._drive_traced(topology, execution, fence)
 
-    async def _drive_traced(self, topology: Topology, execution: Execution) -> ExecutionRead:
+    async def _drive_traced(
+        self, topology: Topology, execution: Execution, fence: Fence | None
+    ) -> ExecutionRead:
         members: list[Member] = []
         budget = Budget(
             limits=Limits.from_metadata(execution.metadata),
@@ -220,7 +242,7 @@ class Engine:
             earlier_seconds=float(execution.metadata.get(RUNNING_KEY, 0.0)),
         )
         try:
-            return await self._drive_members(topology, execution, members, budget)
+            return await self._drive_members(topology, execution, members, budget, fence)
         finally:
             for member in members:
                 if member.capabilities:
@@ -229,8 +251,14 @@ class Engine:
                         await member.capabilities.fire("on_destroy")
 
     async def _drive_members(
-        self, topology: Topology, execution: Execution, members: list[Member], budget: Budget
+        self,
+        topology: Topology,
+        execution: Execution,
+        members: list[Member],
+        budget: Budget,
+        fence: Fence | None,
     ) -> ExecutionRead:
+        finish = functools.partial(self._finish, fence=fence)
         try:
             members.extend(await self._members(topology, execution))
             for member in members:
@@ -246,6 +274,7 @@ class Engine:
                 self.weights,
                 self,
                 budget,
+                fence,
             )
             output = await _within_time(budget, lambda: execute(run, topology.get_typed_config()))
             for member in members:
@@ -258,12 +287,12 @@ class Engine:
                 current.metadata = {**current.metadata, AWAITING: awaiting}
                 current.pause()
 
-            return await self._finish(execution.id, budget, pause)
+            return await finish(execution.id, budget, pause)
         except TopologyFailed as failure:
-            return await self._finish(execution.id, budget, _failed(str(failure), failure.details))
+            return await finish(execution.id, budget, _failed(str(failure), failure.details))
         except CapabilityHookFailed as failure:
             details = {"capability": failure.capability, "hook": failure.hook}
-            return await self._finish(execution.id, budget, _failed(str(failure), details))
+            return await finish(execution.id, budget, _failed(str(failure), details))
         except asyncio.CancelledError:
             if execution.parent_id is not None:
                 # A child stopped by its parent (the parent's time limit, a sibling's
@@ -273,17 +302,22 @@ class Engine:
             raise
         except Exception as error:  # a bug in an agent adapter must still end the run cleanly
             failed = _failed(f"{type(error).__name__}: {error}", {"exception": type(error).__name__})
-            return await self._finish(execution.id, budget, failed)
-        return await self._finish(execution.id, budget, lambda current: current.mark_complete(output))
+            return await finish(execution.id, budget, failed)
+        return await finish(execution.id, budget, lambda current: current.mark_complete(output))
 
     async def _finish(
-        self, execution_id: UUID, budget: Budget, move: Callable[[Execution], None]
+        self,
+        execution_id: UUID,
+        budget: Budget,
+        move: Callable[[Execution], None],
+        fence: Fence | None = None,
     ) -> ExecutionRead:
         """Write the drive's totals and make the status move, in one update."""
-        current = await self.store.executions.get(execution_id)
-        current.metadata = budget.record({k: v for k, v in current.metadata.items() if k != CHILD_ANSWER})
-        move(current)
-        return ExecutionRead.from_entity(await self.store.executions.update(current))
+        async with self._fenced(fence):
+            current = await self.store.executions.get(execution_id)
+            current.metadata = budget.record({k: v for k, v in current.metadata.items() if k != CHILD_ANSWER})
+            move(current)
+            return ExecutionRead.from_entity(await self.store.executions.update(current))
 
 
 def _failed(error: str, details: dict[str, Any]) -> Callable[[Execution], None]:

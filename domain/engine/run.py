@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -71,6 +71,10 @@ class Run:
     weights: Mapping[str, float] = field(default_factory=dict)
     engine: Any = None
     budget: Budget = field(default_factory=Budget)
+    fence: Callable[[], Awaitable[None]] | None = None
+    """Run inside the transaction of every write, by a worker: it raises ``LeaseLost`` once
+    the worker's lease was taken over, so a worker that lost an execution cannot commit
+    anything more for it (see :mod:`.worker`)."""
 
     @property
     def tracer(self) -> Tracer:
@@ -234,6 +238,21 @@ class Run:
     ) -> None:
         """Record a message in the execution's transcript (and tell the capabilities of the
         agents it concerns: the sender, the recipient, everyone for a broadcast)."""
+        if self.fence is None:
+            await self._say(sender, message_type, content, round_number, recipient)
+            return
+        async with self.store.transaction():
+            await self._say(sender, message_type, content, round_number, recipient)
+            await self.fence()
+
+    async def _say(
+        self,
+        sender: Member,
+        message_type: MessageType,
+        content: dict[str, Any],
+        round_number: int,
+        recipient: Member | None,
+    ) -> None:
         stored = await self.store.messages.append(
             self.execution.id,
             [
@@ -259,11 +278,12 @@ class Run:
         for attempt in range(5):
             try:
                 async with self.store.transaction():
-                    await self.say(
+                    await self._say(
                         member,
                         MessageType.RESPONSE,
                         {"call": call, "output": answer.output, "confidence": answer.confidence},
                         round_number,
+                        None,
                     )
                     await self.store.results.add(
                         Result(
@@ -280,6 +300,8 @@ class Run:
                     instance = await self.store.agent_instances.get(member.instance.id)
                     instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
                     member.instance = await self.store.agent_instances.update(instance)
+                    if self.fence is not None:  # last: the lease row is locked for the shortest time
+                        await self.fence()
                 return
             except ConcurrencyError:
                 if attempt == 4:

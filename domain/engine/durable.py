@@ -90,7 +90,8 @@ class DurableRuns:
             where = ".".join(str(part) for part in first["loc"]) or "input"
             message = str(first["msg"]).removeprefix("Value error, ")
             given = _short(first.get("input"))
-            raise ValueError(f"{where}: {message}" + ("" if given in message else f" (got {given})")) from None
+            shown = "" if given in message else f" (got {given})"
+            raise ValueError(f"{where}: {message}{shown}") from None
         async with self.store.transaction():
             stored = await self.store.executions.add(execution)
             await self.store.leases.enqueue(stored.id)

@@ -4,9 +4,9 @@ and fencing of a worker that lost its lease (memory, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -23,6 +23,7 @@ from qmcp_agents.testing.builders import register_topology
 from tests.stores.servers import backend_store
 
 pytestmark = pytest.mark.asyncio
+T = TypeVar("T")
 
 
 @pytest_asyncio.fixture(params=["memory", "sqlite", "postgresql"])
@@ -37,6 +38,15 @@ def agents(delay: float = 0.0) -> dict[str, ScriptedAgent]:
         slot: ScriptedAgent([lambda c, s=slot: reply({"by": s, "call": c.call})], delay=delay)
         for slot in ("first", "second", "third")
     }
+
+
+async def until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], seconds: float = 10) -> T:
+    for _ in range(int(seconds / 0.01)):
+        value = await probe()
+        if done(value):
+            return value
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out waiting")
 
 
 async def responses(store: Store, execution_id: Any) -> list[str]:
@@ -100,8 +110,7 @@ async def test_a_takeover_replays_answered_calls_and_asks_only_the_rest(store: S
     execution_id = await engine.submit("chain", {"task": 1})
     await store.leases.claim("dead", limit=1, lease_seconds=0.3)
     dying = asyncio.create_task(engine.drive(execution_id, owner="dead"))
-    while len(await responses(store, execution_id)) < 2:
-        await asyncio.sleep(0.02)
+    await until(lambda: responses(store, execution_id), lambda calls: len(calls) >= 2)
     dying.cancel()  # the process "dies" while the third call is in flight
     await asyncio.gather(dying, return_exceptions=True)
     await asyncio.sleep(0.35)
@@ -124,8 +133,7 @@ async def test_cancel_from_elsewhere_stops_the_run_within_one_step(store: Store)
     execution_id = await engine.submit("chain", {"task": 1})
     worker = Worker(engine, name="w", lease_seconds=0.8, poll_seconds=0.05)
     running = asyncio.create_task(worker.run())
-    while not await responses(store, execution_id):
-        await asyncio.sleep(0.01)
+    await until(lambda: responses(store, execution_id), bool)
     cancelled = await Engine(store, {}).cancel(execution_id)
     assert cancelled.status is ExecutionStatus.CANCELLED
     recorded = len(await responses(store, execution_id))
@@ -160,8 +168,7 @@ async def test_a_stopping_worker_hands_back_what_it_cannot_finish(store: Store) 
     execution_id = await engine.submit("chain", {"task": 1})
     worker = Worker(engine, name="leaving", grace_seconds=0.1, poll_seconds=0.05)
     running = asyncio.create_task(worker.run())
-    while not worker.running:
-        await asyncio.sleep(0.01)
+    await until(lambda: asyncio.sleep(0, worker.running), bool)
     worker.stop()
     stats = await running
     assert stats.handed_back == 1

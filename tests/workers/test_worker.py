@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from qmcp_agents.domain import ExecutionStatus, MessageType, NotFound
-from qmcp_agents.domain.engine import Engine, ScriptedAgent, reply
+from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
 from qmcp_agents.domain.engine.worker import Worker
 from qmcp_agents.domain.errors import InvalidTransition
@@ -33,11 +33,12 @@ async def store(request: Any, tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
 
 
+def answering(context: AgentContext) -> AgentReply:
+    return reply({"by": context.slot_name, "call": context.call})
+
+
 def agents(delay: float = 0.0) -> dict[str, ScriptedAgent]:
-    return {
-        slot: ScriptedAgent([lambda c, s=slot: reply({"by": s, "call": c.call})], delay=delay)
-        for slot in ("first", "second", "third")
-    }
+    return {slot: ScriptedAgent([answering], delay=delay) for slot in ("first", "second", "third")}
 
 
 async def until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], seconds: float = 10) -> T:

@@ -94,6 +94,17 @@ class LeaseConformance:
         await store.executions.update(execution)
         assert await store.leases.claim("w", limit=5, lease_seconds=LONG) == []
 
+    async def test_a_claim_clears_expired_entries_of_ended_executions(self, world: World) -> None:
+        store = world.store
+        [execution_id] = await self._queued(world, 1)
+        await store.leases.claim("dead", limit=1, lease_seconds=0.2)
+        execution = await store.executions.get(execution_id)
+        execution.cancel()
+        await store.executions.update(execution)
+        await asyncio.sleep(0.3)
+        assert await store.leases.claim("live", limit=1, lease_seconds=LONG) == []
+        assert await store.leases.list() == []
+
     async def test_release_deletes_or_requeues_only_for_its_holder(self, world: World) -> None:
         store = world.store
         first, second = await self._queued(world, 2)

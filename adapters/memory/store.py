@@ -797,7 +797,10 @@ class MemoryLeases:
                 if len(taken) >= limit:
                     break
                 lease = state.leases[execution_id]
-                if lease.claimable(now) and state.executions[execution_id].status not in FINAL_STATUSES:
+                final = state.executions[execution_id].status in FINAL_STATUSES
+                if final and lease.owner is not None and lease.claimable(now):
+                    del state.leases[execution_id]  # a dead worker's entry on an ended execution
+                elif lease.claimable(now) and not final:
                     lease = Lease(execution_id, owner, False, lease.attempts + 1, now, now, now + span)
                     state.leases[execution_id] = lease
                     taken.append(lease)

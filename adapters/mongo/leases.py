@@ -5,10 +5,13 @@ A claim is a ``find_one_and_update`` per entry: MongoDB makes each one atomic on
 document, so two workers never both take the same entry while its lease runs. The
 execution's status lives in another collection, so an entry found to belong to a final (or
 deleted) execution is dropped after it is taken and the claim goes on to the next one.
-``hold`` writes the entry inside the caller's transaction: a takeover's claim writing the
-same document makes one of the two fail (a write conflict), so a transaction cannot commit
-after its lease was taken over. Without transactions (a standalone server) there is no such
-fencing: see docs/scaling.md.
+``hold`` reads the entry inside the caller's transaction (a write would conflict with every
+heartbeat and fail the transaction): a worker whose lease was taken over is refused at its
+next write, but a takeover in the milliseconds between that read and the commit is not
+excluded, unlike on PostgreSQL, where the row stays locked. The drive's last write deletes
+the entry in the transaction, so a finished execution and its entry go together. Without
+transactions (a standalone server) the checks are not atomic with the writes at all: see
+docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -139,13 +142,9 @@ class MongoLeases:
     async def hold(self, execution_id: UUID, owner: str) -> None:
         async with self._store.unit() as session:
             held = await self._store.call(
-                self._c.update_one(
-                    {"_id": execution_id, "owner": owner},
-                    {"$set": {"held_at": utc_now()}},
-                    session=session,
-                )
+                self._c.find_one({"_id": execution_id, "owner": owner}, {"_id": 1}, session=session)
             )
-        if held.matched_count == 0:
+        if held is None:
             raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
 
     @taking_turns

@@ -102,8 +102,15 @@ class SqlLeases:
             )
             .returning(*t.c)
         )
+        # Entries a dead worker left on executions that ended anyway (cancelled meanwhile).
+        stale = delete(t).where(
+            t.c.expires_at <= now,
+            t.c.execution_id.in_(select(e.c.id).where(e.c.id == t.c.execution_id, e.c.status.in_(_FINAL))),
+        )
         async with self._store.connection() as conn:
             rows = (await conn.execute(statement)).all()
+            if len(rows) < limit:
+                await conn.execute(stale)
         return sorted((_lease(r) for r in rows), key=lambda lease: lease.execution_id)
 
     async def heartbeat(

@@ -20,6 +20,7 @@ from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import ExecutionStatus, TopologyType
 from qmcp_agents.domain.errors import ConcurrencyError, InvalidTransition
 from qmcp_agents.domain.execution import Execution, ExecutionRead
+from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.topology import Topology
 
@@ -148,7 +149,7 @@ class DurableRuns:
                 async with self.store.transaction():
                     execution = await self.store.executions.update(execution)
                     if fence is not None:
-                        await fence()
+                        await fence(False)
                 break
             except ConcurrencyError:
                 if attempt == _RETRIES - 1:
@@ -186,8 +187,15 @@ class DurableRuns:
 
 
 def _fence(store: Store, execution_id: UUID, owner: str) -> Fence:
-    async def fence() -> None:
-        await store.leases.hold(execution_id, owner)
+    """Check (or, for the drive's last write, release) ``owner``'s lease in the caller's
+    transaction: the end of a run and the end of its lease commit together, so a crash can
+    never leave a finished execution's entry behind."""
+
+    async def fence(last: bool) -> None:
+        if not last:
+            await store.leases.hold(execution_id, owner)
+        elif not await store.leases.release(execution_id, owner):
+            raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
 
     return fence
 

@@ -39,7 +39,7 @@ from .tracing import NO_TRACER, Tracer
 AWAITING = "awaiting_human"
 
 AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
-Fence = Callable[[], Awaitable[None]]
+Fence = Callable[[bool], Awaitable[None]]
 
 
 class Engine(DurableRuns):
@@ -210,14 +210,15 @@ class Engine(DurableRuns):
             run.execution = await self.store.executions.update(execution)
 
     @contextlib.asynccontextmanager
-    async def _fenced(self, fence: Fence | None) -> AsyncIterator[None]:
-        """The writes inside, in one transaction with the worker's fence (when there is one)."""
+    async def _fenced(self, fence: Fence | None, last: bool = False) -> AsyncIterator[None]:
+        """The writes inside, in one transaction with the worker's fence (when there is one);
+        ``last``: the writes end the drive, and the worker's queue entry goes with them."""
         if fence is None:
             yield
             return
         async with self.store.transaction():
             yield
-            await fence()
+            await fence(last)
 
     def notify(self, event: dict[str, Any]) -> None:
         if self.observer is not None:
@@ -313,7 +314,7 @@ class Engine(DurableRuns):
         fence: Fence | None = None,
     ) -> ExecutionRead:
         """Write the drive's totals and make the status move, in one update."""
-        async with self._fenced(fence):
+        async with self._fenced(fence, last=True):
             current = await self.store.executions.get(execution_id)
             current.metadata = budget.record({k: v for k, v in current.metadata.items() if k != CHILD_ANSWER})
             move(current)

@@ -71,7 +71,7 @@ class Run:
     weights: Mapping[str, float] = field(default_factory=dict)
     engine: Any = None
     budget: Budget = field(default_factory=Budget)
-    fence: Callable[[], Awaitable[None]] | None = None
+    fence: Callable[[bool], Awaitable[None]] | None = None
     """Run inside the transaction of every write, by a worker: it raises ``LeaseLost`` once
     the worker's lease was taken over, so a worker that lost an execution cannot commit
     anything more for it (see :mod:`.worker`)."""
@@ -243,7 +243,7 @@ class Run:
             return
         async with self.store.transaction():
             await self._say(sender, message_type, content, round_number, recipient)
-            await self.fence()
+            await self.fence(False)
 
     async def _say(
         self,
@@ -301,7 +301,7 @@ class Run:
                     instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
                     member.instance = await self.store.agent_instances.update(instance)
                     if self.fence is not None:  # last: the lease row is locked for the shortest time
-                        await self.fence()
+                        await self.fence(False)
                 return
             except ConcurrencyError:
                 if attempt == 4:

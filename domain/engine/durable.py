@@ -9,7 +9,6 @@ and the one that took over replays the answered calls from what was committed.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -18,13 +17,14 @@ from pydantic import ValidationError
 
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import ExecutionStatus, TopologyType
-from qmcp_agents.domain.errors import ConcurrencyError, InvalidTransition
+from qmcp_agents.domain.errors import InvalidTransition
 from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.topology import Topology
 
 from .budget import LIMITS_KEY, Limits
+from .retry import retried
 
 if TYPE_CHECKING:
     from .engine import AgentLookup, Fence
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 WORKERS_KEY = "workers"
 """Metadata key listing who drove the execution: one ``{"owner", "since", "attempt"}`` per
 claim, so a takeover can be seen afterwards."""
-
-_RETRIES = 5
 
 
 class DurableRuns:
@@ -126,7 +124,8 @@ class DurableRuns:
         pauses. With ``owner`` (a worker's name) every write is fenced by its lease
         (``LeaseLost`` once it was taken over) and the claim is noted in the metadata."""
         fence = None if owner is None else _fence(self.store, execution_id, owner)
-        for attempt in range(_RETRIES):
+
+        async def start() -> Execution:
             execution = await self.store.executions.get(execution_id)
             if execution.status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
                 raise InvalidTransition(
@@ -145,37 +144,31 @@ class DurableRuns:
                     **execution.metadata,
                     WORKERS_KEY: [*execution.metadata.get(WORKERS_KEY, []), claim],
                 }
-            try:
-                async with self.store.transaction():
-                    execution = await self.store.executions.update(execution)
-                    if fence is not None:
-                        await fence(False)
-                break
-            except ConcurrencyError:
-                if attempt == _RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
+            async with self.store.transaction():
+                execution = await self.store.executions.update(execution)
+                if fence is not None:
+                    await fence(False)
+            return execution
+
+        execution = await retried(start)
         topology = await self.store.topologies.get(execution.topology_id)
         return await self._drive(topology, execution, fence)
 
     async def cancel(self, execution_id: UUID) -> ExecutionRead:
         """Cancel an execution wherever it runs: the worker running it stops at its next step
         (its writes are refused from now on, and its heartbeat tells it to stop)."""
-        for attempt in range(_RETRIES):
+
+        async def cancel() -> ExecutionRead:
             execution = await self.store.executions.get(execution_id)
             if execution.is_final:
                 raise InvalidTransition(f"execution {execution_id} is already {execution.status.value}")
             execution.cancel()
-            try:
-                async with self.store.transaction():
-                    cancelled = await self.store.executions.update(execution)
-                    await self.store.leases.release(execution_id, None)  # an unclaimed entry goes
-                return ExecutionRead.from_entity(cancelled)
-            except ConcurrencyError:
-                if attempt == _RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")  # pragma: no cover
+            async with self.store.transaction():
+                cancelled = await self.store.executions.update(execution)
+                await self.store.leases.release(execution_id, None)  # an unclaimed entry goes
+            return ExecutionRead.from_entity(cancelled)
+
+        return await retried(cancel)
 
     async def answer(self, execution_id: UUID, human_input: Any) -> None:
         """Give a paused execution the answer a person wrote and hand it to the workers

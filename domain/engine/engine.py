@@ -32,6 +32,7 @@ from .agents import Agent
 from .budget import LIMITS_KEY, RUNNING_KEY, Budget, Limits, empty_usage, usage_of
 from .capable import CapabilitySet, hook_context
 from .durable import DurableRuns
+from .retry import retried
 from .run import HumanInputNeeded, Member, Run, TopologyFailed
 from .topologies import CHILD_ANSWER, execute
 from .tracing import NO_TRACER, Tracer
@@ -204,10 +205,13 @@ class Engine(DurableRuns):
         )
 
     async def checkpoint(self, run: Run, point: dict[str, Any]) -> None:
-        async with self._fenced(run.fence):
-            execution = await self.store.executions.get(run.execution.id)
-            execution.metadata = {**execution.metadata, "checkpoint": point}
-            run.execution = await self.store.executions.update(execution)
+        async def write() -> None:
+            async with self._fenced(run.fence):
+                execution = await self.store.executions.get(run.execution.id)
+                execution.metadata = {**execution.metadata, "checkpoint": point}
+                run.execution = await self.store.executions.update(execution)
+
+        await (retried(write) if run.fence is not None else write())
 
     @contextlib.asynccontextmanager
     async def _fenced(self, fence: Fence | None, last: bool = False) -> AsyncIterator[None]:
@@ -314,11 +318,17 @@ class Engine(DurableRuns):
         fence: Fence | None = None,
     ) -> ExecutionRead:
         """Write the drive's totals and make the status move, in one update."""
-        async with self._fenced(fence, last=True):
-            current = await self.store.executions.get(execution_id)
-            current.metadata = budget.record({k: v for k, v in current.metadata.items() if k != CHILD_ANSWER})
-            move(current)
-            return ExecutionRead.from_entity(await self.store.executions.update(current))
+
+        async def write() -> ExecutionRead:
+            async with self._fenced(fence, last=True):
+                current = await self.store.executions.get(execution_id)
+                current.metadata = budget.record(
+                    {k: v for k, v in current.metadata.items() if k != CHILD_ANSWER}
+                )
+                move(current)
+                return ExecutionRead.from_entity(await self.store.executions.update(current))
+
+        return await retried(write) if fence is not None else await write()
 
 
 def _failed(error: str, details: dict[str, Any]) -> Callable[[Execution], None]:

@@ -12,7 +12,6 @@ from qmcp_agents.domain.aggregation import Synthesizer
 from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import MessageType
-from qmcp_agents.domain.errors import ConcurrencyError
 from qmcp_agents.domain.execution import Execution
 from qmcp_agents.domain.message import MessageCreate, Result
 from qmcp_agents.domain.ports import Store
@@ -23,6 +22,7 @@ from .agents import Agent, AgentContext, AgentRefused, AgentReply
 from .budget import TOKEN_BUDGET, Budget, LimitExceeded, tokens_of
 from .capable import CapabilitySet
 from .failures import AgentFailed, ChildPaused, HumanInputNeeded, TopologyFailed
+from .retry import retried
 from .tracing import NO_TRACER, Tracer
 
 T = TypeVar("T")
@@ -241,9 +241,14 @@ class Run:
         if self.fence is None:
             await self._say(sender, message_type, content, round_number, recipient)
             return
-        async with self.store.transaction():
-            await self._say(sender, message_type, content, round_number, recipient)
-            await self.fence(False)
+        fence = self.fence
+
+        async def fenced() -> None:
+            async with self.store.transaction():
+                await self._say(sender, message_type, content, round_number, recipient)
+                await fence(False)
+
+        await retried(fenced)
 
     async def _say(
         self,
@@ -274,39 +279,36 @@ class Run:
         self, member: Member, call: str, answer: AgentReply, started: Any, round_number: int
     ) -> None:
         """The answer's message, result and replay entry, together (one transaction where the
-        store has them, retried if it loses a race)."""
-        for attempt in range(5):
-            try:
-                async with self.store.transaction():
-                    await self._say(
-                        member,
-                        MessageType.RESPONSE,
-                        {"call": call, "output": answer.output, "confidence": answer.confidence},
-                        round_number,
-                        None,
+        store has them, run again if it loses a race)."""
+
+        async def write() -> None:
+            async with self.store.transaction():
+                await self._say(
+                    member,
+                    MessageType.RESPONSE,
+                    {"call": call, "output": answer.output, "confidence": answer.confidence},
+                    round_number,
+                    None,
+                )
+                await self.store.results.add(
+                    Result(
+                        execution_id=self.execution.id,
+                        agent_instance_id=member.instance.id,
+                        output=answer.output,
+                        confidence=answer.confidence,
+                        reasoning=answer.reasoning,
+                        token_usage=answer.token_usage,
+                        started_at=started,
+                        completed_at=max(utc_now(), started),
                     )
-                    await self.store.results.add(
-                        Result(
-                            execution_id=self.execution.id,
-                            agent_instance_id=member.instance.id,
-                            output=answer.output,
-                            confidence=answer.confidence,
-                            reasoning=answer.reasoning,
-                            token_usage=answer.token_usage,
-                            started_at=started,
-                            completed_at=max(utc_now(), started),
-                        )
-                    )
-                    instance = await self.store.agent_instances.get(member.instance.id)
-                    instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
-                    member.instance = await self.store.agent_instances.update(instance)
-                    if self.fence is not None:  # last: the lease row is locked for the shortest time
-                        await self.fence(False)
-                return
-            except ConcurrencyError:
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
+                )
+                instance = await self.store.agent_instances.get(member.instance.id)
+                instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
+                member.instance = await self.store.agent_instances.update(instance)
+                if self.fence is not None:  # last: the lease row is locked for the shortest time
+                    await self.fence(False)
+
+        await retried(write)
 
 
 def _tool_calls_over(allowed: int, answer: AgentReply) -> str | None:

@@ -38,7 +38,6 @@ pytestmark = pytest.mark.asyncio
 
 EXECUTIONS = 200
 LEASE = 2.0
-CONCURRENCY = 10
 
 
 @asynccontextmanager
@@ -101,14 +100,19 @@ async def check_transcript(store: Store, execution_id: UUID) -> None:
     assert calls, execution_id
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mongodb"])
-async def test_a_killed_worker_s_executions_are_finished_by_the_others(kind: str, tmp_path: Path) -> None:
+# The MongoDB wire server of the tests fails a transaction's commit after *any* concurrent
+# write to the database (a real MongoDB: only after one to the same document), so there every
+# transaction is a retry lottery whose odds fall with the number of concurrent writers.
+@pytest.mark.parametrize(("kind", "concurrency"), [("sqlite", 10), ("postgresql", 10), ("mongodb", 3)])
+async def test_a_killed_worker_s_executions_are_finished_by_the_others(
+    kind: str, concurrency: int, tmp_path: Path
+) -> None:
     async with shared_store(kind, tmp_path) as (store, location):
         await register(store)
         engine = Engine(store, agents())
         names = list(TOPOLOGIES)
         ids = [await engine.submit(names[i % len(names)], {"task": i}) for i in range(EXECUTIONS)]
-        fleet = {name: start(kind, location, name, CONCURRENCY, LEASE) for name in ("victim", "w1", "w2")}
+        fleet = {name: start(kind, location, name, concurrency, LEASE) for name in ("victim", "w1", "w2")}
         try:
             for process in fleet.values():
                 wait_ready(process)

@@ -119,15 +119,17 @@ class MongoLeases:
             return set()
         await self._store.connect()
         now = utc_now()
-        await self._store.call(
-            self._c.update_many(
-                {"_id": {"$in": ids}, "owner": owner},
-                {"$set": {"heartbeat_at": now, "expires_at": now + span}},
+        mine = []
+        for execution_id in ids:  # each renewal reports what it matched, atomically
+            renewed = await self._store.call(
+                self._c.find_one_and_update(
+                    {"_id": execution_id, "owner": owner},
+                    {"$set": {"heartbeat_at": now, "expires_at": now + span}},
+                    projection={"_id": 1},
+                )
             )
-        )
-        mine = await self._store.call(
-            self._c.find({"_id": {"$in": ids}, "owner": owner, "heartbeat_at": now}, {"_id": 1}).to_list(None)
-        )
+            if renewed is not None:
+                mine.append(renewed)
         if not mine:
             return set()
         executions = self._store.collection("executions")

@@ -132,7 +132,10 @@ class Worker:
             return
         except asyncio.CancelledError:
             if execution_id in self._dropped:
+                # Cancelled elsewhere (the entry goes), or taken over (the release does
+                # nothing); if the heartbeat was wrong, the entry goes back to the queue.
                 self.stats.lost += 1
+                requeue = not await self._ended(execution_id)
             else:  # stopped by a shutdown: another worker carries on from what is stored
                 requeue = True
                 self.stats.handed_back += 1
@@ -148,6 +151,12 @@ class Worker:
             self._dropped.discard(execution_id)
             self._changed.set()
         await self._release(execution_id, requeue)
+
+    async def _ended(self, execution_id: UUID) -> bool:
+        try:
+            return (await self.store.executions.get(execution_id)).is_final
+        except Exception:  # gone, or the store is unreachable: the lease is left to expire
+            return True
 
     async def _release(self, execution_id: UUID, requeue: bool) -> None:
         try:

@@ -718,9 +718,11 @@ def demo(
 
 from . import capabilities as _capabilities  # noqa: E402 - registers its commands on `app`
 from . import serve as _serve  # noqa: E402 - registers `serve` on `app`
+from . import worker as _worker  # noqa: E402 - registers submit, worker, workers, executions cancel
 
 _capabilities.register(app)
 _serve.register(app)
+_worker.register(app, executions_app)
 
 
 def entry() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import text
 
 from qmcp_agents.adapters.sql import SqlStore
-from qmcp_agents.domain import ExecutionStatus
+from qmcp_agents.domain import FINAL_STATUSES, ExecutionStatus
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
 from qmcp_agents.domain.engine.worker import Worker
 from qmcp_agents.testing.builders import register_topology
@@ -91,7 +91,7 @@ async def bench(workers: int, concurrency: int, executions: int, stages: int) ->
         low, high = executions // 10, executions - executions // 10
         started = time.perf_counter()
         while True:
-            done = await store.executions.count(status=ExecutionStatus.COMPLETED)
+            done = sum([await store.executions.count(status=status) for status in FINAL_STATUSES])
             now = time.perf_counter()
             for mark in (low, high):
                 if done >= mark and mark not in marks:
@@ -103,6 +103,9 @@ async def bench(workers: int, concurrency: int, executions: int, stages: int) ->
             await asyncio.sleep(0.02)
         total = time.perf_counter() - started
         failed = await store.executions.count(status=ExecutionStatus.FAILED)
+        errors = sorted(
+            {e.error or "" for e in (await store.executions.list(status=ExecutionStatus.FAILED)).items}
+        )
         rate = (high - low) / (marks[high] - marks[low])
         ideal = workers * concurrency / per_execution
         return {
@@ -112,6 +115,7 @@ async def bench(workers: int, concurrency: int, executions: int, stages: int) ->
             "call_seconds": CALL_SECONDS,
             "executions": executions,
             "failed": failed,
+            "errors": errors[:5],
             "per_execution_seconds": round(per_execution, 4),
             "ideal_per_second": round(ideal, 1),
             "measured_per_second": round(rate, 1),

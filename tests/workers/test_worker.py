@@ -196,3 +196,28 @@ async def test_a_paused_execution_is_answered_and_finished_by_any_worker(store: 
     execution = await store.executions.get(execution_id)
     assert execution.status is ExecutionStatus.COMPLETED
     assert [c["owner"] for c in execution.metadata[WORKERS_KEY]] == ["one", "two"]
+
+
+async def test_a_takeover_of_a_compound_drives_on_the_child_left_running(store: Store) -> None:
+    await register_topology(store, "both", "compound", [], {"sub_topologies": ["chain"]})
+    slow = agents()
+    slow["third"] = ScriptedAgent([answering], delay=30)
+    engine = Engine(store, slow)
+    execution_id = await engine.submit("both", {"task": 1})
+    await store.leases.claim("dead", limit=1, lease_seconds=0.3)
+    dying = asyncio.create_task(engine.drive(execution_id, owner="dead"))
+    children = await until(
+        lambda: store.executions.list(parent_id=execution_id), lambda page: bool(page.items)
+    )
+    child = children.items[0].id
+    await until(lambda: responses(store, child), lambda calls: len(calls) >= 2)
+    await asyncio.sleep(0.35)  # the "dead" worker stalls in the child's third call; its lease expires
+    assert (await store.executions.get(child)).status is ExecutionStatus.RUNNING
+    fresh = agents()
+    stats = await Worker(Engine(store, fresh), name="live", poll_seconds=0.05).run(until_idle=True)
+    dying.cancel()
+    await asyncio.gather(dying, return_exceptions=True)
+    assert stats.finished == {"completed": 1}
+    assert [len(fresh[s].calls) for s in ("first", "second", "third")] == [0, 0, 1]
+    assert (await store.executions.get(child)).status is ExecutionStatus.COMPLETED
+    assert await store.executions.count(parent_id=execution_id) == 1

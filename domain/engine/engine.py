@@ -22,8 +22,9 @@ from qmcp_agents.domain.agent import AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
 from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.enums import TopologyType
-from qmcp_agents.domain.errors import CapabilityError, InvalidTransition
+from qmcp_agents.domain.errors import CapabilityError, InvalidTransition, StoreUnavailable
 from qmcp_agents.domain.execution import Execution, ExecutionRead
+from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
@@ -298,6 +299,13 @@ class Engine(DurableRuns):
         except CapabilityHookFailed as failure:
             details = {"capability": failure.capability, "hook": failure.hook}
             return await finish(execution.id, budget, _failed(str(failure), details))
+        except LeaseLost:  # another worker has the execution now: nothing more to write
+            raise
+        except StoreUnavailable as error:
+            if fence is not None:  # a worker's run is not failed by an outage: it is run again
+                raise
+            failed = _failed(f"{type(error).__name__}: {error}", {"exception": type(error).__name__})
+            return await finish(execution.id, budget, failed)
         except asyncio.CancelledError:
             if execution.parent_id is not None:
                 # A child stopped by its parent (the parent's time limit, a sibling's

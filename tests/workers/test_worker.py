@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 
-from qmcp_agents.domain import ExecutionStatus, MessageType, NotFound
+from qmcp_agents.domain import ExecutionStatus, MessageType, NotFound, StoreUnavailable
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
 from qmcp_agents.domain.engine.worker import Worker
@@ -221,3 +221,25 @@ async def test_a_takeover_of_a_compound_drives_on_the_child_left_running(store: 
     assert [len(fresh[s].calls) for s in ("first", "second", "third")] == [0, 0, 1]
     assert (await store.executions.get(child)).status is ExecutionStatus.COMPLETED
     assert await store.executions.count(parent_id=execution_id) == 1
+
+
+async def test_a_store_outage_hands_the_run_back_instead_of_failing_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = Engine(store, agents())
+    execution_id = await engine.submit("chain", {"task": 1})
+    real_add = store.results.add
+    outages = [StoreUnavailable("the store went away")]
+
+    async def flaky_add(result: Any) -> Any:
+        if outages:
+            raise outages.pop()
+        return await real_add(result)
+
+    monkeypatch.setattr(store.results, "add", flaky_add)
+    stats = await Worker(engine, name="w", poll_seconds=0.05).run(until_idle=True)
+    assert stats.finished == {"error: StoreUnavailable": 1, "completed": 1}
+    assert (await store.executions.get(execution_id)).status is ExecutionStatus.COMPLETED
+    calls = await responses(store, execution_id)
+    assert sorted(calls) == sorted(set(calls))
+    assert len(calls) == 3

@@ -35,7 +35,7 @@ from qmcp_agents.testing.builders import register_topology
 
 POSTGRES_URL = os.environ.get("QMCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CALL_SECONDS = 0.1
-POOL = 8
+POOL = int(os.environ.get("QMCP_BENCH_POOL", "8"))
 """Connections per worker: a run holds one only while it reads or writes; 4 workers stay far
 below PostgreSQL's default max_connections (100) shared with other clients."""
 ROOT = Path(__file__).resolve().parents[1]

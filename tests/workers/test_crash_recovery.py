@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,14 +23,13 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text
 
-from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.domain import ExecutionStatus, MessageType, StoreUnavailable
 from qmcp_agents.domain.engine import Engine
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
-from tests.stores.servers import MONGODB_URL, POSTGRES_URL, unavailable, unique_schema, with_database
+from tests.stores.servers import POSTGRES_URL, unavailable, unique_schema
 from tests.workers.fleet import TOPOLOGIES, agents, register, start
 
 pytestmark = pytest.mark.asyncio
@@ -64,18 +62,7 @@ async def shared_store(kind: str, folder: Path) -> AsyncIterator[tuple[Store, st
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{postgres.schema}" CASCADE'))
             await postgres.close()
         return
-    name = f"qmcp_fleet_{uuid.uuid4().hex[:8]}"
-    mongo = MongoStore.from_url(with_database(MONGODB_URL, name), server_selection_timeout_ms=3000)
-    try:
-        await mongo.create_schema()
-    except StoreUnavailable as error:
-        await mongo.close()
-        unavailable("MongoDB", error)
-    try:
-        yield mongo, name
-    finally:
-        await mongo.drop_schema()
-        await mongo.close()
+    raise ValueError(f"no shared store for {kind!r}")
 
 
 def wait_ready(process: subprocess.Popen[str]) -> None:

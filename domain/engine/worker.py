@@ -123,13 +123,25 @@ class Worker:
         return len(leases)
 
     async def _run_one(self, execution_id: UUID) -> None:
+        try:
+            requeue = await self._drive(execution_id)
+            if requeue is not None:  # before the slot frees: the entry is claimable by then
+                await self._release(execution_id, requeue)
+        finally:
+            self._running.pop(execution_id, None)
+            self._dropped.discard(execution_id)
+            self._changed.set()
+
+    async def _drive(self, execution_id: UUID) -> bool | None:
+        """Drive one execution; then whether to hand its entry back (True), delete it
+        (False), or leave it alone (None: another worker holds it)."""
         requeue = False
         try:
             read = await self.engine.drive(execution_id, owner=self.name)
             self.stats.count(read.status.value)
         except LeaseLost:
             self.stats.lost += 1
-            return
+            return None
         except asyncio.CancelledError:
             if execution_id in self._dropped:
                 # Cancelled elsewhere (the entry goes), or taken over (the release does
@@ -146,11 +158,7 @@ class Worker:
             log.exception("worker %s: execution %s failed unexpectedly", self.name, execution_id)
             self.stats.count(f"error: {type(error).__name__}")
             requeue = True
-        finally:
-            self._running.pop(execution_id, None)
-            self._dropped.discard(execution_id)
-            self._changed.set()
-        await self._release(execution_id, requeue)
+        return requeue
 
     async def _ended(self, execution_id: UUID) -> bool:
         try:

@@ -328,6 +328,10 @@ class Engine(DurableRuns):
         """Write the drive's totals and make the status move, in one update."""
 
         async def write() -> ExecutionRead:
+            if fence is not None:
+                done = await self.store.executions.get(execution_id)
+                if done.is_final and await self.store.leases.find(execution_id) is None:
+                    return ExecutionRead.from_entity(done)  # an earlier attempt went through
             async with self._fenced(fence, last=True):
                 current = await self.store.executions.get(execution_id)
                 current.metadata = budget.record(

@@ -283,6 +283,12 @@ class Run:
 
         async def write() -> None:
             async with self.store.transaction():
+                instance = await self.store.agent_instances.get(member.instance.id)
+                if call in instance.state.get(CALLS, {}):
+                    # An attempt whose commit was reported failed but went through (an
+                    # ambiguous commit): recorded already, so not recorded twice.
+                    member.instance = instance
+                    return
                 await self._say(
                     member,
                     MessageType.RESPONSE,
@@ -302,7 +308,6 @@ class Run:
                         completed_at=max(utc_now(), started),
                     )
                 )
-                instance = await self.store.agent_instances.get(member.instance.id)
                 instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
                 member.instance = await self.store.agent_instances.update(instance)
                 if self.fence is not None:  # last: the lease row is locked for the shortest time

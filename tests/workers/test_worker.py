@@ -4,6 +4,7 @@ and fencing of a worker that lost its lease (memory, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 
-from qmcp_agents.domain import ExecutionStatus, MessageType, NotFound, StoreUnavailable
+from qmcp_agents.domain import ConcurrencyError, ExecutionStatus, MessageType, NotFound, StoreUnavailable
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
 from qmcp_agents.domain.engine.worker import Worker
@@ -243,3 +244,32 @@ async def test_a_store_outage_hands_the_run_back_instead_of_failing_it(
     calls = await responses(store, execution_id)
     assert sorted(calls) == sorted(set(calls))
     assert len(calls) == 3
+
+
+async def test_a_commit_reported_failed_that_went_through_records_nothing_twice(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ambiguous commit (written, but reported as a lost race): every transaction of the
+    run commits and then raises ConcurrencyError once; the retries must see what is stored."""
+    engine = Engine(store, agents())
+    execution_id = await engine.submit("chain", {"task": 1})
+    real = store.transaction
+    seen: set[int] = set()
+
+    @contextlib.asynccontextmanager
+    async def ambiguous() -> AsyncIterator[None]:
+        async with real():
+            yield
+        number = len(seen)
+        if number not in seen and number % 2 == 0:
+            seen.add(number)
+            raise ConcurrencyError("commit outcome unknown")
+        seen.add(number)
+
+    monkeypatch.setattr(store, "transaction", ambiguous)
+    stats = await Worker(engine, name="w", poll_seconds=0.05).run(until_idle=True)
+    assert stats.finished == {"completed": 1}
+    calls = await responses(store, execution_id)
+    assert sorted(calls) == sorted(set(calls))
+    assert len(calls) == 3
+    assert await store.results.count(execution_id=execution_id) == 3

@@ -22,7 +22,7 @@ from qmcp_agents.domain.agent import AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
 from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.enums import TopologyType
-from qmcp_agents.domain.errors import CapabilityError, InvalidTransition, StoreUnavailable
+from qmcp_agents.domain.errors import CapabilityError, ConcurrencyError, InvalidTransition, StoreUnavailable
 from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
@@ -301,8 +301,8 @@ class Engine(DurableRuns):
             return await finish(execution.id, budget, _failed(str(failure), details))
         except LeaseLost:  # another worker has the execution now: nothing more to write
             raise
-        except StoreUnavailable as error:
-            if fence is not None:  # a worker's run is not failed by an outage: it is run again
+        except (StoreUnavailable, ConcurrencyError) as error:
+            if fence is not None:  # an outage or a lost race does not fail a worker's run: it runs again
                 raise
             failed = _failed(f"{type(error).__name__}: {error}", {"exception": type(error).__name__})
             return await finish(execution.id, budget, failed)

@@ -224,13 +224,15 @@ async def test_a_takeover_of_a_compound_drives_on_the_child_left_running(store: 
     assert await store.executions.count(parent_id=execution_id) == 1
 
 
+@pytest.mark.parametrize("error", [StoreUnavailable, ConcurrencyError])
 async def test_a_store_outage_hands_the_run_back_instead_of_failing_it(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
 ) -> None:
     engine = Engine(store, agents())
     execution_id = await engine.submit("chain", {"task": 1})
     real_add = store.results.add
-    outages = [StoreUnavailable("the store went away")]
+    # A lost race is retried within the run (12 times): more than that hands the run back.
+    outages = [error("the store went away")] * (12 if error is ConcurrencyError else 1)
 
     async def flaky_add(result: Any) -> Any:
         if outages:
@@ -239,7 +241,7 @@ async def test_a_store_outage_hands_the_run_back_instead_of_failing_it(
 
     monkeypatch.setattr(store.results, "add", flaky_add)
     stats = await Worker(engine, name="w", poll_seconds=0.05).run(until_idle=True)
-    assert stats.finished == {"error: StoreUnavailable": 1, "completed": 1}
+    assert stats.finished == {f"error: {error.__name__}": 1, "completed": 1}
     assert (await store.executions.get(execution_id)).status is ExecutionStatus.COMPLETED
     calls = await responses(store, execution_id)
     assert sorted(calls) == sorted(set(calls))

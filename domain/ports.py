@@ -36,6 +36,7 @@ from uuid import UUID
 from .agent import AgentInstance, AgentType
 from .enums import AgentRole, ExecutionStatus, TopologyType
 from .execution import Execution
+from .leases import Lease
 from .message import Message, MessageCreate, Result
 from .queries import DEFAULT_LIMIT, Page
 from .topology import Topology
@@ -239,6 +240,41 @@ class ResultRepository(Protocol):
     ) -> int: ...
 
 
+class LeaseRepository(Protocol):
+    """The work queue of executions submitted for workers, and the workers' leases on them.
+
+    Claiming is atomic: two workers (tasks, processes or machines) never both get the same
+    entry from ``claim`` while its lease runs. An entry is deleted with its execution.
+    """
+
+    async def enqueue(self, execution_id: UUID) -> None:
+        """Make the execution claimable (a new entry, or an existing one made ready again).
+        NotFound for an unknown execution."""
+
+    async def claim(self, owner: str, *, limit: int, lease_seconds: float) -> builtins.list[Lease]:
+        """Take up to ``limit`` claimable entries of executions that are not final (oldest
+        first) for ``owner`` until now + ``lease_seconds``; each claim counts an attempt."""
+
+    async def heartbeat(
+        self, owner: str, execution_ids: Sequence[UUID], *, lease_seconds: float
+    ) -> set[UUID]:
+        """Extend ``owner``'s leases on ``execution_ids``; returns those it still holds on
+        executions that are not final (the rest it must stop running)."""
+
+    async def hold(self, execution_id: UUID, owner: str) -> None:
+        """Inside ``store.transaction()``: LeaseLost unless ``owner`` holds the entry; where
+        the backend locks rows, the entry then stays locked until the transaction ends, so a
+        takeover cannot slip in before the transaction's writes commit (fencing)."""
+
+    async def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
+        """If ``owner`` holds the entry (``None``: if nobody does), delete it, or with
+        ``requeue`` make it ready for any worker at once. Returns whether it did."""
+
+    async def find(self, execution_id: UUID) -> Lease | None: ...
+    async def list(self, *, owner: str | None = None) -> builtins.list[Lease]:
+        """Every entry (or ``owner``'s), oldest execution first."""
+
+
 class Store(Protocol):
     """A backend: six repositories and a unit of work. Use it as an async context manager."""
 
@@ -254,6 +290,8 @@ class Store(Protocol):
     def messages(self) -> MessageRepository: ...
     @property
     def results(self) -> ResultRepository: ...
+    @property
+    def leases(self) -> LeaseRepository: ...
 
     @property
     def capabilities(self) -> Capabilities: ...
@@ -282,6 +320,7 @@ __all__ = [
     "AgentTypeRepository",
     "Capabilities",
     "ExecutionRepository",
+    "LeaseRepository",
     "MessageRepository",
     "Page",
     "ResultRepository",

@@ -84,5 +84,39 @@ class SyncEngine:
         """Run a failed pipeline again from its last checkpoint, as a new execution."""
         return self.store.run(lambda _: self.engine.resume_from_checkpoint(execution_id))
 
+    def submit(
+        self,
+        topology_name: str,
+        input_data: Any,
+        *,
+        correlation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        token_budget: int | None = None,
+        time_limit_seconds: float | None = None,
+    ) -> UUID:
+        """Store a pending execution for workers to run, and return its id."""
+        return self.store.run(
+            lambda _: self.engine.submit(
+                topology_name,
+                input_data,
+                correlation_id=correlation_id,
+                metadata=metadata,
+                token_budget=token_budget,
+                time_limit_seconds=time_limit_seconds,
+            )
+        )
+
+    def drive(self, execution_id: UUID, *, owner: str | None = None) -> ExecutionRead:
+        """Drive a submitted execution until it ends or pauses (see the async engine)."""
+        return self.store.run(lambda _: self.engine.drive(execution_id, owner=owner))
+
+    def cancel(self, execution_id: UUID) -> ExecutionRead:
+        """Cancel an execution; a worker running it stops at its next step."""
+        return self.store.run(lambda _: self.engine.cancel(execution_id))
+
+    def answer(self, execution_id: UUID, human_input: Any) -> None:
+        """Give a paused submitted execution its answer, for any worker to resume."""
+        return self.store.run(lambda _: self.engine.answer(execution_id, human_input))
+
 
 __all__ = ["SyncEngine"]

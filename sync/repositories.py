@@ -15,11 +15,13 @@ from uuid import UUID
 from qmcp_agents.domain.agent import AgentInstance, AgentType
 from qmcp_agents.domain.enums import AgentRole, ExecutionStatus, TopologyType
 from qmcp_agents.domain.execution import Execution
+from qmcp_agents.domain.leases import Lease
 from qmcp_agents.domain.message import Message, MessageCreate, Result
 from qmcp_agents.domain.ports import (
     AgentInstanceRepository,
     AgentTypeRepository,
     ExecutionRepository,
+    LeaseRepository,
     MessageRepository,
     ResultRepository,
     TopologyRepository,
@@ -325,8 +327,35 @@ class SyncResultRepository(_Repository):
         return self._run(lambda r: r.count(execution_id=execution_id, agent_instance_id=agent_instance_id))
 
 
+class SyncLeaseRepository(_Repository):
+    def _run(self, verb: Callable[[LeaseRepository], Awaitable[T]]) -> T:
+        return self._store.run(lambda store: verb(store.leases))
+
+    def enqueue(self, execution_id: UUID) -> None:
+        return self._run(lambda r: r.enqueue(execution_id))
+
+    def claim(self, owner: str, *, limit: int, lease_seconds: float) -> builtins.list[Lease]:
+        return self._run(lambda r: r.claim(owner, limit=limit, lease_seconds=lease_seconds))
+
+    def heartbeat(self, owner: str, execution_ids: Sequence[UUID], *, lease_seconds: float) -> set[UUID]:
+        return self._run(lambda r: r.heartbeat(owner, execution_ids, lease_seconds=lease_seconds))
+
+    def hold(self, execution_id: UUID, owner: str) -> None:
+        return self._run(lambda r: r.hold(execution_id, owner))
+
+    def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
+        return self._run(lambda r: r.release(execution_id, owner, requeue=requeue))
+
+    def find(self, execution_id: UUID) -> Lease | None:
+        return self._run(lambda r: r.find(execution_id))
+
+    def list(self, *, owner: str | None = None) -> builtins.list[Lease]:
+        return self._run(lambda r: r.list(owner=owner))
+
+
 __all__ = [
     "SyncAgentInstanceRepository",
+    "SyncLeaseRepository",
     "SyncAgentTypeRepository",
     "SyncExecutionRepository",
     "SyncMessageRepository",

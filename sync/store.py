@@ -30,6 +30,7 @@ from .repositories import (
     SyncAgentInstanceRepository,
     SyncAgentTypeRepository,
     SyncExecutionRepository,
+    SyncLeaseRepository,
     SyncMessageRepository,
     SyncResultRepository,
     SyncTopologyRepository,
@@ -74,6 +75,7 @@ class SyncStore:
         self._executions = SyncExecutionRepository(self)
         self._messages = SyncMessageRepository(self)
         self._results = SyncResultRepository(self)
+        self._leases = SyncLeaseRepository(self)
 
     @property
     def async_store(self) -> Store:
@@ -113,6 +115,10 @@ class SyncStore:
     @property
     def results(self) -> SyncResultRepository:
         return self._results
+
+    @property
+    def leases(self) -> SyncLeaseRepository:
+        return self._leases
 
     @property
     def capabilities(self) -> Capabilities:

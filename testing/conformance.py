@@ -50,12 +50,13 @@ from .conformance_appends import AppendConformance
 from .conformance_parts import TopologyPartsConformance
 from .hostile import HostileConformance
 from .inspect import dump_store
+from .lease_conformance import LeaseConformance
 from .runner import StoreSession, with_store_session
 from .stateful import run_state_machine
 from .strategies import json_objects
 
 
-class StoreConformance(HostileConformance, TopologyPartsConformance, AppendConformance):
+class StoreConformance(HostileConformance, TopologyPartsConformance, AppendConformance, LeaseConformance):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]

@@ -700,11 +700,13 @@ def demo(
 
 from . import capabilities as _capabilities  # noqa: E402 - registers its commands on `app`
 from . import serve as _serve  # noqa: E402 - registers `serve` on `app`
+from . import worker as _worker  # noqa: E402 - registers submit, worker, workers, executions cancel
 
 _capabilities.register(app)
 admin.register(topology_app)
 purge.register(executions_app)
 _serve.register(app)
+_worker.register(app, executions_app)
 
 
 def entry() -> None:

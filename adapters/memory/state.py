@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from qmcp_agents.domain import AgentInstance, AgentType, Execution, Message, Result, Topology
+from qmcp_agents.domain.leases import Lease
 
 
 @dataclass
@@ -20,6 +21,7 @@ class State:
     messages: dict[UUID, Message] = field(default_factory=dict)
     message_log: dict[UUID, list[UUID]] = field(default_factory=dict)  # execution -> ids by sequence
     results: dict[UUID, Result] = field(default_factory=dict)
+    leases: dict[UUID, Lease] = field(default_factory=dict)
     next_ids: dict[str, int] = field(
         default_factory=lambda: {"agent_type": 1, "topology": 1, "membership": 1}
     )
@@ -33,6 +35,7 @@ class State:
             messages=dict(self.messages),
             message_log={k: list(v) for k, v in self.message_log.items()},
             results=dict(self.results),
+            leases=dict(self.leases),
             next_ids=dict(self.next_ids),
         )
 

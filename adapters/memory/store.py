@@ -14,6 +14,7 @@ import builtins
 import contextvars
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from functools import cache
@@ -48,6 +49,7 @@ from qmcp_agents.domain.arguments import (
     optional_uuid,
     uuid_id,
 )
+from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     describe,
@@ -60,6 +62,7 @@ from qmcp_agents.domain.integrity import (
     refuse_taken_message_ids,
     with_own_membership_ids,
 )
+from qmcp_agents.domain.leases import Lease, LeaseLost, lease_span
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.ports import Capabilities
 from qmcp_agents.domain.queries import (
@@ -529,6 +532,7 @@ class MemoryExecutions(_UuidRepository[Execution]):
         state.instances = {k: i for k, i in state.instances.items() if i.execution_id not in gone}
         for execution_id in gone:
             del state.executions[execution_id]
+            state.leases.pop(execution_id, None)
         return len(gone)
 
     async def delete(self, id: UUID) -> None:
@@ -774,6 +778,85 @@ class MemoryResults(_UuidRepository[Result]):
         )
 
 
+class MemoryLeases:
+    """The queue in the store's state: claims run under the store's lock, one at a time."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    @property
+    def _state(self) -> State:
+        return self._store._state
+
+    async def enqueue(self, execution_id: UUID) -> None:
+        async with self._store._exclusive():
+            if execution_id not in self._state.executions:
+                raise NotFound(f"execution {execution_id} not found")
+            current = self._state.leases.get(execution_id)
+            self._state.leases[execution_id] = (
+                Lease(execution_id, None, True, 0) if current is None else replace(current, ready=True)
+            )
+
+    async def claim(self, owner: str, *, limit: int, lease_seconds: float) -> builtins.list[Lease]:
+        span = lease_span(lease_seconds)
+        async with self._store._exclusive():
+            now = utc_now()
+            state = self._state
+            taken: builtins.list[Lease] = []
+            for execution_id in sorted(state.leases):
+                if len(taken) >= limit:
+                    break
+                lease = state.leases[execution_id]
+                final = state.executions[execution_id].status in FINAL_STATUSES
+                if final and lease.owner is not None and lease.claimable(now):
+                    del state.leases[execution_id]  # a dead worker's entry on an ended execution
+                elif lease.claimable(now) and not final:
+                    lease = Lease(execution_id, owner, False, lease.attempts + 1, now, now, now + span)
+                    state.leases[execution_id] = lease
+                    taken.append(lease)
+            return taken
+
+    async def heartbeat(
+        self, owner: str, execution_ids: Sequence[UUID], *, lease_seconds: float
+    ) -> set[UUID]:
+        span = lease_span(lease_seconds)
+        async with self._store._exclusive():
+            now = utc_now()
+            held: set[UUID] = set()
+            for execution_id in execution_ids:
+                lease = self._state.leases.get(execution_id)
+                if lease is None or lease.owner != owner:
+                    continue
+                self._state.leases[execution_id] = replace(lease, heartbeat_at=now, expires_at=now + span)
+                if self._state.executions[execution_id].status not in FINAL_STATUSES:
+                    held.add(execution_id)
+            return held
+
+    async def hold(self, execution_id: UUID, owner: str) -> None:
+        async with self._store._exclusive():
+            lease = self._state.leases.get(execution_id)
+            if lease is None or lease.owner != owner:
+                raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
+
+    async def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
+        async with self._store._exclusive():
+            lease = self._state.leases.get(execution_id)
+            if lease is None or lease.owner != owner:
+                return False
+            if requeue:
+                self._state.leases[execution_id] = Lease(execution_id, None, True, lease.attempts)
+            else:
+                del self._state.leases[execution_id]
+            return True
+
+    async def find(self, execution_id: UUID) -> Lease | None:
+        return self._state.leases.get(execution_id)
+
+    async def list(self, *, owner: str | None = None) -> builtins.list[Lease]:
+        leases = self._state.leases
+        return [leases[k] for k in sorted(leases) if owner is None or leases[k].owner == owner]
+
+
 class MemoryStore:
     """The in-memory :class:`~qmcp_agents.domain.ports.Store`."""
 
@@ -789,6 +872,7 @@ class MemoryStore:
         self.executions = MemoryExecutions(self)
         self.messages = MemoryMessages(self)
         self.results = MemoryResults(self)
+        self.leases = MemoryLeases(self)
 
     @property
     def capabilities(self) -> Capabilities:

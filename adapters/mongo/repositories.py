@@ -571,6 +571,8 @@ class MongoExecutions(_UuidRepository[Execution]):
         tree = await self._tree(roots)
         await self._sweep(tree)
         session = self._store.session()
+        leases = self._store.collection("leases")  # keyed by the execution's id
+        await self._store.call(leases.delete_many({"_id": {"$in": tree}}, session=session))
         done = await self._store.call(self._c.delete_many({"_id": {"$in": tree}}, session=session))
         # A concurrent append or add that found an execution before it was deleted may have
         # written after the first sweep; sweeping again after the executions are gone catches

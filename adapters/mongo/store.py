@@ -35,6 +35,7 @@ from qmcp_agents.domain.ports import Capabilities
 
 from . import driver
 from .errors import translate
+from .leases import MongoLeases
 from .messages import MongoMessages
 from .repositories import (
     MongoAgentInstances,
@@ -56,6 +57,7 @@ COLLECTIONS = (
     "message_parts",
     "results",
     "counters",
+    "leases",
 )
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -105,6 +107,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("agent_instance_id", ASCENDING), ("_id", ASCENDING)]),
     ],
     "counters": [],
+    # A claim looks for ready entries and expired leases, oldest execution first.
+    "leases": [
+        IndexModel([("ready", ASCENDING), ("owner", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("expires_at", ASCENDING), ("_id", ASCENDING)]),
+        IndexModel([("owner", ASCENDING), ("_id", ASCENDING)]),
+    ],
 }
 
 
@@ -134,6 +142,7 @@ class MongoStore:
         self.executions = MongoExecutions(self)
         self.messages = MongoMessages(self)
         self.results = MongoResults(self)
+        self.leases = MongoLeases(self)
 
     @classmethod
     def from_url(

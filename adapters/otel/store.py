@@ -14,7 +14,15 @@ from qmcp_agents.domain.ports import Capabilities, Store
 
 from .tracer import SCOPE
 
-REPOSITORIES = ("agent_types", "topologies", "agent_instances", "executions", "messages", "results")
+REPOSITORIES = (
+    "agent_types",
+    "topologies",
+    "agent_instances",
+    "executions",
+    "messages",
+    "results",
+    "leases",
+)
 
 
 class _TracedRepository:
@@ -61,6 +69,7 @@ class TracedStore:
     executions = property(lambda self: self._executions)
     messages = property(lambda self: self._messages)
     results = property(lambda self: self._results)
+    leases = property(lambda self: self._leases)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -9,6 +9,7 @@ messages of an execution" from the index's end.
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -167,4 +168,22 @@ results = Table(
     Index(None, "agent_instance_id", "id"),
 )
 
-ALL_TABLES = (agent_types, topologies, memberships, executions, agent_instances, messages, results)
+leases = Table(
+    "qmcp_leases",
+    metadata,
+    # The work queue of executions submitted for workers, with each one's lease (issue 16).
+    Column("execution_id", Uuid, ForeignKey(executions.c.id, ondelete="CASCADE"), primary_key=True),
+    Column("owner", String(255), nullable=True),
+    Column("ready", Boolean, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("claimed_at", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("schema_version", SmallInteger, nullable=False),
+    # A claim scans the ready entries and the expired ones, each in execution order.
+    Index(None, "ready", "execution_id"),
+    Index(None, "expires_at"),
+    Index(None, "owner"),
+)
+
+ALL_TABLES = (agent_types, topologies, memberships, executions, agent_instances, messages, results, leases)

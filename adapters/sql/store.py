@@ -34,6 +34,7 @@ from qmcp_agents.domain.ports import Capabilities
 
 from . import jsonb, migrate
 from .errors import connection_lost, translate
+from .leases import SqlLeases
 from .repositories import (
     SqlAgentInstances,
     SqlAgentTypes,
@@ -95,6 +96,7 @@ class SqlStore:
         self.executions = SqlExecutions(self)
         self.messages = SqlMessages(self)
         self.results = SqlResults(self)
+        self.leases = SqlLeases(self)
 
     # --- engine ---------------------------------------------------------------------------
 

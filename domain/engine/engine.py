@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -21,8 +22,15 @@ from qmcp_agents.domain.agent import AgentInstance, AgentType
 from qmcp_agents.domain.aggregation import Synthesizer
 from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.enums import TopologyType
-from qmcp_agents.domain.errors import CapabilityError, InvalidTransition, NoAgent
+from qmcp_agents.domain.errors import (
+    CapabilityError,
+    ConcurrencyError,
+    InvalidTransition,
+    NoAgent,
+    StoreUnavailable,
+)
 from qmcp_agents.domain.execution import Execution, ExecutionRead
+from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
@@ -30,6 +38,8 @@ from qmcp_agents.domain.topology import Topology
 from .agents import Agent
 from .budget import LIMITS_KEY, RUNNING_KEY, Budget, Limits, empty_usage, usage_of
 from .capable import CapabilitySet, hook_context
+from .durable import DurableRuns
+from .retry import retried
 from .run import HumanInputNeeded, Member, Run, TopologyFailed
 from .topologies import CHILD_ANSWER, execute
 from .tracing import NO_TRACER, Tracer
@@ -37,9 +47,10 @@ from .tracing import NO_TRACER, Tracer
 AWAITING = "awaiting_human"
 
 AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
+Fence = Callable[[bool], Awaitable[None]]
 
 
-class Engine:
+class Engine(DurableRuns):
     """Runs topologies. ``timeout_scale`` multiplies every agent's ``timeout_seconds``
     (simulations and tests use a small one); ``weights`` gives members (by slot) their say
     in weighted votes; ``synthesizer`` (a function of the answers, plain or async) is used
@@ -182,6 +193,12 @@ class Engine:
 
     async def resume(self, execution_id: UUID, human_input: Any) -> ExecutionRead:
         """Give a paused execution the answer a person wrote, and drive it on."""
+        execution = await self.store.executions.update(await self._answered(execution_id, human_input))
+        topology = await self.store.topologies.get(execution.topology_id)
+        return await self._drive(topology, execution)
+
+    async def _answered(self, execution_id: UUID, human_input: Any) -> Execution:
+        """The paused execution with the person's answer in, moved to running (not stored)."""
         execution = await self.store.executions.get(execution_id)
         waiting = execution.metadata.get(AWAITING)
         if waiting is None:
@@ -195,9 +212,7 @@ class Engine:
             metadata["human_answers"] = {**metadata.get("human_answers", {}), waiting["call"]: human_input}
         execution.metadata = metadata
         execution.resume()
-        execution = await self.store.executions.update(execution)
-        topology = await self.store.topologies.get(execution.topology_id)
-        return await self._drive(topology, execution)
+        return execution
 
     async def resume_from_checkpoint(self, execution_id: UUID) -> ExecutionRead:
         """Run a failed pipeline again from its last checkpoint, as a new execution."""
@@ -223,19 +238,38 @@ class Engine:
         )
 
     async def checkpoint(self, run: Run, point: dict[str, Any]) -> None:
-        execution = await self.store.executions.get(run.execution.id)
-        execution.metadata = {**execution.metadata, "checkpoint": point}
-        run.execution = await self.store.executions.update(execution)
+        async def write() -> None:
+            async with self._fenced(run.fence):
+                execution = await self.store.executions.get(run.execution.id)
+                execution.metadata = {**execution.metadata, "checkpoint": point}
+                run.execution = await self.store.executions.update(execution)
+
+        await (retried(write) if run.fence is not None else write())
+
+    @contextlib.asynccontextmanager
+    async def _fenced(self, fence: Fence | None, last: bool = False) -> AsyncIterator[None]:
+        """The writes inside, in one transaction with the worker's fence (when there is one);
+        ``last``: the writes end the drive, and the worker's queue entry goes with them."""
+        if fence is None:
+            yield
+            return
+        async with self.store.transaction():
+            yield
+            await fence(last)
 
     def notify(self, event: dict[str, Any]) -> None:
         if self.observer is not None:
             self.observer(event)
 
-    async def _drive(self, topology: Topology, execution: Execution) -> ExecutionRead:
+    async def _drive(
+        self, topology: Topology, execution: Execution, fence: Fence | None = None
+    ) -> ExecutionRead:
         with self.tracer.execution(execution, topology):
-            return await self._drive_traced(topology, execution)
+            return await self._drive_traced(topology, execution, fence)
 
-    async def _drive_traced(self, topology: Topology, execution: Execution) -> ExecutionRead:
+    async def _drive_traced(
+        self, topology: Topology, execution: Execution, fence: Fence | None
+    ) -> ExecutionRead:
         members: list[Member] = []
         budget = Budget(
             limits=Limits.from_metadata(execution.metadata),
@@ -246,7 +280,7 @@ class Engine:
             earlier_seconds=float(execution.metadata.get(RUNNING_KEY, 0.0)),
         )
         try:
-            return await self._drive_members(topology, execution, members, budget)
+            return await self._drive_members(topology, execution, members, budget, fence)
         finally:
             for member in members:
                 if member.capabilities:
@@ -255,8 +289,14 @@ class Engine:
                         await member.capabilities.fire("on_destroy")
 
     async def _drive_members(
-        self, topology: Topology, execution: Execution, members: list[Member], budget: Budget
+        self,
+        topology: Topology,
+        execution: Execution,
+        members: list[Member],
+        budget: Budget,
+        fence: Fence | None,
     ) -> ExecutionRead:
+        finish = functools.partial(self._finish, fence=fence)
         try:
             members.extend(await self._members(topology, execution))
             for member in members:
@@ -272,6 +312,7 @@ class Engine:
                 self.weights,
                 self,
                 budget,
+                fence,
             )
             output = await _within_time(budget, lambda: execute(run, topology.get_typed_config()))
             for member in members:
@@ -284,12 +325,19 @@ class Engine:
                 current.metadata = {**current.metadata, AWAITING: awaiting}
                 current.pause()
 
-            return await self._finish(execution.id, budget, pause)
+            return await finish(execution.id, budget, pause)
         except TopologyFailed as failure:
-            return await self._finish(execution.id, budget, _failed(str(failure), failure.details))
+            return await finish(execution.id, budget, _failed(str(failure), failure.details))
         except CapabilityHookFailed as failure:
             details = {"capability": failure.capability, "hook": failure.hook}
-            return await self._finish(execution.id, budget, _failed(str(failure), details))
+            return await finish(execution.id, budget, _failed(str(failure), details))
+        except LeaseLost:  # another worker has the execution now: nothing more to write
+            raise
+        except (StoreUnavailable, ConcurrencyError) as error:
+            if fence is not None:  # an outage or a lost race does not fail a worker's run: it runs again
+                raise
+            failed = _failed(f"{type(error).__name__}: {error}", {"exception": type(error).__name__})
+            return await finish(execution.id, budget, failed)
         except asyncio.CancelledError:
             if execution.parent_id is not None:
                 # A child stopped by its parent (the parent's time limit, a sibling's
@@ -299,17 +347,32 @@ class Engine:
             raise
         except Exception as error:  # a bug in an agent adapter must still end the run cleanly
             failed = _failed(f"{type(error).__name__}: {error}", {"exception": type(error).__name__})
-            return await self._finish(execution.id, budget, failed)
-        return await self._finish(execution.id, budget, lambda current: current.mark_complete(output))
+            return await finish(execution.id, budget, failed)
+        return await finish(execution.id, budget, lambda current: current.mark_complete(output))
 
     async def _finish(
-        self, execution_id: UUID, budget: Budget, move: Callable[[Execution], None]
+        self,
+        execution_id: UUID,
+        budget: Budget,
+        move: Callable[[Execution], None],
+        fence: Fence | None = None,
     ) -> ExecutionRead:
         """Write the drive's totals and make the status move, in one update."""
-        current = await self.store.executions.get(execution_id)
-        current.metadata = budget.record({k: v for k, v in current.metadata.items() if k != CHILD_ANSWER})
-        move(current)
-        return ExecutionRead.from_entity(await self.store.executions.update(current))
+
+        async def write() -> ExecutionRead:
+            if fence is not None:
+                done = await self.store.executions.get(execution_id)
+                if done.is_final and await self.store.leases.find(execution_id) is None:
+                    return ExecutionRead.from_entity(done)  # an earlier attempt went through
+            async with self._fenced(fence, last=True):
+                current = await self.store.executions.get(execution_id)
+                current.metadata = budget.record(
+                    {k: v for k, v in current.metadata.items() if k != CHILD_ANSWER}
+                )
+                move(current)
+                return ExecutionRead.from_entity(await self.store.executions.update(current))
+
+        return await retried(write) if fence is not None else await write()
 
 
 def _failed(error: str, details: dict[str, Any]) -> Callable[[Execution], None]:

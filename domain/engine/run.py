@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -12,7 +12,6 @@ from qmcp_agents.domain.aggregation import Synthesizer
 from qmcp_agents.domain.capabilities import CapabilityHookFailed
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import MessageType
-from qmcp_agents.domain.errors import ConcurrencyError
 from qmcp_agents.domain.execution import Execution
 from qmcp_agents.domain.message import MessageCreate, Result
 from qmcp_agents.domain.ports import Store
@@ -23,6 +22,7 @@ from .agents import Agent, AgentContext, AgentRefused, AgentReply
 from .budget import TOKEN_BUDGET, Budget, LimitExceeded, tokens_of
 from .capable import CapabilitySet
 from .failures import AgentFailed, ChildPaused, HumanInputNeeded, TopologyFailed
+from .retry import retried
 from .tracing import NO_TRACER, Tracer
 
 T = TypeVar("T")
@@ -71,6 +71,10 @@ class Run:
     weights: Mapping[str, float] = field(default_factory=dict)
     engine: Any = None
     budget: Budget = field(default_factory=Budget)
+    fence: Callable[[bool], Awaitable[None]] | None = None
+    """Run inside the transaction of every write, by a worker: it raises ``LeaseLost`` once
+    the worker's lease was taken over, so a worker that lost an execution cannot commit
+    anything more for it (see :mod:`.worker`)."""
 
     @property
     def tracer(self) -> Tracer:
@@ -234,6 +238,26 @@ class Run:
     ) -> None:
         """Record a message in the execution's transcript (and tell the capabilities of the
         agents it concerns: the sender, the recipient, everyone for a broadcast)."""
+        if self.fence is None:
+            await self._say(sender, message_type, content, round_number, recipient)
+            return
+        fence = self.fence
+
+        async def fenced() -> None:
+            async with self.store.transaction():
+                await self._say(sender, message_type, content, round_number, recipient)
+                await fence(False)
+
+        await retried(fenced)
+
+    async def _say(
+        self,
+        sender: Member,
+        message_type: MessageType,
+        content: dict[str, Any],
+        round_number: int,
+        recipient: Member | None,
+    ) -> None:
         stored = await self.store.messages.append(
             self.execution.id,
             [
@@ -255,36 +279,41 @@ class Run:
         self, member: Member, call: str, answer: AgentReply, started: Any, round_number: int
     ) -> None:
         """The answer's message, result and replay entry, together (one transaction where the
-        store has them, retried if it loses a race)."""
-        for attempt in range(5):
-            try:
-                async with self.store.transaction():
-                    await self.say(
-                        member,
-                        MessageType.RESPONSE,
-                        {"call": call, "output": answer.output, "confidence": answer.confidence},
-                        round_number,
+        store has them, run again if it loses a race)."""
+
+        async def write() -> None:
+            async with self.store.transaction():
+                instance = await self.store.agent_instances.get(member.instance.id)
+                if call in instance.state.get(CALLS, {}):
+                    # An attempt whose commit was reported failed but went through (an
+                    # ambiguous commit): recorded already, so not recorded twice.
+                    member.instance = instance
+                    return
+                await self._say(
+                    member,
+                    MessageType.RESPONSE,
+                    {"call": call, "output": answer.output, "confidence": answer.confidence},
+                    round_number,
+                    None,
+                )
+                await self.store.results.add(
+                    Result(
+                        execution_id=self.execution.id,
+                        agent_instance_id=member.instance.id,
+                        output=answer.output,
+                        confidence=answer.confidence,
+                        reasoning=answer.reasoning,
+                        token_usage=answer.token_usage,
+                        started_at=started,
+                        completed_at=max(utc_now(), started),
                     )
-                    await self.store.results.add(
-                        Result(
-                            execution_id=self.execution.id,
-                            agent_instance_id=member.instance.id,
-                            output=answer.output,
-                            confidence=answer.confidence,
-                            reasoning=answer.reasoning,
-                            token_usage=answer.token_usage,
-                            started_at=started,
-                            completed_at=max(utc_now(), started),
-                        )
-                    )
-                    instance = await self.store.agent_instances.get(member.instance.id)
-                    instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
-                    member.instance = await self.store.agent_instances.update(instance)
-                return
-            except ConcurrencyError:
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
+                )
+                instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
+                member.instance = await self.store.agent_instances.update(instance)
+                if self.fence is not None:  # last: the lease row is locked for the shortest time
+                    await self.fence(False)
+
+        await retried(write)
 
 
 def _tool_calls_over(allowed: int, answer: AgentReply) -> str | None:

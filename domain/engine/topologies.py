@@ -403,6 +403,8 @@ async def compound(run: Run, config: CompoundConfig) -> dict[str, Any]:
             )
         elif found.status is ExecutionStatus.PAUSED and answer.get("execution_id") == str(found.id):
             read = await engine.resume(found.id, answer.get("answer"))
+        elif found.status is ExecutionStatus.RUNNING:  # its driver died: a takeover drives it on
+            read = await engine.drive(found.id)
         else:  # run before this execution paused: its outcome stands
             read = ExecutionRead.from_entity(found)
         run.budget.add(usage_of(read.metadata))

@@ -61,7 +61,7 @@ def _differences(connection: Connection) -> list[object]:
 async def test_migrated_database_matches_the_metadata(store: SqlStore) -> None:
     async with store.engine.connect() as conn:
         assert await conn.run_sync(_differences) == []
-        assert await conn.run_sync(current_revision) == "0001"
+        assert await conn.run_sync(current_revision) == "0002"
 
 
 async def test_drop_schema_removes_only_this_librarys_tables(store: SqlStore) -> None:

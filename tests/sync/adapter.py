@@ -24,6 +24,7 @@ from qmcp_agents.domain.ports import (
     AgentTypeRepository,
     Capabilities,
     ExecutionRepository,
+    LeaseRepository,
     MessageRepository,
     ResultRepository,
     Store,
@@ -73,6 +74,7 @@ class AsyncOverSync:
         self.executions = cast(ExecutionRepository, _Verbs("executions", sync.executions))
         self.messages = cast(MessageRepository, _Verbs("messages", sync.messages))
         self.results = cast(ResultRepository, _Verbs("results", sync.results))
+        self.leases = cast(LeaseRepository, _Verbs("leases", sync.leases))
 
     @property
     def capabilities(self) -> Capabilities:

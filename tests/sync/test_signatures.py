@@ -24,6 +24,7 @@ PAIRS = [
     (ports.ExecutionRepository, sync_repositories.SyncExecutionRepository),
     (ports.MessageRepository, sync_repositories.SyncMessageRepository),
     (ports.ResultRepository, sync_repositories.SyncResultRepository),
+    (ports.LeaseRepository, sync_repositories.SyncLeaseRepository),
 ]
 
 
@@ -89,7 +90,15 @@ def test_the_comparison_notices_a_forgotten_or_changed_verb() -> None:
 
 
 def test_the_store_has_every_repository_and_store_verb() -> None:
-    for name in ("agent_types", "topologies", "agent_instances", "executions", "messages", "results"):
+    for name in (
+        "agent_types",
+        "topologies",
+        "agent_instances",
+        "executions",
+        "messages",
+        "results",
+        "leases",
+    ):
         async_type = signature(getattr(Store, name).fget).return_annotation
         sync_type = signature(getattr(SyncStore, name).fget).return_annotation
         assert (async_type, sync_type) in PAIRS
@@ -127,6 +136,6 @@ def test_the_sync_engine_takes_the_engines_options_and_entry_points() -> None:
         ]
     )
     assert signature(SyncEngine.__init__) == expected
-    for entry in ("run", "resume", "resume_from_checkpoint"):
+    for entry in ("run", "resume", "resume_from_checkpoint", "submit", "drive", "cancel", "answer"):
         assert signature(getattr(SyncEngine, entry)) == signature(getattr(Engine, entry)), entry
         assert not inspect.iscoroutinefunction(getattr(SyncEngine, entry))

@@ -303,9 +303,11 @@ def test_the_use_cases_as_plain_functions(store: SyncStore) -> None:
     assert created.id is not None
     instance = store.agent_instances.add(AgentInstance(agent_type_id=created.id, execution_id=execution.id))
     sent = services.append_messages(store, execution.id, [message(instance.id), message(instance.id)])
-    assert [m.sequence_number for m in services.list_messages(store, execution.id, limit=1)] == [
-        m.sequence_number for m in sent
-    ] == [1, 2]
+    assert (
+        [m.sequence_number for m in services.list_messages(store, execution.id, limit=1)]
+        == [m.sequence_number for m in sent]
+        == [1, 2]
+    )
     done = services.finish_execution(store, execution.id, {"answer": 1})
     assert done.status is ExecutionStatus.COMPLETED
     assert services.get_execution(store, execution.id) == done

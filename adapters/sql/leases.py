@@ -1,0 +1,177 @@
+"""The work queue and leases on SQL (issue 16).
+
+A claim is one ``UPDATE ... WHERE execution_id IN (SELECT ... LIMIT n) RETURNING``: on
+PostgreSQL the inner select locks the rows it picks ``FOR UPDATE SKIP LOCKED``, so
+concurrent claimers (in any process or machine) skip each other's picks instead of queueing
+on them, and a row whose lease another claimer renewed meanwhile is re-checked and dropped.
+On SQLite the statement runs in a ``BEGIN IMMEDIATE`` transaction: one writer at a time
+on the file, so a claim is atomic by construction (one machine, several processes).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+
+from qmcp_agents.domain.clock import utc_now
+from qmcp_agents.domain.enums import FINAL_STATUSES
+from qmcp_agents.domain.errors import NotFound
+from qmcp_agents.domain.leases import Lease, LeaseLost, lease_span
+
+from . import schema
+
+if TYPE_CHECKING:
+    from .store import SqlStore
+
+SCHEMA_VERSION = 1
+_FINAL = sorted(s.value for s in FINAL_STATUSES)
+
+
+def _lease(row: Any) -> Lease:
+    return Lease(
+        execution_id=row.execution_id,
+        owner=row.owner,
+        ready=bool(row.ready),
+        attempts=row.attempts,
+        claimed_at=row.claimed_at,
+        heartbeat_at=row.heartbeat_at,
+        expires_at=row.expires_at,
+    )
+
+
+class SqlLeases:
+    table = schema.leases
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    async def enqueue(self, execution_id: UUID) -> None:
+        t = self.table
+        async with self._store.connection() as conn:
+            found = await conn.execute(
+                select(schema.executions.c.id).where(schema.executions.c.id == execution_id)
+            )
+            if found.first() is None:
+                raise NotFound(f"execution {execution_id} not found")
+            made_ready = await conn.execute(
+                update(t).where(t.c.execution_id == execution_id).values(ready=True)
+            )
+            if made_ready.rowcount == 0:
+                await conn.execute(
+                    insert(t).values(
+                        execution_id=execution_id,
+                        owner=None,
+                        ready=True,
+                        attempts=0,
+                        schema_version=SCHEMA_VERSION,
+                    )
+                )
+
+    async def claim(self, owner: str, *, limit: int, lease_seconds: float) -> builtins.list[Lease]:
+        span = lease_span(lease_seconds)
+        if limit <= 0:
+            return []
+        t, e = self.table, schema.executions
+        now = utc_now()
+        picked = (
+            select(t.c.execution_id)
+            .join(e, e.c.id == t.c.execution_id)
+            .where(
+                or_(and_(t.c.owner.is_(None), t.c.ready), t.c.expires_at <= now),
+                e.c.status.not_in(_FINAL),
+            )
+            .order_by(t.c.execution_id)
+            .limit(limit)
+        )
+        if self._store.dialect == "postgresql":
+            picked = picked.with_for_update(skip_locked=True, of=t)
+        statement = (
+            update(t)
+            .where(t.c.execution_id.in_(picked.scalar_subquery()))
+            .values(
+                owner=owner,
+                ready=False,
+                attempts=t.c.attempts + 1,
+                claimed_at=now,
+                heartbeat_at=now,
+                expires_at=now + span,
+            )
+            .returning(*t.c)
+        )
+        # Entries a dead worker left on executions that ended anyway (cancelled meanwhile).
+        stale = delete(t).where(
+            t.c.expires_at <= now,
+            t.c.execution_id.in_(select(e.c.id).where(e.c.id == t.c.execution_id, e.c.status.in_(_FINAL))),
+        )
+        async with self._store.connection() as conn:
+            rows = (await conn.execute(statement)).all()
+            if len(rows) < limit:
+                await conn.execute(stale)
+        return sorted((_lease(r) for r in rows), key=lambda lease: lease.execution_id)
+
+    async def heartbeat(
+        self, owner: str, execution_ids: Sequence[UUID], *, lease_seconds: float
+    ) -> set[UUID]:
+        span = lease_span(lease_seconds)
+        if not execution_ids:
+            return set()
+        t, e = self.table, schema.executions
+        now = utc_now()
+        ids = sorted(set(execution_ids))  # one lock order for every writer of these rows
+        async with self._store.connection() as conn:
+            renewed = await conn.execute(
+                update(t)
+                .where(t.c.execution_id.in_(ids), t.c.owner == owner)
+                .values(heartbeat_at=now, expires_at=now + span)
+                .returning(t.c.execution_id)
+            )
+            mine = [r.execution_id for r in renewed]
+            if not mine:
+                return set()
+            live = await conn.execute(select(e.c.id).where(e.c.id.in_(mine), e.c.status.not_in(_FINAL)))
+            return {r.id for r in live}
+
+    async def hold(self, execution_id: UUID, owner: str) -> None:
+        t = self.table
+        async with self._store.connection() as conn:
+            # A no-op write: it takes the row's lock (PostgreSQL) until the transaction ends.
+            held = await conn.execute(
+                update(t).where(t.c.execution_id == execution_id, t.c.owner == owner).values(owner=owner)
+            )
+            if held.rowcount == 0:
+                raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
+
+    async def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
+        t = self.table
+        whose = t.c.owner.is_(None) if owner is None else t.c.owner == owner
+        where = and_(t.c.execution_id == execution_id, whose)
+        statement: Any = (
+            update(t)
+            .where(where)
+            .values(owner=None, ready=True, claimed_at=None, heartbeat_at=None, expires_at=None)
+            if requeue
+            else delete(t).where(where)
+        )
+        async with self._store.connection() as conn:
+            return bool((await conn.execute(statement)).rowcount)
+
+    async def find(self, execution_id: UUID) -> Lease | None:
+        t = self.table
+        async with self._store.connection(read=True) as conn:
+            row = (await conn.execute(select(t).where(t.c.execution_id == execution_id))).first()
+        return None if row is None else _lease(row)
+
+    async def list(self, *, owner: str | None = None) -> builtins.list[Lease]:
+        t = self.table
+        query = select(t).order_by(t.c.execution_id)
+        if owner is not None:
+            query = query.where(t.c.owner == owner)
+        async with self._store.connection(read=True) as conn:
+            return [_lease(r) for r in (await conn.execute(query)).all()]
+
+
+__all__ = ["SqlLeases"]

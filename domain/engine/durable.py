@@ -1,0 +1,201 @@
+"""Runs that outlive a process: submitted to the store, driven by whichever worker claims
+them, cancelled or answered from anywhere (issue 16; the worker loop is :mod:`.worker`).
+
+A worker drives an execution with a *fence*: every write of the run goes in a transaction
+that also checks, through ``store.leases.hold``, that the worker still holds the lease. A
+worker that stalled past its lease (and was taken over) therefore commits nothing more,
+and the one that took over replays the answered calls from what was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from qmcp_agents.domain.clock import utc_now
+from qmcp_agents.domain.enums import ExecutionStatus, TopologyType
+from qmcp_agents.domain.errors import InvalidTransition
+from qmcp_agents.domain.execution import Execution, ExecutionRead
+from qmcp_agents.domain.leases import LeaseLost
+from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.topology import Topology
+
+from .budget import LIMITS_KEY, Limits
+from .retry import retried
+
+if TYPE_CHECKING:
+    from .engine import AgentLookup, Fence
+
+WORKERS_KEY = "workers"
+"""Metadata key listing who drove the execution: one ``{"owner", "since", "attempt"}`` per
+claim, so a takeover can be seen afterwards."""
+
+
+class DurableRuns:
+    """The engine's verbs for executions run by workers (mixed into ``Engine``)."""
+
+    store: Store
+    _agents: AgentLookup
+    limits: Limits
+
+    if TYPE_CHECKING:
+
+        async def _drive(
+            self, topology: Topology, execution: Execution, fence: Fence | None = None
+        ) -> ExecutionRead: ...
+
+        async def _answered(self, execution_id: UUID, human_input: Any) -> Execution: ...
+
+    async def submit(
+        self,
+        topology_name: str,
+        input_data: Any,
+        *,
+        correlation_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        token_budget: int | None = None,
+        time_limit_seconds: float | None = None,
+    ) -> UUID:
+        """Store a pending execution for workers to run, and return its id.
+
+        Refused before anything is stored (one-line ``ValueError`` or ``NotFound``): an
+        unknown topology, an input that is not a JSON object, or, when this engine's agents
+        are a mapping, a slot (of the topology or of a compound's sub-topologies) none of
+        them plays. The execution and its queue entry are written in one transaction."""
+        topology = await self.store.topologies.get_by_name(topology_name)
+        assert topology.id is not None
+        missing = await self.missing_agents(topology)
+        if missing:
+            raise ValueError(f"agents: no agent for {', '.join(missing)}")
+        limits = Limits(
+            self.limits.token_budget if token_budget is None else token_budget,
+            self.limits.time_limit_seconds if time_limit_seconds is None else time_limit_seconds,
+        )
+        try:
+            execution = Execution(
+                topology_id=topology.id,
+                input_data=input_data,
+                correlation_id=correlation_id,
+                metadata={
+                    **(metadata or {}),
+                    **({LIMITS_KEY: limits.to_json()} if limits != Limits() else {}),
+                },
+            )
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "input"
+            message = str(first["msg"]).removeprefix("Value error, ")
+            given = _short(first.get("input"))
+            shown = "" if given in message else f" (got {given})"
+            raise ValueError(f"{where}: {message}{shown}") from None
+        async with self.store.transaction():
+            stored = await self.store.executions.add(execution)
+            await self.store.leases.enqueue(stored.id)
+        return stored.id
+
+    async def missing_agents(self, topology: Topology) -> list[str]:
+        """Slots (``topology/slot``) this engine has no agent for; empty when its agents are
+        a function (which cannot be asked in advance)."""
+        if not isinstance(self._agents, Mapping):
+            return []
+        missing: list[str] = []
+        seen: set[str] = set()
+        pending = [topology]
+        while pending:
+            current = pending.pop()
+            if current.name in seen:
+                continue
+            seen.add(current.name)
+            if current.topology_type is TopologyType.COMPOUND:
+                for name in getattr(current.get_typed_config(), "sub_topologies", []):
+                    pending.append(await self.store.topologies.get_by_name(name))
+                continue
+            for membership in current.memberships:
+                agent_type = await self.store.agent_types.get(membership.agent_type_id)
+                if membership.slot_name not in self._agents and agent_type.name not in self._agents:
+                    missing.append(f"{current.name}/{membership.slot_name}")
+        return missing
+
+    async def drive(self, execution_id: UUID, *, owner: str | None = None) -> ExecutionRead:
+        """Drive a submitted execution (pending, or running and taken over) until it ends or
+        pauses. With ``owner`` (a worker's name) every write is fenced by its lease
+        (``LeaseLost`` once it was taken over) and the claim is noted in the metadata."""
+        fence = None if owner is None else _fence(self.store, execution_id, owner)
+
+        async def start() -> Execution:
+            execution = await self.store.executions.get(execution_id)
+            if execution.status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
+                raise InvalidTransition(
+                    f"execution {execution_id} is {execution.status.value}, not pending or running"
+                )
+            if execution.status is ExecutionStatus.PENDING:
+                execution.start()
+            if owner is not None:
+                lease = await self.store.leases.find(execution_id)
+                claim = {
+                    "owner": owner,
+                    "since": utc_now().isoformat(),
+                    "attempt": lease.attempts if lease is not None else 0,
+                }
+                execution.metadata = {
+                    **execution.metadata,
+                    WORKERS_KEY: [*execution.metadata.get(WORKERS_KEY, []), claim],
+                }
+            async with self.store.transaction():
+                execution = await self.store.executions.update(execution)
+                if fence is not None:
+                    await fence(False)
+            return execution
+
+        execution = await retried(start)
+        topology = await self.store.topologies.get(execution.topology_id)
+        return await self._drive(topology, execution, fence)
+
+    async def cancel(self, execution_id: UUID) -> ExecutionRead:
+        """Cancel an execution wherever it runs: the worker running it stops at its next step
+        (its writes are refused from now on, and its heartbeat tells it to stop)."""
+
+        async def cancel() -> ExecutionRead:
+            execution = await self.store.executions.get(execution_id)
+            if execution.is_final:
+                raise InvalidTransition(f"execution {execution_id} is already {execution.status.value}")
+            execution.cancel()
+            async with self.store.transaction():
+                cancelled = await self.store.executions.update(execution)
+                await self.store.leases.release(execution_id, None)  # an unclaimed entry goes
+            return ExecutionRead.from_entity(cancelled)
+
+        return await retried(cancel)
+
+    async def answer(self, execution_id: UUID, human_input: Any) -> None:
+        """Give a paused execution the answer a person wrote and hand it to the workers
+        (any of them drives it on); ``resume`` drives it in this process instead."""
+        execution = await self._answered(execution_id, human_input)
+        async with self.store.transaction():
+            await self.store.executions.update(execution)
+            await self.store.leases.enqueue(execution_id)
+
+
+def _fence(store: Store, execution_id: UUID, owner: str) -> Fence:
+    """Check (or, for the drive's last write, release) ``owner``'s lease in the caller's
+    transaction: the end of a run and the end of its lease commit together, so a crash can
+    never leave a finished execution's entry behind."""
+
+    async def fence(last: bool) -> None:
+        if not last:
+            await store.leases.hold(execution_id, owner)
+        elif not await store.leases.release(execution_id, owner):
+            raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
+
+    return fence
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+__all__ = ["WORKERS_KEY", "DurableRuns"]

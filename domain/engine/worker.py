@@ -1,0 +1,203 @@
+"""The worker loop: claim submitted executions, drive them, keep their leases, let go.
+
+    worker = Worker(Engine(store, agents), concurrency=25)
+    await worker.run()            # until worker.stop() (SIGTERM in the CLI)
+
+Each claimed execution runs as a task of its own. A heartbeat every ``lease_seconds / 4``
+extends the leases of the running ones; one whose lease it no longer holds (taken over
+after this worker stalled, or the execution was cancelled from elsewhere) is stopped at
+once. A crash leaves the leases to expire, and then another worker takes the executions
+over: the engine replays the calls already answered (see :mod:`.durable`).
+
+Stopping (``stop()``) ends the claims; the running executions get ``grace_seconds`` to
+finish, and the ones still running then are stopped and handed back to the queue for any
+other worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from qmcp_agents.domain.enums import ExecutionStatus
+from qmcp_agents.domain.errors import InvalidTransition
+from qmcp_agents.domain.leases import DEFAULT_LEASE_SECONDS, LeaseLost, lease_span
+
+from .engine import Engine
+
+log = logging.getLogger("qmcp_agents.worker")
+
+
+def worker_name() -> str:
+    """``host:pid:random``: unique per worker, readable in ``qmcp-agents workers``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    handed_back: int = 0
+
+    def count(self, outcome: str) -> None:
+        self.finished[outcome] = self.finished.get(outcome, 0) + 1
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        name: str | None = None,
+        concurrency: int = 10,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        poll_seconds: float = 0.5,
+        grace_seconds: float = 10.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        lease_span(lease_seconds)
+        self.engine = engine
+        self.store = engine.store
+        self.name = name or worker_name()
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = lease_seconds / 4
+        self.poll_seconds = poll_seconds
+        self.grace_seconds = grace_seconds
+        self.stats = WorkerStats()
+        self._running: dict[UUID, asyncio.Task[None]] = {}
+        self._dropped: set[UUID] = set()  # stopped because the lease is gone (or cancelled)
+        self._stopping = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop claiming; running executions get the grace period (see the module doc)."""
+        self._stopping.set()
+        self._changed.set()
+
+    @property
+    def running(self) -> set[UUID]:
+        return set(self._running)
+
+    async def run(self, *, until_idle: bool = False) -> WorkerStats:
+        """Work until ``stop()``; with ``until_idle``, also stop once nothing is running
+        and nothing could be claimed (tests, batch jobs)."""
+        heartbeat = asyncio.create_task(self._heartbeats())
+        try:
+            while not self._stopping.is_set():
+                self._changed.clear()
+                free = self.concurrency - len(self._running)
+                claimed = 0
+                if free > 0:
+                    claimed = await self._claim(free)
+                if until_idle and claimed == 0 and not self._running:
+                    break
+                if claimed == 0 or claimed == free:
+                    # Nothing to claim, or no slot left: wait for a run to end (or a poll).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), self.poll_seconds)
+        finally:
+            await self._wind_down()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        return self.stats
+
+    async def _claim(self, free: int) -> int:
+        try:
+            leases = await self.store.leases.claim(self.name, limit=free, lease_seconds=self.lease_seconds)
+        except Exception as error:  # a store that is briefly unreachable: try again later
+            log.warning("worker %s: claim failed: %s", self.name, error)
+            return 0
+        for lease in leases:
+            self.stats.claimed += 1
+            self._running[lease.execution_id] = asyncio.create_task(self._run_one(lease.execution_id))
+        return len(leases)
+
+    async def _run_one(self, execution_id: UUID) -> None:
+        try:
+            requeue = await self._drive(execution_id)
+            if requeue is not None:  # before the slot frees: the entry is claimable by then
+                await self._release(execution_id, requeue)
+        finally:
+            self._running.pop(execution_id, None)
+            self._dropped.discard(execution_id)
+            self._changed.set()
+
+    async def _drive(self, execution_id: UUID) -> bool | None:
+        """Drive one execution; then whether to hand its entry back (True), delete it
+        (False), or leave it alone (None: another worker holds it)."""
+        requeue = False
+        try:
+            read = await self.engine.drive(execution_id, owner=self.name)
+            self.stats.count(read.status.value)
+        except LeaseLost:
+            self.stats.lost += 1
+            return None
+        except asyncio.CancelledError:
+            if execution_id in self._dropped:
+                # Cancelled elsewhere (the entry goes), or taken over (the release does
+                # nothing); if the heartbeat was wrong, the entry goes back to the queue.
+                self.stats.lost += 1
+                requeue = not await self._ended(execution_id)
+            else:  # stopped by a shutdown: another worker carries on from what is stored
+                requeue = True
+                self.stats.handed_back += 1
+        except InvalidTransition as error:  # cancelled (or ended) elsewhere meanwhile
+            log.info("worker %s: execution %s: %s", self.name, execution_id, error)
+            self.stats.count(ExecutionStatus.CANCELLED.value)
+        except Exception as error:
+            log.exception("worker %s: execution %s failed unexpectedly", self.name, execution_id)
+            self.stats.count(f"error: {type(error).__name__}")
+            requeue = True
+        return requeue
+
+    async def _ended(self, execution_id: UUID) -> bool:
+        try:
+            return (await self.store.executions.get(execution_id)).is_final
+        except Exception:  # gone, or the store is unreachable: the lease is left to expire
+            return True
+
+    async def _release(self, execution_id: UUID, requeue: bool) -> None:
+        try:
+            await asyncio.shield(self.store.leases.release(execution_id, self.name, requeue=requeue))
+        except Exception as error:  # the lease then expires and another worker looks at it
+            log.warning("worker %s: release of %s failed: %s", self.name, execution_id, error)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            ids = list(self._running)
+            if not ids:
+                continue
+            try:
+                held = await self.store.leases.heartbeat(self.name, ids, lease_seconds=self.lease_seconds)
+            except Exception as error:
+                log.warning("worker %s: heartbeat failed: %s", self.name, error)
+                continue
+            for execution_id in ids:
+                task = self._running.get(execution_id)
+                if execution_id not in held and task is not None:
+                    self._dropped.add(execution_id)
+                    task.cancel()
+
+    async def _wind_down(self) -> None:
+        if not self._running:
+            return
+        tasks = list(self._running.values())
+        _, late = await asyncio.wait(tasks, timeout=self.grace_seconds)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+
+__all__ = ["Worker", "WorkerStats", "worker_name"]

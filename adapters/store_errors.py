@@ -7,24 +7,36 @@ nothing of the fix. The adapters translate it into a library error whose message
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from qmcp_agents.domain.errors import StoreUnavailable
 
 INIT_HINT = "run `qmcp-agents init` (or `await store.create_schema()`) to create it"
 
 
+SECRET_PARAMETERS = frozenset({"password", "pass", "passwd", "pwd", "secret", "token", "sslpassword"})
+"""Query parameters whose values are secrets (libpq's ``?password=``, tokens)."""
+
+
 def masked(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (safe to print and log)."""
+    """``url`` with its password replaced by ``***`` (safe to print and log), whether it is
+    written before the ``@`` or as a query parameter."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return "<unparsable url>"
-    if parts.password is None:
+    netloc, query = parts.netloc, parts.query
+    if password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(key.lower() in SECRET_PARAMETERS for key, _ in pairs):
+        query = urlencode(
+            [(key, "***" if key.lower() in SECRET_PARAMETERS else value) for key, value in pairs], safe="*"
+        )
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def naming(label: str, error: BaseException) -> BaseException:

@@ -130,7 +130,8 @@ class ExportFile:
                 if not header_seen:
                     if record.get("format") != FORMAT:
                         raise ExportRefused(f"{where}: not a {FORMAT} file")
-                    if record.get("version") != VERSION:
+                    version = record.get("version")
+                    if type(version) is not int or version != VERSION:  # true and 1.0 equal 1 in Python
                         raise ExportRefused(
                             f"{where}: export version {record.get('version')!r} is not {VERSION}, "
                             "the version this release reads"

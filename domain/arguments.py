@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
@@ -102,11 +102,16 @@ def _checked(method: Callable[..., Any], check: Callable[[Any], Any]) -> Callabl
     return run
 
 
+def _holds_int(annotation: Any) -> bool:
+    return annotation is int or any(_holds_int(arg) for arg in get_args(annotation))
+
+
 def check_entity_arguments(repository: type, model: type[BaseModel], field: str) -> None:
     """Make ``add``/``update`` and ``add_many``/``restore_many`` of ``repository`` refuse an
     argument that is not ``model`` (or a list or tuple of them) with a ``ValidationError``
     naming ``field``, before any I/O: one rule for every backend, applied to each adapter's
-    classes (ids, names and filters are checked by the other functions of this module)."""
+    classes (ids, names and filters are checked by the other functions of this module);
+    ``delete`` refuses an id of the wrong type the same way."""
 
     def one(value: Any) -> None:
         entity(value, model, field)
@@ -115,7 +120,18 @@ def check_entity_arguments(repository: type, model: type[BaseModel], field: str)
         for item in sequence(values, f"{field}s"):
             entity(item, model, f"{field}s[]")
 
-    for verb, check in (("add", one), ("update", one), ("add_many", many), ("restore_many", many)):
+    int_keyed = _holds_int(model.model_fields["id"].annotation)  # Optional[Annotated[int, ...]]
+
+    def key(value: Any) -> None:  # delete(None) is a wrong argument, not an unknown id
+        (int_id if int_keyed else uuid_id)(value, "id")
+
+    for verb, check in (
+        ("add", one),
+        ("update", one),
+        ("add_many", many),
+        ("restore_many", many),
+        ("delete", key),
+    ):
         method = getattr(repository, verb, None)
         if method is not None:
             setattr(repository, verb, _checked(method, check))

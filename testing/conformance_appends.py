@@ -292,6 +292,16 @@ class AppendConformance:
             for value in hostile:
                 with pytest.raises(ValidationError, match=field):
                     await call(value)
+        deletes: list[Callable[[Any], Awaitable[None]]] = [  # None is a wrong argument, not an unknown id
+            s.agent_types.delete,
+            s.topologies.delete,
+            s.agent_instances.delete,
+            s.executions.delete,
+            s.results.delete,
+        ]
+        for delete in deletes:
+            with pytest.raises(ValidationError, match="id must be"):
+                await delete(None)
         with pytest.raises(ValidationError, match="sender_id"):  # a string is not a UUID
             await store.messages.list(execution_id, sender_id="not-a-uuid")  # type: ignore[arg-type]
         with pytest.raises(ValidationError, match="id must be an int, got bool True"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import warnings
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -26,11 +27,11 @@ from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
-from pymongo.errors import OperationFailure
+from pymongo.errors import ConfigurationError, OperationFailure
 
 from qmcp_agents.adapters.concurrency import Frame, settle
 from qmcp_agents.adapters.store_errors import masked, naming
-from qmcp_agents.domain import ConcurrencyError, TransactionRolledBack
+from qmcp_agents.domain import ConcurrencyError, StoreUnavailable, TransactionRolledBack
 from qmcp_agents.domain.ports import Capabilities
 
 from . import driver
@@ -158,9 +159,17 @@ class MongoStore:
         name = database or urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
         if "serverselectiontimeoutms=" not in urlsplit(url).query.lower():  # the URL's own wins
             client_options["serverSelectionTimeoutMS"] = server_selection_timeout_ms
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            url, tz_aware=True, uuidRepresentation="standard", **client_options
-        )
+        with warnings.catch_warnings(record=True) as warned:  # PyMongo warns of options it drops
+            warnings.simplefilter("always")
+            try:
+                client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+                    url, tz_aware=True, uuidRepresentation="standard", **client_options
+                )
+            except ConfigurationError as error:  # InvalidURI too: a mistake in the URL itself
+                raise StoreUnavailable(_invalid_url(url, error)) from None
+        dropped = [w for w in warned if w.category is UserWarning]
+        if dropped:  # an option PyMongo ignores is a mistake the user would not see
+            raise StoreUnavailable(_invalid_url(url, dropped[0].message))
         store = cls(client[name], client=client, owns_client=True)
         store.display_url = masked(url)
         return store
@@ -336,3 +345,7 @@ class MongoStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _invalid_url(url: str, problem: object) -> str:
+    return f"store {masked(url)}: invalid MongoDB URL ({problem}); fix the URL"

@@ -58,7 +58,29 @@ def async_url(url: str | URL) -> URL:
         raise ValueError(
             f"store url {url!s}: driver {given!r} is not supported; use {backend}+{driver} or none"
         )
-    return parsed.set(drivername=f"{'postgresql' if backend == 'postgres' else backend}+{driver}")
+    parsed = parsed.set(drivername=f"{'postgresql' if backend == 'postgres' else backend}+{driver}")
+    return _asyncpg_query(parsed, str(url)) if driver == "asyncpg" else parsed
+
+
+def _asyncpg_query(url: URL, given: str) -> URL:
+    """The URL's query options as asyncpg takes them: libpq's ``sslmode`` is asyncpg's
+    ``ssl`` (same values), and an option asyncpg does not know is refused here, naming it,
+    rather than at the first connection as ``connect() got an unexpected keyword``."""
+    import inspect
+
+    import asyncpg
+
+    query = dict(url.query)
+    if "sslmode" in query:
+        query["ssl"] = query.pop("sslmode")
+    known = set(inspect.signature(asyncpg.connect).parameters) - {"dsn", "connection_class", "record_class"}
+    unknown = sorted(set(query) - known - {"prepared_statement_cache_size", "prepared_statement_name_func"})
+    if unknown:
+        raise ValueError(
+            f"store {masked(given)}: unknown PostgreSQL option(s) "
+            f"{', '.join(unknown)}; use libpq's sslmode or an option of asyncpg.connect()"
+        )
+    return url.set(query=query)
 
 
 class SqlStore:

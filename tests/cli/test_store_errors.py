@@ -20,6 +20,7 @@ from qmcp_agents.adapters.cli.app import app
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.adapters.sql.errors import translate
 from qmcp_agents.adapters.sql.schema import VERSION_TABLE
+from qmcp_agents.adapters.sql.store import async_url
 from qmcp_agents.domain import SchemaMissing, SchemaTooNew, StoreUnavailable
 from tests.stores.servers import POSTGRES_URL, unique_schema, with_database
 
@@ -78,7 +79,30 @@ def unreachable_mongo(_: Path) -> str:
     return "mongodb://me:s3cret-pw@127.0.0.1:1/app?serverSelectionTimeoutMS=300"
 
 
+def password_in_query(_: Path) -> str:
+    return with_database(POSTGRES_URL, f"qmcp_absent_{uuid.uuid4().hex[:8]}") + "?password=s3cret-pw"
+
+
+def postgres_unknown_option(_: Path) -> str:
+    return POSTGRES_URL + "?bogus=1&password=s3cret-pw"
+
+
+def mongo_bad_option_value(_: Path) -> str:
+    return "mongodb://me:s3cret-pw@127.0.0.1:1/app?serverSelectionTimeoutMS=abc"
+
+
+def mongo_configuration_error(_: Path) -> str:
+    return "mongodb://127.0.0.1:1/app?authMechanism=PLAIN"
+
+
 CASES: dict[str, tuple[Callable[[Path], str], list[str]]] = {
+    "a password in the query string": (password_in_query, ["does not exist", "password=***"]),
+    "an option PostgreSQL does not take": (postgres_unknown_option, ["unknown PostgreSQL option", "bogus"]),
+    "a MongoDB option with a bad value": (mongo_bad_option_value, ["invalid MongoDB URL", "***"]),
+    "a MongoDB URL PyMongo refuses": (
+        mongo_configuration_error,
+        ["invalid MongoDB URL", "requires a username"],
+    ),
     "PostgreSQL database that does not exist": (missing_database, ["does not exist", "createdb"]),
     "PostgreSQL role that does not exist": (missing_role, ["role", "does not exist", "***"]),
     "PostgreSQL port closed": (closed_postgres_port, ["unreachable", "host and port"]),
@@ -172,3 +196,9 @@ def test_a_server_refusing_more_connections_is_one_line() -> None:
         "the server refuses the connection (sorry, too many clients already); retry later, "
         "or lower pool_size / raise the server's max_connections"
     )
+
+
+def test_libpq_sslmode_is_taken_as_asyncpg_ssl() -> None:
+    url = async_url("postgresql://u@h/db?sslmode=disable")
+    assert dict(url.query) == {"ssl": "disable"}
+    assert url.drivername == "postgresql+asyncpg"

@@ -120,7 +120,7 @@ def two_messages_swapped(lines: list[str]) -> list[str]:
     return [*lines[:at], lines[at + 1], lines[at], *lines[at + 2 :]]
 
 
-def with_version(lines: list[str], version: int) -> list[str]:
+def with_version(lines: list[str], version: object) -> list[str]:
     header = json.loads(lines[0])
     header["version"] = version
     return [json.dumps(header), *lines[1:]]
@@ -145,6 +145,8 @@ DAMAGES: dict[str, tuple[Callable[[list[str]], list[str]], str]] = {
     "a message before the results": (message_before_results, "result after message records"),
     "two messages swapped": (two_messages_swapped, r"expects 1 \(the export is out of order\)"),
     "wrong version": (lambda lines: with_version(lines, 2), "export version 2 is not 1"),
+    "version true": (lambda lines: with_version(lines, True), "export version True is not 1"),
+    "version 1.0": (lambda lines: with_version(lines, 1.0), "export version 1.0 is not 1"),
     "out-of-range round_number": (lambda lines: edit(lines, "message", set_round), "round_number"),
     "a record twice": (lambda lines: [*lines[:-1], lines[-2], lines[-1]], "appears twice"),
     "content after the trailer": (lambda lines: [*lines, lines[1]], "after the trailer"),

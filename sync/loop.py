@@ -115,6 +115,11 @@ class LoopThread:
                 self.loop.close()
 
     @property
+    def stopped(self) -> bool:
+        """Whether the store was closed (no call can run any more)."""
+        return self._stopped or self.loop.is_closed()
+
+    @property
     def thread(self) -> threading.Thread:
         return self._thread
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from qmcp_agents.domain.ports import Store
 
-from .loop import Call
+from .loop import Call, StoreClosedError
 
 if TYPE_CHECKING:
     from .store import SyncStore
@@ -118,7 +118,17 @@ class SyncTransaction:
             if not exit_future.done():
                 exit_future.set_result((exc_type, exc, tb))
 
-        self._store.runner.loop.call_soon_threadsafe(release)
+        runner = self._store.runner
+        try:
+            if runner.stopped:
+                raise RuntimeError("closed")
+            runner.loop.call_soon_threadsafe(release)
+        except RuntimeError:  # closed inside the block: closing cancelled the owner, which rolled back
+            if exc is not None:
+                return False  # the block's own error says more
+            raise StoreClosedError(
+                "the store was closed inside this transaction block; its writes were rolled back"
+            ) from None
         return self._owner.wait()
 
     @contextmanager

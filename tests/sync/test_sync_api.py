@@ -256,6 +256,22 @@ def test_closing_with_a_transaction_left_open_rolls_it_back(tmp_path: Path) -> N
         assert again.agent_types.count() == 0
 
 
+def test_leaving_a_block_whose_store_was_closed_says_so(tmp_path: Path) -> None:
+    """Closed inside the block (here or by another thread): leaving it is StoreClosedError,
+    not the loop's own RuntimeError, and nothing of the block was kept."""
+    path = tmp_path / "closed-inside.db"
+    store = open_store_sync(f"sqlite:///{path}")
+    store.create_schema()
+    with pytest.raises(StoreClosedError, match="rolled back"), store.transaction():
+        store.agent_types.add(agent_type("closed-inside"))
+        threading.Thread(target=store.close).start()
+        store.runner.thread.join(10)
+    with pytest.raises(StoreClosedError, match="is closed"), store.transaction():
+        pass  # pragma: no cover - a closed store opens no block
+    with open_store_sync(f"sqlite:///{path}") as again:
+        assert again.agent_types.count() == 0
+
+
 def test_an_interrupted_wait_cancels_the_call_and_rolls_back(store: SyncStore) -> None:
     """Ctrl-C while a call runs (a notebook's interrupt): the call's task is cancelled, the
     open transaction rolled back, and the store goes on working."""

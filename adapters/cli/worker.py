@@ -129,7 +129,9 @@ def register(app: typer.Typer, executions_app: typer.Typer) -> None:
         emit(leases, pretty)
 
     @executions_app.command("cancel")
-    def executions_cancel(execution_id: Annotated[str, typer.Argument(help="Execution id.")]) -> None:
+    def executions_cancel(
+        execution_id: Annotated[str, typer.Argument(help="Execution id, or a unique start of it.")],
+    ) -> None:
         """Cancel an execution; the worker running it stops at its next step."""
 
         async def work(store: Store) -> ExecutionRead:

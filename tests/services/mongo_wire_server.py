@@ -12,8 +12,33 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from mongoeco.wire import AsyncMongoEcoProxyServer
+from mongoeco.wire.sessions import WireSessionStore
+
+_commit_transaction = WireSessionStore.commit_transaction
+
+
+def _commit_or_abort(self: WireSessionStore, body: dict[str, Any]) -> dict[str, Any]:
+    """A commit the server refuses (a write conflict) ends the transaction, as MongoDB's does.
+
+    mongoeco 4.11 leaves the session's transaction open after a failed commit; drivers pool
+    server sessions, so the next operation on that session id (any later call of the same
+    client) runs inside the dead transaction: it reads the failed transaction's writes and
+    its own writes are never committed. Aborting there keeps the test server honest.
+    """
+    try:
+        committed: dict[str, Any] = _commit_transaction(self, body)
+        return committed
+    except Exception:
+        session = self._require_session(body)
+        if session.transaction_active:
+            session.abort_transaction()
+        raise
+
+
+WireSessionStore.commit_transaction = _commit_or_abort
 
 
 async def serve(uri_file: Path) -> None:

@@ -1,0 +1,73 @@
+"""Rough edges of the command: --store after the subcommand, a readable executions table at 80
+columns, an empty description refused alike everywhere, a careful export, and an edited export
+reported as edited."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from qmcp_agents.adapters.cli.app import app
+from qmcp_agents.adapters.cli.group import lift_global_flags
+
+from .test_cli_usage import cli, ok, refused, snapshot
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'polish.db'}"
+    ok(url, "init")
+    ok(url, "agent-type", "add", "pro", "--role", "specialist", "--description", "pro")
+    ok(url, "topology", "add", "panel", "--type", "ensemble", "--description", "p",
+       "--config", '{"aggregation_method": "vote"}', "--agent", "pro")  # fmt: skip
+    return url
+
+
+def bare(*args: str, **kwargs: Any) -> Result:
+    """The command without the leading ``--store`` the other helpers add."""
+    kwargs.setdefault("env", {"QMCP_STORE_URL": None})
+    return runner.invoke(app, list(args), **kwargs)
+
+
+# --- 1. --store after the subcommand ---------------------------------------------------------
+
+
+def test_store_after_the_subcommand_is_the_store_used(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'after.db'}"
+    done = bare("init", "--store", url)
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "after.db").exists()
+    assert bare("agent-type", "add", "pro", "--role", "specialist", "--description", "d",
+                f"--store={url}").exit_code == 0  # fmt: skip
+    listed = bare("agent-type", "list", "--store", url, "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [item["name"] for item in json.loads(listed.stdout)["items"]] == ["pro"]
+
+
+def test_store_before_the_subcommand_and_the_environment_still_work(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'before.db'}"
+    assert bare("--store", url, "init").exit_code == 0
+    assert bare("agent-type", "add", "pro", "--role", "specialist", "--description", "d",
+                env={"QMCP_STORE_URL": url}).exit_code == 0  # fmt: skip
+    listed = bare("--store", url, "agent-type", "list", "--json")
+    assert [item["name"] for item in json.loads(listed.stdout)["items"]] == ["pro"]
+
+
+def test_the_store_written_last_wins(tmp_path: Path) -> None:
+    first, second = tmp_path / "first.db", tmp_path / "second.db"
+    assert bare("--store", f"sqlite:///{first}", "init", "--store", f"sqlite:///{second}").exit_code == 0
+    assert second.exists() and not first.exists()
+
+
+def test_store_is_lifted_except_after_a_double_dash_or_for_a_command_with_its_own() -> None:
+    assert lift_global_flags(["init", "--store", "x"]) == ["--store", "x", "init"]
+    assert lift_global_flags(["executions", "list", "--store=x", "--json"]) == [
+        "--json", "--store=x", "executions", "list"]  # fmt: skip
+    assert lift_global_flags(["run", "t", "--", "--store", "x"]) == ["run", "t", "--", "--store", "x"]
+    assert lift_global_flags(["serve", "--store", "x"], {"serve"}) == ["serve", "--store", "x"]

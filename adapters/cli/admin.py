@@ -131,7 +131,9 @@ def register(topology_app: typer.Typer) -> None:
                 data.update(document)
             if config is not None:
                 data["config"] = parse_json(config, "--config")
-            data.update({k: v for k, v in {"description": description, "version": version}.items() if v})
+            # ``is not None``: an empty --description is the model's to refuse, as agent-type update does
+            given = {"description": description, "version": version}
+            data.update({k: v for k, v in given.items() if v is not None})
             if not data:
                 raise ValueError("nothing to change: give --description, --config, --version or --file")
             change = TopologyUpdate.model_validate(data)

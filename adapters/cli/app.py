@@ -591,8 +591,18 @@ def _summary(summary: transfer.Summary) -> dict[str, Any]:
 
 
 @app.command("export")
-def export(file: Annotated[Path, typer.Argument(help="JSON Lines file to write.")]) -> None:
-    """Export everything in the store to a versioned JSON Lines file."""
+def export(
+    file: Annotated[Path, typer.Argument(help="JSON Lines file to write.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite FILE if it exists (refused otherwise).")
+    ] = False,
+) -> None:
+    """Export everything in the store to a versioned JSON Lines file. An existing FILE is
+    kept unless --force is given."""
+    if file.is_dir():
+        fail(f"{file} is a directory: give the path of the file to write")
+    if file.exists() and not force:
+        fail(f"{file} already exists: pass --force to overwrite it")
     temporary = file.with_name(file.name + ".partial")
 
     async def work(store: Store) -> transfer.Summary:

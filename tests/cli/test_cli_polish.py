@@ -62,7 +62,8 @@ def test_store_before_the_subcommand_and_the_environment_still_work(tmp_path: Pa
 def test_the_store_written_last_wins(tmp_path: Path) -> None:
     first, second = tmp_path / "first.db", tmp_path / "second.db"
     assert bare("--store", f"sqlite:///{first}", "init", "--store", f"sqlite:///{second}").exit_code == 0
-    assert second.exists() and not first.exists()
+    assert second.exists()
+    assert not first.exists()
 
 
 def test_store_is_lifted_except_after_a_double_dash_or_for_a_command_with_its_own() -> None:
@@ -71,3 +72,41 @@ def test_store_is_lifted_except_after_a_double_dash_or_for_a_command_with_its_ow
         "--json", "--store=x", "executions", "list"]  # fmt: skip
     assert lift_global_flags(["run", "t", "--", "--store", "x"]) == ["run", "t", "--", "--store", "x"]
     assert lift_global_flags(["serve", "--store", "x"], {"serve"}) == ["serve", "--store", "x"]
+
+
+# --- 3. an empty description -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("noun", ["agent-type", "topology"])
+def test_an_empty_description_is_refused_the_same_way(store: str, noun: str) -> None:
+    name = "pro" if noun == "agent-type" else "panel"
+    before = snapshot(store)
+    lines = refused(store, noun, "update", name, "--description", "", match="description")
+    assert len(lines) == 1
+    assert "(got '')" in lines[0]
+    assert "nothing to change" not in lines[0]
+    assert snapshot(store) == before
+
+
+# --- 4. export to a directory or over a file ------------------------------------------------
+
+
+def test_export_to_a_directory_is_refused_before_anything(store: str, tmp_path: Path) -> None:
+    lines = refused(store, "export", str(tmp_path), match="is a directory")
+    assert len(lines) == 1
+    assert str(tmp_path) in lines[0]
+    assert "Errno" not in lines[0]
+    assert not list(tmp_path.glob("*.partial"))
+    assert not (tmp_path.parent / (tmp_path.name + ".partial")).exists()
+
+
+def test_export_over_an_existing_file_needs_force(store: str, tmp_path: Path) -> None:
+    target = tmp_path / "out.jsonl"
+    target.write_text("keep me\n")
+    lines = refused(store, "export", str(target), match="already exists")
+    assert "--force" in lines[0]
+    assert target.read_text() == "keep me\n"
+    done = cli(store, "export", str(target), "--force")
+    assert done.exit_code == 0, done.output
+    assert target.read_text().startswith("{")
+    assert "--force" in cli(store, "export", "--help").stdout

@@ -267,14 +267,28 @@ async def export_store(
 async def check_export(
     target: Store, path: Path, *, create_schema: bool = False
 ) -> tuple[Checker, ExportFile]:
-    """Read and check the whole export against ``target`` without writing anything."""
+    """Read and check the whole export against ``target`` without writing anything.
+
+    A refusal against the target (a conflict, a missing reference) waits for the trailer:
+    an edited file is first of all an edited file, and its checksum error says so, where a
+    conflict would send people looking for a difference in their store."""
     checker = Checker(target, await _empty(target, create_schema))
     export = ExportFile(path)
+    refused: ExportRefused | None = None
     for where, kind, data in export.records():
         if kind == "end":
-            checker.finish(data)
+            checker.finish(data)  # a checksum that does not match is reported before ``refused``
+        elif refused is not None:
+            checker.digest.add(kind, [validate(kind, data, where)])  # only to finish the checksum
         else:
-            await checker.feed(where, kind, validate(kind, data, where))
+            entity = validate(kind, data, where)
+            try:
+                await checker.feed(where, kind, entity)
+            except ExportRefused as error:
+                refused = error
+                checker.digest.add(kind, [entity])
+    if refused is not None:
+        raise refused
     return checker, export
 
 

@@ -110,3 +110,24 @@ def test_export_over_an_existing_file_needs_force(store: str, tmp_path: Path) ->
     assert done.exit_code == 0, done.output
     assert target.read_text().startswith("{")
     assert "--force" in cli(store, "export", "--help").stdout
+
+
+# --- 5. an edited export imported where the original is --------------------------------------
+
+
+def test_an_edited_export_is_reported_by_its_checksum_not_as_a_conflict(store: str, tmp_path: Path) -> None:
+    ok(store, "run", "panel")
+    target = tmp_path / "dump.jsonl"
+    assert cli(store, "export", str(target)).exit_code == 0
+    lines = target.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if '"output_data":{' in line and '"result":"ok"' in line)
+    lines[number] = lines[number].replace('"result":"ok"', '"result":"ko"', 1)  # output_data edited
+    target.write_text("\n".join(lines) + "\n")
+    before = snapshot(store)
+    refusal = refused(store, "import", str(target), match="checksum does not match")
+    assert "conflict" not in refusal[0]
+    assert snapshot(store) == before
+    # Into an empty store the same file is refused the same way, and nothing is written.
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    refused(empty, "import", str(target), match="checksum does not match")
+    assert not (tmp_path / "empty.db").exists()

@@ -33,6 +33,7 @@ from .transfer_checks import (
     KINDS,
     VERSION,
     Checker,
+    Conflict,
     Digest,
     ExportFile,
     ExportRefused,
@@ -269,12 +270,12 @@ async def check_export(
 ) -> tuple[Checker, ExportFile]:
     """Read and check the whole export against ``target`` without writing anything.
 
-    A refusal against the target (a conflict, a missing reference) waits for the trailer:
+    A conflict with the target waits for the trailer:
     an edited file is first of all an edited file, and its checksum error says so, where a
     conflict would send people looking for a difference in their store."""
     checker = Checker(target, await _empty(target, create_schema))
     export = ExportFile(path)
-    refused: ExportRefused | None = None
+    refused: Conflict | None = None
     for where, kind, data in export.records():
         if kind == "end":
             checker.finish(data)  # a checksum that does not match is reported before ``refused``
@@ -284,7 +285,7 @@ async def check_export(
             entity = validate(kind, data, where)
             try:
                 await checker.feed(where, kind, entity)
-            except ExportRefused as error:
+            except Conflict as error:
                 refused = error
                 checker.digest.add(kind, [entity])
     if refused is not None:

@@ -40,6 +40,11 @@ class ExportRefused(IntegrityError, ValueError):
     """An export (or a copy's source) that cannot be written as it is; nothing was written."""
 
 
+class Conflict(ExportRefused):
+    """The export and the target disagree about an id or a name. An import reports it only
+    once the export's own checksum holds: an edited file is not a conflict."""
+
+
 def line(kind: str, entity: BaseModel) -> str:
     """The canonical text of one record: what an export writes and the checksum hashes."""
     return json.dumps(
@@ -264,7 +269,7 @@ class Checker:
         stored = await repository.find(entity.id)
         if stored is not None:
             if line(kind, stored) != line(kind, entity):
-                raise ExportRefused(
+                raise Conflict(
                     f"{where}: conflict: the target's {_label(kind, stored)} is not the export's "
                     f"{_label(kind, entity)} (they differ in {_differences(stored, entity)}); "
                     "nothing was written"
@@ -275,7 +280,7 @@ class Checker:
         if name is not None:
             named = await repository.find_by_name(name)
             if named is not None:
-                raise ExportRefused(
+                raise Conflict(
                     f"{where}: conflict: the name {name!r} belongs to the target's {_label(kind, named)}, "
                     f"the export's {_label(kind, entity)} has another id; nothing was written"
                 )
@@ -285,7 +290,7 @@ class Checker:
                 stored_count = await self.target.messages.count(entity.execution_id)
                 self._stored_messages[entity.execution_id] = stored_count
             if entity.sequence_number <= stored_count:
-                raise ExportRefused(
+                raise Conflict(
                     f"{where}: conflict: the target's execution {entity.execution_id} already has a "
                     f"message number {entity.sequence_number}, not the export's {_label(kind, entity)}; "
                     "nothing was written"

@@ -553,7 +553,7 @@ def executions_list(
         return
 
     def pretty(c: Console) -> None:
-        c.print(render.executions_table(reads, names))
+        c.print(render.executions_table(reads, names, c.width))
         if page.next_cursor:
             c.print(f"more: --after {page.next_cursor}")
 

@@ -108,7 +108,7 @@ def register(executions_app: typer.Typer) -> None:
 
             def pretty(c: Console) -> None:
                 if reads:
-                    c.print(render.executions_table(reads, names))
+                    c.print(render.executions_table(reads, names, c.width))
                 c.print(f"{len(reads)} execution(s) {when} would be deleted")
                 c.print("dry run: nothing deleted")
 
@@ -119,7 +119,7 @@ def register(executions_app: typer.Typer) -> None:
             return
         if not yes:
             if not settings.as_json:
-                console().print(render.executions_table(reads, names))
+                console().print(render.executions_table(reads, names, console().width))
             if not typer.confirm(
                 f"delete these {len(reads)} execution(s) with their messages, results and instances?",
                 default=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import UTC
 from typing import Any
 from uuid import UUID
 
@@ -108,7 +109,39 @@ def topology_tree(topology: Topology, type_names: dict[int, str]) -> Tree:
     return tree
 
 
-def executions_table(items: list[ExecutionRead], topology_names: dict[int, str]) -> Table:
+NARROW = 100
+"""Below this many columns the executions table folds topology and error under the id."""
+
+
+def _narrow_executions_table(items: list[ExecutionRead], topology_names: dict[int, str]) -> Table:
+    """Six columns beside a 36-character id leave four characters each at 80 columns
+    (``topo…``, ``comp…``): so topology and error go under the id, status keeps its whole
+    word and the start shows to the minute, in UTC."""
+    table = Table("id / topology", "status", "started (UTC)", "duration", title="Executions", show_edge=False)
+    first = table.columns[0]
+    first.min_width, first.overflow = 36, "fold"  # an id is 36 characters: it never folds
+    table.columns[1].no_wrap = True  # "completed", not "comp…"; the start wraps at its space
+    for e in items:
+        cell = Text(str(e.id))
+        cell.append(f"\n{topology_names.get(e.topology_id, str(e.topology_id))}", style="dim")
+        if e.error:
+            cell.append(f"\nerror: {short(e.error, 80)}", style="red")
+        started = e.started_at.astimezone(UTC) if e.started_at.tzinfo else e.started_at
+        table.add_row(
+            cell,
+            e.status.value,
+            started.strftime("%Y-%m-%d %H:%M"),
+            f"{e.duration_ms} ms" if e.duration_ms is not None else "-",
+        )
+    return table
+
+
+def executions_table(
+    items: list[ExecutionRead], topology_names: dict[int, str], width: int | None = None
+) -> Table:
+    """``width``: the console's; under ``NARROW`` columns the table folds (see above)."""
+    if width is not None and width < NARROW:
+        return _narrow_executions_table(items, topology_names)
     table = Table("id", "topology", "status", "started", "duration", "error", title="Executions")
     whole_ids(table)
     for e in items:

@@ -131,3 +131,22 @@ def test_an_edited_export_is_reported_by_its_checksum_not_as_a_conflict(store: s
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
     refused(empty, "import", str(target), match="checksum does not match")
     assert not (tmp_path / "empty.db").exists()
+
+
+# --- 2. the executions table at 80 columns ---------------------------------------------------
+
+
+@pytest.mark.parametrize("columns", ["80", "99"])
+def test_the_executions_table_is_readable_at_80_columns(store: str, columns: str) -> None:
+    runs = [ok(store, "run", "panel") for _ in range(2)]
+    table = cli(store, "executions", "list", env={"COLUMNS": columns})
+    assert table.exit_code == 0, table.output
+    assert "…" not in table.stdout
+    assert all(len(line) <= int(columns) for line in table.stdout.splitlines())
+    for run in runs:
+        assert run["id"] in table.stdout  # whole, to be copied
+        assert run["started_at"][:16].replace("T", " ") in table.stdout  # to the minute, UTC
+    assert "completed" in table.stdout
+    assert "panel" in table.stdout
+    wide = cli(store, "executions", "list", env={"COLUMNS": "140"})
+    assert "topology" in wide.stdout.splitlines()[2]  # a wide terminal keeps one line a run

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -19,7 +19,7 @@ from qmcp_agents.domain.errors import IntegrityError
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
 
-from .files import parse_json, read_document
+from .files import topology_fields
 
 
 def _names(items: list[str], limit: int = 5) -> str:
@@ -123,14 +123,7 @@ def register(topology_app: typer.Typer) -> None:
         from .app import _one_line, emit, fail, run_async
 
         try:
-            data: dict[str, Any] = {}
-            if file is not None:
-                document = read_document(file)
-                if not isinstance(document, dict):
-                    raise ValueError(f"{file}: expected a mapping of topology fields")
-                data.update(document)
-            if config is not None:
-                data["config"] = parse_json(config, "--config")
+            data = topology_fields(file, config)
             # ``is not None``: an empty --description is the model's to refuse, as agent-type update does
             given = {"description": description, "version": version}
             data.update({k: v for k, v in given.items() if v is not None})

@@ -45,7 +45,7 @@ from . import demo as demo_module
 from . import llm as llm_cli
 from . import progress as progress_bars
 from .durations import parse_age
-from .files import default_agent, load_agents, parse_json, read_document
+from .files import default_agent, load_agents, parse_json, read_document, topology_fields
 from .group import RootGroup
 from .ids import AmbiguousId, resolve_execution_id
 
@@ -331,14 +331,7 @@ def _topology_input(
     config: str | None,
     agent: list[str] | None,
 ) -> TopologyCreate:
-    data: dict[str, Any] = {}
-    if file is not None:
-        document = read_document(file)
-        if not isinstance(document, dict):
-            raise ValueError(f"{file}: expected a mapping of topology fields")
-        data.update(document)
-    if config is not None:
-        data["config"] = parse_json(config, "--config")
+    data = topology_fields(file, config)
     data.update(
         {
             k: v

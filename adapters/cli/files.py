@@ -89,3 +89,17 @@ def default_agent(slot: str) -> ScriptedAgent:
         )
 
     return ScriptedAgent([answer])
+
+
+def topology_fields(file: Path | None, config: str | None) -> dict[str, Any]:
+    """The topology fields of ``--file`` (YAML or JSON) with ``--config`` (JSON) over them,
+    for ``topology add`` and ``topology update`` alike."""
+    data: dict[str, Any] = {}
+    if file is not None:
+        document = read_document(file)
+        if not isinstance(document, dict):
+            raise ValueError(f"{file}: expected a mapping of topology fields")
+        data.update(document)
+    if config is not None:
+        data["config"] = parse_json(config, "--config")
+    return data

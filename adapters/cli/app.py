@@ -17,7 +17,6 @@ from uuid import UUID
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from qmcp_agents.adapters import open_store, transfer
 from qmcp_agents.domain import (
@@ -466,14 +465,7 @@ def run(
             return scripted.get(slot) or scripted.get(agent_type.name)
 
         players = await llm_cli.agents(store, [topology], model) if llm else lookup
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=out,
-            transient=True,
-            disable=settings.as_json or not out.is_terminal,
-        ) as progress:
+        with progress_bars.progress_display(out, disable=settings.as_json) as progress:
             task = progress.add_task(f"running {topology}", total=None)
 
             def observe(event: dict[str, Any]) -> None:
@@ -599,7 +591,7 @@ def export(
     temporary = file.with_name(file.name + ".partial")
 
     async def work(store: Store) -> transfer.Summary:
-        totals = await progress_bars.store_totals(store)
+        totals = await transfer.record_counts(store)
         try:
             with _progress("exporting", totals) as progress, temporary.open("w", encoding="utf-8") as out:
                 summary = await transfer.export_store(store, out, progress=progress)
@@ -653,7 +645,7 @@ def copy(
 
     async def work(origin: Store) -> transfer.Summary:
         async with open_store(target) as destination:
-            with _progress("copying", await progress_bars.store_totals(origin)) as progress:
+            with _progress("copying", await transfer.record_counts(origin)) as progress:
                 return await transfer.copy_store(
                     origin, destination, batch_size=batch_size, progress=progress, create_schema=True
                 )

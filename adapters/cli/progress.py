@@ -15,9 +15,6 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from qmcp_agents.adapters.transfer import record_counts
-from qmcp_agents.domain.ports import Store
-
 PLURALS = {
     "agent_type": "agent types",
     "topology": "topologies",
@@ -30,11 +27,6 @@ PLURALS = {
 
 def plural(kind: str) -> str:
     return PLURALS.get(kind, kind.replace("_", " ") + "s")
-
-
-async def store_totals(store: Store) -> dict[str, int]:
-    """How many records of each kind ``store`` holds (what an export or copy will read)."""
-    return await record_counts(store)
 
 
 def file_totals(path: Path) -> dict[str, int]:
@@ -55,20 +47,26 @@ def file_totals(path: Path) -> dict[str, int]:
     return {str(k): v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
-@contextmanager
-def bars(
-    out: Console, label: str, totals: dict[str, int] | None = None, *, disable: bool = False
-) -> Iterator[Callable[[str, int], None]]:
-    """``advance(kind, count)`` moves the bar of ``kind`` ("exporting topologies 3/7")."""
-    known = totals or {}
-    with Progress(
+def progress_display(out: Console, *, disable: bool = False) -> Progress:
+    """The command's one kind of progress display: label, bar, done/total; shown only on a
+    terminal and gone when it ends."""
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         console=out,
         transient=True,
         disable=disable or not out.is_terminal,
-    ) as progress:
+    )
+
+
+@contextmanager
+def bars(
+    out: Console, label: str, totals: dict[str, int] | None = None, *, disable: bool = False
+) -> Iterator[Callable[[str, int], None]]:
+    """``advance(kind, count)`` moves the bar of ``kind`` ("exporting topologies 3/7")."""
+    known = totals or {}
+    with progress_display(out, disable=disable) as progress:
         tasks: dict[str, Any] = {}
 
         def advance(kind: str, count: int) -> None:

@@ -20,6 +20,7 @@ from qmcp_agents.adapters.cli import progress
 from qmcp_agents.adapters.cli.app import app
 from qmcp_agents.adapters.cli.durations import parse_age
 from qmcp_agents.adapters.cli.group import lift_global_flags
+from qmcp_agents.adapters.transfer import record_counts
 from qmcp_agents.testing.inspect import dump_store
 
 runner = CliRunner()
@@ -326,7 +327,7 @@ def test_export_reports_real_counts_and_progress_totals(store: str, tmp_path: Pa
 
     async def totals() -> dict[str, int]:
         async with open_store(store) as opened:
-            return await progress.store_totals(opened)
+            return await record_counts(opened)
 
     assert asyncio.run(totals()) == trailer["counts"]
     (tmp_path / "cut.jsonl").write_text("\n".join(dump.read_text().splitlines()[:-1]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -62,19 +63,31 @@ def async_url(url: str | URL) -> URL:
     return _asyncpg_query(parsed, str(url)) if driver == "asyncpg" else parsed
 
 
-def _asyncpg_query(url: URL, given: str) -> URL:
-    """The URL's query options as asyncpg takes them: libpq's ``sslmode`` is asyncpg's
-    ``ssl`` (same values), and an option asyncpg does not know is refused here, naming it,
-    rather than at the first connection as ``connect() got an unexpected keyword``."""
+@functools.cache
+def _asyncpg_options() -> frozenset[str]:
+    """The URL query options a PostgreSQL store takes: asyncpg.connect()'s keywords, and the
+    two SQLAlchemy's asyncpg dialect reads itself. Imported here: a SQLite store never
+    imports asyncpg."""
     import inspect
 
     import asyncpg
 
+    keywords = set(inspect.signature(asyncpg.connect).parameters) - {
+        "dsn",
+        "connection_class",
+        "record_class",
+    }
+    return frozenset(keywords | {"prepared_statement_cache_size", "prepared_statement_name_func"})
+
+
+def _asyncpg_query(url: URL, given: str) -> URL:
+    """The URL's query options as asyncpg takes them: libpq's ``sslmode`` is asyncpg's
+    ``ssl`` (same values), and an option asyncpg does not know is refused here, naming it,
+    rather than at the first connection as ``connect() got an unexpected keyword``."""
     query = dict(url.query)
     if "sslmode" in query:
         query["ssl"] = query.pop("sslmode")
-    known = set(inspect.signature(asyncpg.connect).parameters) - {"dsn", "connection_class", "record_class"}
-    unknown = sorted(set(query) - known - {"prepared_statement_cache_size", "prepared_statement_name_func"})
+    unknown = sorted(set(query) - _asyncpg_options())
     if unknown:
         raise ValueError(
             f"store {masked(given)}: unknown PostgreSQL option(s) "

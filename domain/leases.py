@@ -36,6 +36,11 @@ class Lease:
     heartbeat_at: datetime | None = None
     expires_at: datetime | None = None
 
+    def held_by(self, owner: str | None, attempt: int | None = None) -> bool:
+        """Whether ``owner`` (``None``: nobody) holds the entry, by claim ``attempt`` if given:
+        the attempt is the fencing token of one claim (see ``LeaseRepository.hold``)."""
+        return self.owner == owner and (attempt is None or self.attempts == attempt)
+
     def claimable(self, now: datetime) -> bool:
         if self.owner is None:
             return self.ready

@@ -261,14 +261,19 @@ class LeaseRepository(Protocol):
         """Extend ``owner``'s leases on ``execution_ids``; returns those it still holds on
         executions that are not final (the rest it must stop running)."""
 
-    async def hold(self, execution_id: UUID, owner: str) -> None:
-        """Inside ``store.transaction()``: LeaseLost unless ``owner`` holds the entry; where
-        the backend locks rows, the entry then stays locked until the transaction ends, so a
-        takeover cannot slip in before the transaction's writes commit (fencing)."""
+    async def hold(self, execution_id: UUID, owner: str, *, attempt: int | None = None) -> None:
+        """Inside ``store.transaction()``: LeaseLost unless ``owner`` holds the entry (and,
+        with ``attempt``, still by that claim: a worker whose lease expired and that claimed
+        the execution again must not let its first drive write on); where the backend locks
+        rows, the entry then stays locked until the transaction ends, so a takeover cannot
+        slip in before the transaction's writes commit (fencing)."""
 
-    async def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
-        """If ``owner`` holds the entry (``None``: if nobody does), delete it, or with
-        ``requeue`` make it ready for any worker at once. Returns whether it did."""
+    async def release(
+        self, execution_id: UUID, owner: str | None, *, requeue: bool = False, attempt: int | None = None
+    ) -> bool:
+        """If ``owner`` holds the entry (``None``: if nobody does; with ``attempt``: by that
+        claim), delete it, or with ``requeue`` make it ready for any worker at once. Returns
+        whether it did."""
 
     async def find(self, execution_id: UUID) -> Lease | None: ...
     async def list(self, *, owner: str | None = None) -> builtins.list[Lease]:

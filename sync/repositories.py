@@ -340,11 +340,13 @@ class SyncLeaseRepository(_Repository):
     def heartbeat(self, owner: str, execution_ids: Sequence[UUID], *, lease_seconds: float) -> set[UUID]:
         return self._run(lambda r: r.heartbeat(owner, execution_ids, lease_seconds=lease_seconds))
 
-    def hold(self, execution_id: UUID, owner: str) -> None:
-        return self._run(lambda r: r.hold(execution_id, owner))
+    def hold(self, execution_id: UUID, owner: str, *, attempt: int | None = None) -> None:
+        return self._run(lambda r: r.hold(execution_id, owner, attempt=attempt))
 
-    def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
-        return self._run(lambda r: r.release(execution_id, owner, requeue=requeue))
+    def release(
+        self, execution_id: UUID, owner: str | None, *, requeue: bool = False, attempt: int | None = None
+    ) -> bool:
+        return self._run(lambda r: r.release(execution_id, owner, requeue=requeue, attempt=attempt))
 
     def find(self, execution_id: UUID) -> Lease | None:
         return self._run(lambda r: r.find(execution_id))

@@ -73,6 +73,29 @@ class LeaseConformance:
         assert found is not None
         assert found.owner == "live"
 
+    async def test_a_reclaim_by_the_same_owner_fences_its_earlier_claim(self, world: World) -> None:
+        """A worker that stalled past its lease and claimed the execution again holds it by
+        the new attempt only: its first drive (same owner name) can neither write nor
+        release."""
+        store = world.store
+        [execution_id] = await self._queued(world, 1)
+        [first] = await store.leases.claim("w", limit=1, lease_seconds=0.3)
+        await asyncio.sleep(0.45)
+        [second] = await store.leases.claim("w", limit=1, lease_seconds=LONG)
+        assert (first.attempts, second.attempts) == (1, 2)
+        with pytest.raises(LeaseLost, match="'w'"):
+            async with store.transaction():
+                await store.leases.hold(execution_id, "w", attempt=first.attempts)
+        assert await store.leases.release(execution_id, "w", attempt=first.attempts) is False
+        assert await store.leases.release(execution_id, "w", requeue=True, attempt=first.attempts) is False
+        found = await store.leases.find(execution_id)
+        assert found is not None
+        assert (found.owner, found.attempts, found.ready) == ("w", 2, False)
+        async with store.transaction():
+            await store.leases.hold(execution_id, "w", attempt=second.attempts)
+        assert await store.leases.release(execution_id, "w", attempt=second.attempts) is True
+        assert await store.leases.find(execution_id) is None
+
     async def test_a_heartbeat_keeps_a_lease_and_reports_final_executions(self, world: World) -> None:
         store = world.store
         ids = await self._queued(world, 2, running=True)

@@ -832,16 +832,18 @@ class MemoryLeases:
                     held.add(execution_id)
             return held
 
-    async def hold(self, execution_id: UUID, owner: str) -> None:
+    async def hold(self, execution_id: UUID, owner: str, *, attempt: int | None = None) -> None:
         async with self._store._exclusive():
             lease = self._state.leases.get(execution_id)
-            if lease is None or lease.owner != owner:
+            if lease is None or not lease.held_by(owner, attempt):
                 raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
 
-    async def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
+    async def release(
+        self, execution_id: UUID, owner: str | None, *, requeue: bool = False, attempt: int | None = None
+    ) -> bool:
         async with self._store._exclusive():
             lease = self._state.leases.get(execution_id)
-            if lease is None or lease.owner != owner:
+            if lease is None or not lease.held_by(owner, attempt):
                 return False
             if requeue:
                 self._state.leases[execution_id] = Lease(execution_id, None, True, lease.attempts)

@@ -48,6 +48,14 @@ def _lease(document: dict[str, Any]) -> Lease:
     )
 
 
+def _held(execution_id: UUID, owner: str | None, attempt: int | None) -> dict[str, Any]:
+    """The entry held by ``owner`` (``None``: by nobody), by claim ``attempt`` if given."""
+    where: dict[str, Any] = {"_id": execution_id, "owner": owner}
+    if attempt is not None:
+        where["attempts"] = attempt
+    return where
+
+
 class MongoLeases:
     def __init__(self, store: MongoStore) -> None:
         self._store = store
@@ -141,17 +149,19 @@ class MongoLeases:
         return {d["_id"] for d in live}
 
     @taking_turns
-    async def hold(self, execution_id: UUID, owner: str) -> None:
+    async def hold(self, execution_id: UUID, owner: str, *, attempt: int | None = None) -> None:
         async with self._store.unit() as session:
             held = await self._store.call(
-                self._c.find_one({"_id": execution_id, "owner": owner}, {"_id": 1}, session=session)
+                self._c.find_one(_held(execution_id, owner, attempt), {"_id": 1}, session=session)
             )
         if held is None:
             raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
 
     @taking_turns
-    async def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
-        where = {"_id": execution_id, "owner": owner}
+    async def release(
+        self, execution_id: UUID, owner: str | None, *, requeue: bool = False, attempt: int | None = None
+    ) -> bool:
+        where = _held(execution_id, owner, attempt)
         async with self._store.unit() as session:
             if requeue:
                 done = await self._store.call(

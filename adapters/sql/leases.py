@@ -43,6 +43,15 @@ def _lease(row: Any) -> Lease:
     )
 
 
+def _held(execution_id: UUID, owner: str | None, attempt: int | None) -> Any:
+    """The entry held by ``owner`` (``None``: by nobody), by claim ``attempt`` if given."""
+    t = schema.leases
+    where = [t.c.execution_id == execution_id, t.c.owner.is_(None) if owner is None else t.c.owner == owner]
+    if attempt is not None:
+        where.append(t.c.attempts == attempt)
+    return and_(*where)
+
+
 class SqlLeases:
     table = schema.leases
 
@@ -135,20 +144,21 @@ class SqlLeases:
             live = await conn.execute(select(e.c.id).where(e.c.id.in_(mine), e.c.status.not_in(_FINAL)))
             return {r.id for r in live}
 
-    async def hold(self, execution_id: UUID, owner: str) -> None:
+    async def hold(self, execution_id: UUID, owner: str, *, attempt: int | None = None) -> None:
         t = self.table
         async with self._store.connection() as conn:
             # A no-op write: it takes the row's lock (PostgreSQL) until the transaction ends.
             held = await conn.execute(
-                update(t).where(t.c.execution_id == execution_id, t.c.owner == owner).values(owner=owner)
+                update(t).where(_held(execution_id, owner, attempt)).values(owner=owner)
             )
             if held.rowcount == 0:
                 raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
 
-    async def release(self, execution_id: UUID, owner: str | None, *, requeue: bool = False) -> bool:
+    async def release(
+        self, execution_id: UUID, owner: str | None, *, requeue: bool = False, attempt: int | None = None
+    ) -> bool:
         t = self.table
-        whose = t.c.owner.is_(None) if owner is None else t.c.owner == owner
-        where = and_(t.c.execution_id == execution_id, whose)
+        where = _held(execution_id, owner, attempt)
         statement: Any = (
             update(t)
             .where(where)

@@ -119,11 +119,19 @@ class DurableRuns:
                     missing.append(f"{current.name}/{membership.slot_name}")
         return missing
 
-    async def drive(self, execution_id: UUID, *, owner: str | None = None) -> ExecutionRead:
+    async def drive(
+        self, execution_id: UUID, *, owner: str | None = None, attempt: int | None = None
+    ) -> ExecutionRead:
         """Drive a submitted execution (pending, or running and taken over) until it ends or
         pauses. With ``owner`` (a worker's name) every write is fenced by its lease
-        (``LeaseLost`` once it was taken over) and the claim is noted in the metadata."""
-        fence = None if owner is None else _fence(self.store, execution_id, owner)
+        (``LeaseLost`` once it was taken over) and the claim is noted in the metadata.
+        ``attempt`` is the claim's fencing token (``Lease.attempts`` as claimed; by default
+        the entry's count when the drive starts): a drive of an earlier claim by the same
+        owner, whose lease expired meanwhile, is fenced off too."""
+        if owner is not None and attempt is None:
+            lease = await self.store.leases.find(execution_id)
+            attempt = lease.attempts if lease is not None else 0
+        fence = None if owner is None else _fence(self.store, execution_id, owner, attempt)
 
         async def start() -> Execution:
             execution = await self.store.executions.get(execution_id)
@@ -134,12 +142,7 @@ class DurableRuns:
             if execution.status is ExecutionStatus.PENDING:
                 execution.start()
             if owner is not None:
-                lease = await self.store.leases.find(execution_id)
-                claim = {
-                    "owner": owner,
-                    "since": utc_now().isoformat(),
-                    "attempt": lease.attempts if lease is not None else 0,
-                }
+                claim = {"owner": owner, "since": utc_now().isoformat(), "attempt": attempt}
                 execution.metadata = {
                     **execution.metadata,
                     WORKERS_KEY: [*execution.metadata.get(WORKERS_KEY, []), claim],
@@ -179,15 +182,15 @@ class DurableRuns:
             await self.store.leases.enqueue(execution_id)
 
 
-def _fence(store: Store, execution_id: UUID, owner: str) -> Fence:
-    """Check (or, for the drive's last write, release) ``owner``'s lease in the caller's
-    transaction: the end of a run and the end of its lease commit together, so a crash can
-    never leave a finished execution's entry behind."""
+def _fence(store: Store, execution_id: UUID, owner: str, attempt: int | None) -> Fence:
+    """Check (or, for the drive's last write, release) ``owner``'s lease by claim ``attempt``
+    in the caller's transaction: the end of a run and the end of its lease commit together,
+    so a crash can never leave a finished execution's entry behind."""
 
     async def fence(last: bool) -> None:
         if not last:
-            await store.leases.hold(execution_id, owner)
-        elif not await store.leases.release(execution_id, owner):
+            await store.leases.hold(execution_id, owner, attempt=attempt)
+        elif not await store.leases.release(execution_id, owner, attempt=attempt):
             raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
 
     return fence

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from qmcp_agents.domain.agent import AgentInstance, AgentType
@@ -48,6 +48,7 @@ AWAITING = "awaiting_human"
 
 AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
 Fence = Callable[[bool], Awaitable[None]]
+T = TypeVar("T")
 
 
 class Engine(DurableRuns):
@@ -117,7 +118,9 @@ class Engine(DurableRuns):
                 if child is not None:  # a missing child fails the run as it always has
                     await self._check_agents(child, seen)
 
-    async def _members(self, topology: Topology, execution: Execution) -> list[Member]:
+    async def _members(
+        self, topology: Topology, execution: Execution, fence: Fence | None = None
+    ) -> list[Member]:
         existing = {
             i.metadata.get("slot"): i
             for i in (await self.store.agent_instances.list(execution_id=execution.id, limit=MAX_LIMIT)).items
@@ -128,13 +131,19 @@ class Engine(DurableRuns):
             instance = existing.get(membership.slot_name)
             created = instance is None
             if instance is None:
-                instance = await self.store.agent_instances.add(
-                    AgentInstance(
-                        agent_type_id=membership.agent_type_id,
-                        execution_id=execution.id,
-                        metadata={"slot": membership.slot_name, "topology": topology.name},
-                    )
+                new = AgentInstance(
+                    agent_type_id=membership.agent_type_id,
+                    execution_id=execution.id,
+                    metadata={"slot": membership.slot_name, "topology": topology.name},
                 )
+
+                async def add(new: AgentInstance = new) -> AgentInstance:
+                    async with self._fenced(fence):  # a drive taken over adds no instance
+                        # (found: an earlier try's commit went through though reported failed)
+                        found = await self.store.agent_instances.find(new.id)
+                        return found if found is not None else await self.store.agent_instances.add(new)
+
+                instance = await _written(fence, add)
             config = agent_type.config.with_overrides(membership.config_overrides)
             try:
                 capabilities = CapabilitySet.build(
@@ -244,7 +253,7 @@ class Engine(DurableRuns):
                 execution.metadata = {**execution.metadata, "checkpoint": point}
                 run.execution = await self.store.executions.update(execution)
 
-        await (retried(write) if run.fence is not None else write())
+        await _written(run.fence, write)
 
     @contextlib.asynccontextmanager
     async def _fenced(self, fence: Fence | None, last: bool = False) -> AsyncIterator[None]:
@@ -298,7 +307,7 @@ class Engine(DurableRuns):
     ) -> ExecutionRead:
         finish = functools.partial(self._finish, fence=fence)
         try:
-            members.extend(await self._members(topology, execution))
+            members.extend(await self._members(topology, execution, fence))
             for member in members:
                 if member.capabilities:
                     await member.capabilities.fire("on_start")
@@ -372,7 +381,13 @@ class Engine(DurableRuns):
                 move(current)
                 return ExecutionRead.from_entity(await self.store.executions.update(current))
 
-        return await retried(write) if fence is not None else await write()
+        return await _written(fence, write)
+
+
+async def _written(fence: Fence | None, write: Callable[[], Awaitable[T]]) -> T:
+    """A worker's (fenced) write is run again when it loses a race (see :mod:`.retry`); an
+    unfenced one, by a single process, is not."""
+    return await (retried(write) if fence is not None else write())
 
 
 def _failed(error: str, details: dict[str, Any]) -> Callable[[Execution], None]:

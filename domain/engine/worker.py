@@ -74,7 +74,7 @@ class Worker:
         self.grace_seconds = grace_seconds
         self.stats = WorkerStats()
         self._running: dict[UUID, asyncio.Task[None]] = {}
-        self._dropped: set[UUID] = set()  # stopped because the lease is gone (or cancelled)
+        self._dropped: set[asyncio.Task[None]] = set()  # stopped: the lease is gone (or cancelled)
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -91,6 +91,7 @@ class Worker:
         """Work until ``stop()``; with ``until_idle``, also stop once nothing is running
         and nothing could be claimed (tests, batch jobs)."""
         heartbeat = asyncio.create_task(self._heartbeats())
+        idle = 0
         try:
             while not self._stopping.is_set():
                 self._changed.clear()
@@ -98,7 +99,10 @@ class Worker:
                 claimed = 0
                 if free > 0:
                     claimed = await self._claim(free)
-                if until_idle and claimed == 0 and not self._running:
+                idle = idle + 1 if claimed == 0 and not self._running else 0
+                # Idle only after two empty claims a poll apart: one claim may miss an entry
+                # another transaction has locked for a moment (PostgreSQL's SKIP LOCKED).
+                if until_idle and idle >= 2:
                     break
                 if claimed == 0 or claimed == free:
                     # Nothing to claim, or no slot left: wait for a run to end (or a poll).
@@ -119,31 +123,43 @@ class Worker:
             return 0
         for lease in leases:
             self.stats.claimed += 1
-            self._running[lease.execution_id] = asyncio.create_task(self._run_one(lease.execution_id))
+            earlier = self._running.get(lease.execution_id)
+            if earlier is not None:
+                # This worker's own lease expired (a stall longer than the lease) and it
+                # claimed the execution again: the earlier drive is fenced off by the new
+                # claim's attempt and stopped; the new one replays what was recorded.
+                self._dropped.add(earlier)
+                earlier.cancel()
+            self._running[lease.execution_id] = asyncio.create_task(
+                self._run_one(lease.execution_id, lease.attempts)
+            )
         return len(leases)
 
-    async def _run_one(self, execution_id: UUID) -> None:
+    async def _run_one(self, execution_id: UUID, attempt: int) -> None:
         try:
-            requeue = await self._drive(execution_id)
+            requeue = await self._drive(execution_id, attempt)
             if requeue is not None:  # before the slot frees: the entry is claimable by then
-                await self._release(execution_id, requeue)
+                await self._release(execution_id, attempt, requeue)
         finally:
-            self._running.pop(execution_id, None)
-            self._dropped.discard(execution_id)
+            this = asyncio.current_task()
+            if this is not None:
+                if self._running.get(execution_id) is this:
+                    del self._running[execution_id]
+                self._dropped.discard(this)
             self._changed.set()
 
-    async def _drive(self, execution_id: UUID) -> bool | None:
+    async def _drive(self, execution_id: UUID, attempt: int) -> bool | None:
         """Drive one execution; then whether to hand its entry back (True), delete it
         (False), or leave it alone (None: another worker holds it)."""
         requeue = False
         try:
-            read = await self.engine.drive(execution_id, owner=self.name)
+            read = await self.engine.drive(execution_id, owner=self.name, attempt=attempt)
             self.stats.count(read.status.value)
         except LeaseLost:
             self.stats.lost += 1
             return None
         except asyncio.CancelledError:
-            if execution_id in self._dropped:
+            if asyncio.current_task() in self._dropped:
                 # Cancelled elsewhere (the entry goes), or taken over (the release does
                 # nothing); if the heartbeat was wrong, the entry goes back to the queue.
                 self.stats.lost += 1
@@ -166,9 +182,11 @@ class Worker:
         except Exception:  # gone, or the store is unreachable: the lease is left to expire
             return True
 
-    async def _release(self, execution_id: UUID, requeue: bool) -> None:
+    async def _release(self, execution_id: UUID, attempt: int, requeue: bool) -> None:
         try:
-            await asyncio.shield(self.store.leases.release(execution_id, self.name, requeue=requeue))
+            await asyncio.shield(
+                self.store.leases.release(execution_id, self.name, requeue=requeue, attempt=attempt)
+            )
         except Exception as error:  # the lease then expires and another worker looks at it
             log.warning("worker %s: release of %s failed: %s", self.name, execution_id, error)
 
@@ -186,13 +204,13 @@ class Worker:
             for execution_id in ids:
                 task = self._running.get(execution_id)
                 if execution_id not in held and task is not None:
-                    self._dropped.add(execution_id)
+                    self._dropped.add(task)
                     task.cancel()
 
     async def _wind_down(self) -> None:
-        if not self._running:
+        tasks = [*self._running.values(), *self._dropped]  # dropped ones may still be ending
+        if not tasks:
             return
-        tasks = list(self._running.values())
         _, late = await asyncio.wait(tasks, timeout=self.grace_seconds)
         for task in late:
             task.cancel()

@@ -129,11 +129,48 @@ async def test_a_takeover_replays_answered_calls_and_asks_only_the_rest(store: S
     assert [(c["owner"], c["attempt"]) for c in execution.metadata[WORKERS_KEY]] == [("dead", 1), ("live", 2)]
 
 
+async def test_a_worker_that_outlived_its_own_lease_and_claimed_again_runs_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stall longer than the lease (here: heartbeats that renew nothing for a while) lets
+    the worker claim its own running execution again; the earlier drive, same owner name,
+    must be fenced off by the claim's attempt and stopped, not run on beside the new one."""
+    slow = agents(delay=0.15)
+    engine = Engine(store, slow)
+    execution_id = await engine.submit("chain", {"task": 1})
+    worker = Worker(engine, name="w", lease_seconds=0.2, poll_seconds=0.02)
+    real_heartbeat = store.leases.heartbeat
+    loop = asyncio.get_running_loop()
+    stalled_until = loop.time() + 0.5
+
+    async def stalled(owner: str, ids: Any, *, lease_seconds: float) -> set[Any]:
+        if loop.time() < stalled_until:
+            return set(ids)  # the worker believes it still holds them; nothing is renewed
+        return await real_heartbeat(owner, ids, lease_seconds=lease_seconds)
+
+    monkeypatch.setattr(store.leases, "heartbeat", stalled)
+    stats = await worker.run(until_idle=True)
+    assert stats.claimed >= 2, stats  # it did claim its own execution again
+    assert stats.finished == {"completed": 1}, stats
+    assert (await store.executions.get(execution_id)).status is ExecutionStatus.COMPLETED
+    calls = await responses(store, execution_id)
+    assert sorted(calls) == sorted(set(calls))
+    assert len(calls) == 3
+    assert await store.results.count(execution_id=execution_id) == 3
+    assert await store.agent_instances.count(execution_id=execution_id) == 3  # one per slot
+    asked = sum(len(a.calls) for a in slow.values())
+    assert asked <= 3 + (stats.claimed - 1)  # at most one call in flight lost per reclaim
+    assert await store.leases.list() == []
+
+
 async def test_cancel_from_elsewhere_stops_the_run_within_one_step(store: Store) -> None:
     slow = agents(delay=0.1)
     engine = Engine(store, slow)
     execution_id = await engine.submit("chain", {"task": 1})
-    worker = Worker(engine, name="w", lease_seconds=0.8, poll_seconds=0.05)
+    # The lease is long enough that a loaded machine's late heartbeat does not let it expire
+    # (a reclaim would re-ask the call in flight): the cancellation is seen by the run's
+    # next write, which the store refuses for a cancelled execution.
+    worker = Worker(engine, name="w", lease_seconds=3.0, poll_seconds=0.05)
     running = asyncio.create_task(worker.run())
     await until(lambda: responses(store, execution_id), bool)
     cancelled = await Engine(store, {}).cancel(execution_id)

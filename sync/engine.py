@@ -106,9 +106,11 @@ class SyncEngine:
             )
         )
 
-    def drive(self, execution_id: UUID, *, owner: str | None = None) -> ExecutionRead:
+    def drive(
+        self, execution_id: UUID, *, owner: str | None = None, attempt: int | None = None
+    ) -> ExecutionRead:
         """Drive a submitted execution until it ends or pauses (see the async engine)."""
-        return self.store.run(lambda _: self.engine.drive(execution_id, owner=owner))
+        return self.store.run(lambda _: self.engine.drive(execution_id, owner=owner, attempt=attempt))
 
     def cancel(self, execution_id: UUID) -> ExecutionRead:
         """Cancel an execution; a worker running it stops at its next step."""

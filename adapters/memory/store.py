@@ -935,18 +935,16 @@ class MemoryStore:
     def capabilities(self) -> Capabilities:
         return Capabilities(backend="memory", transactions=True, multi_process=False)
 
-    @asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """One operation at a time: outside a transaction on the store's lock, inside one on
-        the lock of the (nested) transaction the calling task belongs to."""
+    def _exclusive(self) -> asyncio.Lock:
+        """One operation at a time (``async with store._exclusive():``): outside a transaction
+        on the store's lock, inside one on the lock of the (nested) transaction the calling
+        task belongs to. The lock itself, not a context manager wrapping it: that cost about
+        2 µs per call, as much as the rest of a ``get``."""
         frame = self._frame.get()
         if frame is None:
-            async with self._lock:
-                yield
-            return
+            return self._lock
         frame.check_open()
-        async with frame.lock:
-            yield
+        return frame.lock
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

@@ -32,6 +32,7 @@ from qmcp_agents.domain import (
     ExecutionStatus,
     IntegrityError,
     InvalidTransition,
+    Message,
     MessageType,
     NotFound,
     Result,
@@ -1028,6 +1029,53 @@ class StoreConformance(HostileConformance, TopologyPartsConformance, AppendConfo
         listed.input_data["added"] = 1
         again = await store.executions.get(world.execution.id)
         assert (again.input_data, again.metadata) == ({"task": "t"}, {})
+
+    async def test_messages_share_nothing_with_their_writer_or_reader(self, world: World) -> None:
+        store = world.store
+        nested: dict[str, Any] = {"tags": ["a", []], "inner": {"k": [1, {"deep": True}], "e": {}}}
+        # What a caller passes to append stays its own: changing it afterwards changes nothing.
+        draft = message(world.instance.id, nested)
+        (sent,) = await store.messages.append(world.execution.id, [draft])
+        draft.content["tags"][1].append("draft")
+        draft.content["inner"]["e"]["x"] = 1
+        draft.content["added"] = True
+        draft.round_number = 3
+        # Nor does changing a read copy: its fields, its content (replaced or changed at any
+        # depth, including empty containers), or the record of which fields were set.
+        fields_set = set((await store.messages.get(sent.id)).model_fields_set)
+        for read in (
+            (await store.messages.last(world.execution.id, 1))[0],
+            (await store.messages.list(world.execution.id)).items[0],
+            await store.messages.get(sent.id),
+            sent,
+        ):
+            read.content["tags"][1].append("read")
+            read.content["inner"]["e"]["x"] = 1
+            read.content["inner"]["k"][1]["deep"] = False
+            del read.content["tags"]
+            read.round_number = 5
+            read.model_fields_set.clear()
+            read.content = {"replaced": True}
+        again = await store.messages.get(sent.id)
+        assert again.content == nested
+        assert (again.round_number, again.model_fields_set) == (0, fields_set)
+        # The same for messages written by restore_many.
+        other = await world.new_execution()
+        speaker = await world.new_instance(other.id)
+        restored = Message(
+            execution_id=other.id,
+            sender_id=speaker.id,
+            message_type=MessageType.BROADCAST,
+            content={"tags": ["r"], "inner": {"k": [{}]}},
+            sequence_number=1,
+            revision=1,
+        )
+        assert await store.messages.restore_many([restored]) == 1
+        restored.content["tags"].append("mutated")
+        restored.content["inner"]["k"][0]["x"] = 1
+        restored.round_number = 9
+        back = await store.messages.get(restored.id)
+        assert (back.content, back.round_number) == ({"tags": ["r"], "inner": {"k": [{}]}}, 0)
 
     async def test_single_appends_number_check_and_refuse(self, world: World) -> None:
         store = world.store

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeAlias
 from uuid import UUID
 
 from qmcp_agents.domain import AgentInstance, AgentType, Execution, Message, Result, Topology
 from qmcp_agents.domain.leases import Lease
+
+Plan: TypeAlias = tuple[tuple[str | int, "Plan"], ...]
+"""Where a stored JSON container holds containers: ``(key or index, plan of that child)``
+for each dict or list value in it, ``()`` if it holds only scalars. Copying a message's
+``content`` along its plan copies exactly its containers (``dict.copy``/``list.copy`` in C)
+without looking at a single scalar."""
+
+StoredMessage: TypeAlias = tuple[Message, Plan]
+"""A stored message and the plan of its ``content``, made once when it is written."""
 
 
 @dataclass
@@ -18,7 +28,7 @@ class State:
     topologies: dict[int, Topology] = field(default_factory=dict)
     instances: dict[UUID, AgentInstance] = field(default_factory=dict)
     executions: dict[UUID, Execution] = field(default_factory=dict)
-    messages: dict[UUID, Message] = field(default_factory=dict)
+    messages: dict[UUID, StoredMessage] = field(default_factory=dict)
     message_log: dict[UUID, list[UUID]] = field(default_factory=dict)  # execution -> ids by sequence
     results: dict[UUID, Result] = field(default_factory=dict)
     leases: dict[UUID, Lease] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextvars
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -80,7 +80,7 @@ from qmcp_agents.domain.queries import (
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
 
-from .state import State
+from .state import Plan, State, StoredMessage
 
 K = TypeVar("K", int, UUID)
 E = TypeVar("E", bound=BaseModel)
@@ -117,14 +117,23 @@ def _mutable_fields(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(name for name, info in model.model_fields.items() if not _immutable(info.annotation))
 
 
+# The slots every Pydantic model has, set directly: ``object.__setattr__`` looks each name
+# up through the class's MRO first, which is most of the cost of building a copy.
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 def _copy(entity: E) -> E:
     """What a read hands out: a copy, so a caller mutating it never changes the store.
 
     Not ``model_copy(deep=True)``: ``deepcopy`` walks every UUID and datetime through
     ``__reduce_ex__``, about 40 µs per message. Stored models are only ever replaced, never
     mutated in place, so only the fields that can hold containers (JSON payloads, nested
-    models) are copied; a message's is ``content`` alone. Models here carry no private
-    attributes and no extras (``extra="forbid"``).
+    models) are copied. Models here carry no private attributes and no extras
+    (``extra="forbid"``). Messages take the faster :func:`_hand_out`.
     """
     model = type(entity)
     fields = entity.__dict__.copy()
@@ -132,12 +141,56 @@ def _copy(entity: E) -> E:
         value = fields[name]
         if type(value) not in _SCALARS:
             fields[name] = _clone(value)
-    clone = object.__new__(model)
-    object.__setattr__(clone, "__dict__", fields)
-    object.__setattr__(clone, "__pydantic_fields_set__", entity.__pydantic_fields_set__.copy())
-    object.__setattr__(clone, "__pydantic_extra__", None)
-    object.__setattr__(clone, "__pydantic_private__", None)
+    clone = _new(model)
+    _set_dict(clone, fields)
+    _set_fields_set(clone, entity.__pydantic_fields_set__.copy())
+    _set_extra(clone, None)
+    _set_private(clone, None)
     return clone
+
+
+if _mutable_fields(Message) != ("content",):  # pragma: no cover - a guard for whoever adds one
+    raise RuntimeError(f"_hand_out copies only a message's content, not {_mutable_fields(Message)}")
+
+
+def _plan(value: Any) -> Plan:
+    """The :data:`~.state.Plan` of a stored JSON container."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    return tuple((key, _plan(item)) for key, item in items if isinstance(item, (dict, list)))
+
+
+def _stored(message: Message) -> StoredMessage:
+    """How the store keeps ``message`` (which it owns: nobody else holds it)."""
+    return message, _plan(message.content)
+
+
+def _thaw(value: Any, plan: Plan) -> Any:
+    """A copy of a stored JSON container sharing no container with it, along its plan."""
+    copied = value.copy()
+    for key, inner in plan:
+        copied[key] = _thaw(value[key], inner) if inner else value[key].copy()
+    return copied
+
+
+def _hand_out(stored: Iterable[StoredMessage]) -> list[Message]:
+    """What a read hands out for stored messages: like :func:`_copy`, but each content is
+    copied along its plan, not walked value by value, in one loop with no call per message
+    (reading the newest 50 is what every agent turn does). Every other field of a message is
+    immutable (checked above)."""
+    out: list[Message] = []
+    append = out.append
+    for message, plan in stored:
+        fields = message.__dict__.copy()
+        fields["content"] = content = fields["content"].copy()
+        for key, inner in plan:  # _thaw, inlined
+            content[key] = _thaw(content[key], inner) if inner else content[key].copy()
+        clone = _new(Message)
+        _set_dict(clone, fields)
+        _set_fields_set(clone, message.__pydantic_fields_set__.copy())
+        _set_extra(clone, None)
+        _set_private(clone, None)
+        append(clone)
+    return out
 
 
 class _Repository(Generic[K, E]):
@@ -455,7 +508,7 @@ class MemoryAgentInstances(_UuidRepository[AgentInstance]):
     async def delete(self, id: UUID) -> None:
         async with self._store._exclusive():
             entity = self._stored(id)
-            messages = sum(1 for m in self._state.messages.values() if id in (m.sender_id, m.recipient_id))
+            messages = sum(1 for m, _ in self._state.messages.values() if id in (m.sender_id, m.recipient_id))
             results = sum(1 for r in self._state.results.values() if r.agent_instance_id == id)
             if messages or results:
                 raise IntegrityError(
@@ -638,10 +691,11 @@ class MemoryMessages:
             self._check_participants(execution_id, drafts)
             log = state.message_log.setdefault(execution_id, [])
             stored = build_messages(execution_id, drafts, len(log) + 1)  # drafts: just validated copies
-            for message in stored:
-                state.messages[message.id] = message
-                log.append(message.id)
-            return [_copy(m) for m in stored]
+            kept = [_stored(m) for m in stored]
+            for entry in kept:
+                state.messages[entry[0].id] = entry
+                log.append(entry[0].id)
+            return _hand_out(kept)
 
     def _check_participants(self, execution_id: UUID, drafts: Sequence[MessageCreate | Message]) -> None:
         for draft in drafts:
@@ -671,15 +725,15 @@ class MemoryMessages:
             for execution_id, fresh in planned:
                 log = state.message_log.setdefault(execution_id, [])
                 for message in fresh:
-                    state.messages[message.id] = message
+                    state.messages[message.id] = _stored(message)
                     log.append(message.id)
             return sum(len(fresh) for _, fresh in planned)
 
     async def find(self, id: UUID) -> Message | None:
         id = uuid_id(id)
         async with self._store._exclusive():
-            message = self._state.messages.get(id)
-            return None if message is None else _copy(message)
+            stored = self._state.messages.get(id)
+            return None if stored is None else _hand_out((stored,))[0]
 
     async def get(self, id: UUID) -> Message:
         message = await self.find(id)
@@ -702,11 +756,11 @@ class MemoryMessages:
             log = self._state.message_log.get(execution_id, [])
             items: builtins.list[Message] = []
             for message_id in log[start:]:  # sequence n sits at index n - 1
-                message = self._state.messages[message_id]
-                if matches(message):
+                stored = self._state.messages[message_id]
+                if matches(stored[0]):
                     if len(items) == limit:
                         return Page(items, str(items[-1].sequence_number))
-                    items.append(_copy(message))
+                    items.append(_hand_out((stored,))[0])
             return Page(items, None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
@@ -714,7 +768,8 @@ class MemoryMessages:
         check_limit(n, "n")
         async with self._store._exclusive():
             log = self._state.message_log.get(execution_id, [])
-            return [_copy(self._state.messages[m]) for m in log[-n:]]
+            messages = self._state.messages
+            return _hand_out([messages[m] for m in log[-n:]])
 
     async def count(self, execution_id: UUID | None = None) -> int:
         optional_uuid(execution_id, "execution_id")
@@ -880,18 +935,16 @@ class MemoryStore:
     def capabilities(self) -> Capabilities:
         return Capabilities(backend="memory", transactions=True, multi_process=False)
 
-    @asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """One operation at a time: outside a transaction on the store's lock, inside one on
-        the lock of the (nested) transaction the calling task belongs to."""
+    def _exclusive(self) -> asyncio.Lock:
+        """One operation at a time (``async with store._exclusive():``): outside a transaction
+        on the store's lock, inside one on the lock of the (nested) transaction the calling
+        task belongs to. The lock itself, not a context manager wrapping it: that cost about
+        2 µs per call, as much as the rest of a ``get``."""
         frame = self._frame.get()
         if frame is None:
-            async with self._lock:
-                yield
-            return
+            return self._lock
         frame.check_open()
-        async with frame.lock:
-            yield
+        return frame.lock
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

@@ -77,6 +77,7 @@ class MongoMessages:
     def __init__(self, store: MongoStore) -> None:
         self._store = store
         self._known: dict[tuple[UUID, UUID], Any] = {}  # see _remember
+        self._tops: dict[UUID, tuple[Any, int]] = {}  # see _remember_top
 
     @property
     def _c(self) -> Any:
@@ -94,7 +95,11 @@ class MongoMessages:
             drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
         session = self._store.session()
-        if session is None:  # independent reads: one round trip for both
+        cached = self._tops.get(execution_id) if session is None else None
+        if cached is not None:  # the chain's top is known: read the execution only
+            execution = await self._execution(execution_id)
+            previous = None
+        elif session is None:  # independent reads: one round trip for both
             execution, previous = await asyncio.gather(
                 self._execution(execution_id), self._top(execution_id, session)
             )
@@ -107,6 +112,11 @@ class MongoMessages:
         if not drafts:
             return []
         incarnation = execution.get("incarnation") if session is None else None
+        if cached is not None:
+            if incarnation is not None and cached[0] == incarnation:
+                previous = {"last": cached[1]}
+            else:  # another incarnation of the execution: its chain is read again
+                previous = await self._top(execution_id, session)
         wanted = _wanted(drafts)
         bound: dict[UUID, Any] = {}
         if incarnation is None or any(self._known.get((i, execution_id)) != incarnation for i in wanted):
@@ -117,7 +127,25 @@ class MongoMessages:
             await self._confirm(execution_id, out[0].id)
             if incarnation is not None:  # now named by a stored message
                 self._remember(execution_id, incarnation, bound)
+                self._remember_top(execution_id, incarnation, out[-1].sequence_number)
         return out
+
+    def _remember_top(self, execution_id: UUID, incarnation: Any, last: int) -> None:
+        """Remember the highest sequence number this store has written for the execution,
+        for its current *incarnation* (see :meth:`_remember`), so that the next append
+        needs no read of the chain's top: it chains after it and, if another writer
+        appended meanwhile, collides on ``(execution_id, first)`` and reads the top then
+        (:meth:`_chain`). Within one incarnation heads are never removed (only with the
+        execution, which ends the incarnation), and every head above a stored ``last``
+        starts at ``last + 1`` exactly, so a remembered number is never above the top and
+        a stale one always collides: the chain stays gap-free and without overlaps.
+        Outside transactions only (a transaction may roll back)."""
+        known = self._tops.get(execution_id)
+        if known is not None and known[0] == incarnation and known[1] > last:
+            return  # a concurrent append of this store got further
+        if len(self._tops) > 10_000:
+            self._tops.clear()
+        self._tops[execution_id] = (incarnation, last)
 
     def _remember(self, execution_id: UUID, incarnation: Any, bound: dict[UUID, Any]) -> None:
         """Remember the instances just checked that are bound to this execution.

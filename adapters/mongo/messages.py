@@ -18,6 +18,12 @@ An append checks that its execution exists, writes, then checks again: an
 ``executions.delete`` that ran in between has removed the execution (and swept its
 messages before and after doing so), and the append then removes what it wrote and raises
 ``NotFound``, so a race leaves no orphans (see ``MongoExecutions.delete``).
+
+Outside a transaction a store remembers the top of each chain it appended to, for the
+execution's incarnation (``_remember_top``), so its next append does not read it: a single
+append is then three round trips (read the execution, insert the head, read the execution
+again), and a top that another writer moved on is corrected by the collision on
+``(execution_id, first)``.
 """
 
 from __future__ import annotations
@@ -124,9 +130,9 @@ class MongoMessages:
             _check_bound(execution_id, drafts, bound)
         out = await self._write(execution_id, drafts, previous, session)
         if session is None:
-            await self._confirm(execution_id, out[0].id)
-            if incarnation is not None:  # now named by a stored message
-                self._remember(execution_id, incarnation, bound)
+            confirmed = await self._confirm(execution_id, out[0].id)
+            if incarnation is not None and confirmed.get("incarnation") == incarnation:
+                self._remember(execution_id, incarnation, bound)  # now named by a stored message
                 self._remember_top(execution_id, incarnation, out[-1].sequence_number)
         return out
 
@@ -259,11 +265,13 @@ class MongoMessages:
                 raise self._store.translate(error) from error
             previous = await self._top(execution_id, session)
 
-    async def _confirm(self, execution_id: UUID, head_id: UUID) -> None:
+    async def _confirm(self, execution_id: UUID, head_id: UUID) -> Any:
         """After writing: if the execution was deleted meanwhile, its delete may have swept
-        before this append landed, so the append removes itself."""
-        if await self._execution(execution_id) is not None:
-            return
+        before this append landed, so the append removes itself. Returns the execution's
+        ``status`` and ``incarnation`` as read then."""
+        execution = await self._execution(execution_id)
+        if execution is not None:
+            return execution
         await self._store.call(self._parts.delete_many({"head": head_id}))
         await self._store.call(self._c.delete_one({"_id": head_id}))
         raise NotFound(f"execution {execution_id} was deleted while the messages were appended")

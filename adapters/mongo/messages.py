@@ -18,6 +18,12 @@ An append checks that its execution exists, writes, then checks again: an
 ``executions.delete`` that ran in between has removed the execution (and swept its
 messages before and after doing so), and the append then removes what it wrote and raises
 ``NotFound``, so a race leaves no orphans (see ``MongoExecutions.delete``).
+
+Outside a transaction a store remembers the top of each chain it appended to, for the
+execution's incarnation (``_remember_top``), so its next append does not read it: a single
+append is then three round trips (read the execution, insert the head, read the execution
+again), and a top that another writer moved on is corrected by the collision on
+``(execution_id, first)``.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ class MongoMessages:
     def __init__(self, store: MongoStore) -> None:
         self._store = store
         self._known: dict[tuple[UUID, UUID], Any] = {}  # see _remember
+        self._tops: dict[UUID, tuple[Any, int]] = {}  # see _remember_top
 
     @property
     def _c(self) -> Any:
@@ -94,7 +101,11 @@ class MongoMessages:
             drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
         session = self._store.session()
-        if session is None:  # independent reads: one round trip for both
+        cached = self._tops.get(execution_id) if session is None else None
+        if cached is not None:  # the chain's top is known: read the execution only
+            execution = await self._execution(execution_id)
+            previous = None
+        elif session is None:  # independent reads: one round trip for both
             execution, previous = await asyncio.gather(
                 self._execution(execution_id), self._top(execution_id, session)
             )
@@ -107,6 +118,11 @@ class MongoMessages:
         if not drafts:
             return []
         incarnation = execution.get("incarnation") if session is None else None
+        if cached is not None:
+            if incarnation is not None and cached[0] == incarnation:
+                previous = {"last": cached[1]}
+            else:  # another incarnation of the execution: its chain is read again
+                previous = await self._top(execution_id, session)
         wanted = _wanted(drafts)
         bound: dict[UUID, Any] = {}
         if incarnation is None or any(self._known.get((i, execution_id)) != incarnation for i in wanted):
@@ -114,10 +130,28 @@ class MongoMessages:
             _check_bound(execution_id, drafts, bound)
         out = await self._write(execution_id, drafts, previous, session)
         if session is None:
-            await self._confirm(execution_id, out[0].id)
-            if incarnation is not None:  # now named by a stored message
-                self._remember(execution_id, incarnation, bound)
+            confirmed = await self._confirm(execution_id, out[0].id)
+            if incarnation is not None and confirmed.get("incarnation") == incarnation:
+                self._remember(execution_id, incarnation, bound)  # now named by a stored message
+                self._remember_top(execution_id, incarnation, out[-1].sequence_number)
         return out
+
+    def _remember_top(self, execution_id: UUID, incarnation: Any, last: int) -> None:
+        """Remember the highest sequence number this store has written for the execution,
+        for its current *incarnation* (see :meth:`_remember`), so that the next append
+        needs no read of the chain's top: it chains after it and, if another writer
+        appended meanwhile, collides on ``(execution_id, first)`` and reads the top then
+        (:meth:`_chain`). Within one incarnation heads are never removed (only with the
+        execution, which ends the incarnation), and every head above a stored ``last``
+        starts at ``last + 1`` exactly, so a remembered number is never above the top and
+        a stale one always collides: the chain stays gap-free and without overlaps.
+        Outside transactions only (a transaction may roll back)."""
+        known = self._tops.get(execution_id)
+        if known is not None and known[0] == incarnation and known[1] > last:
+            return  # a concurrent append of this store got further
+        if len(self._tops) > 10_000:
+            self._tops.clear()
+        self._tops[execution_id] = (incarnation, last)
 
     def _remember(self, execution_id: UUID, incarnation: Any, bound: dict[UUID, Any]) -> None:
         """Remember the instances just checked that are bound to this execution.
@@ -231,11 +265,13 @@ class MongoMessages:
                 raise self._store.translate(error) from error
             previous = await self._top(execution_id, session)
 
-    async def _confirm(self, execution_id: UUID, head_id: UUID) -> None:
+    async def _confirm(self, execution_id: UUID, head_id: UUID) -> Any:
         """After writing: if the execution was deleted meanwhile, its delete may have swept
-        before this append landed, so the append removes itself."""
-        if await self._execution(execution_id) is not None:
-            return
+        before this append landed, so the append removes itself. Returns the execution's
+        ``status`` and ``incarnation`` as read then."""
+        execution = await self._execution(execution_id)
+        if execution is not None:
+            return execution
         await self._store.call(self._parts.delete_many({"head": head_id}))
         await self._store.call(self._c.delete_one({"_id": head_id}))
         raise NotFound(f"execution {execution_id} was deleted while the messages were appended")

@@ -12,7 +12,7 @@ import bson
 import pytest
 import pytest_asyncio
 from bson.binary import Binary
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore
@@ -135,6 +135,73 @@ async def test_two_clients_append_concurrently_without_gaps(store: MongoStore) -
     assert numbers == list(range(1, 16 * 12 + 1))
     stored = await all_pages(lambda a: store.messages.list(world.execution.id, limit=50, after=a))
     assert [m.sequence_number for m in stored] == numbers
+
+
+async def test_a_single_append_makes_three_round_trips_and_the_remembered_top_is_a_hint(
+    store: MongoStore,
+) -> None:
+    """Issue 15: once a store has appended to an execution, its next single append reads the
+    execution, inserts the head and reads the execution again; the chain's top it remembers
+    is only a hint, corrected by the unique ``(execution_id, first)`` when another client
+    appended meanwhile."""
+    commands: list[str] = []
+
+    class Listener(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            commands.append(f"{event.command_name} {event.command.get(event.command_name)}")
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    counted = MongoStore.from_url(
+        with_database(MONGODB_URL, store.database.name), event_listeners=[Listener()]
+    )
+    try:
+        world = await World(store).build()
+        execution_id = world.execution.id
+        assert [
+            m.sequence_number
+            for m in await counted.messages.append(execution_id, [message(world.instance.id)])
+        ] == [1]
+        commands.clear()
+        assert [
+            m.sequence_number
+            for m in await counted.messages.append(execution_id, [message(world.instance.id)])
+        ] == [2]
+        assert commands == ["find qmcp_executions", "insert qmcp_messages", "find qmcp_executions"]
+        await store.messages.append(execution_id, [message(world.instance.id) for _ in range(3)])  # 3..5
+        commands.clear()
+        (late,) = await counted.messages.append(execution_id, [message(world.instance.id)])
+        assert late.sequence_number == 6  # collided with 3..5, read the top, chained after it
+        assert commands.count("insert qmcp_messages") == 2
+        (next_,) = await counted.messages.append(execution_id, [message(world.instance.id)])
+        assert next_.sequence_number == 7
+    finally:
+        await counted.close()
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=50, after=a))
+    assert [m.sequence_number for m in stored] == list(range(1, 8))
+    assert await store.messages.count(execution_id) == 7
+
+
+async def test_a_remembered_top_is_not_used_for_a_restored_execution(store: MongoStore) -> None:
+    """A deleted and restored execution is a new incarnation: its chain is read again, so
+    the next append neither leaves a gap nor overlaps the restored messages."""
+    world = await World(store).build()
+    first = await store.messages.append(world.execution.id, [message(world.instance.id)])
+    await store.messages.append(world.execution.id, [message(world.instance.id) for _ in range(2)])
+    exported = await store.executions.get(world.execution.id)
+    instance = await store.agent_instances.get(world.instance.id)
+    await store.executions.delete(world.execution.id)
+    await store.executions.restore_many([exported])
+    await store.agent_instances.restore_many([instance])
+    await store.messages.restore_many(first)
+    (after,) = await store.messages.append(world.execution.id, [message(world.instance.id)])
+    assert after.sequence_number == 2
+    stored = await all_pages(lambda a: store.messages.list(world.execution.id, limit=50, after=a))
+    assert [m.sequence_number for m in stored] == [1, 2]
 
 
 async def test_large_append_is_one_head_document_and_its_parts(store: MongoStore) -> None:

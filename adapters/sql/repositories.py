@@ -84,7 +84,7 @@ from qmcp_agents.domain.queries import (
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
 
-from . import bulk, driver, rows, schema
+from . import bulk, driver, pages, rows, schema
 from .rows import RowLike
 
 if TYPE_CHECKING:
@@ -894,10 +894,14 @@ class SqlMessages:
         execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         dialect = self._store.engine.dialect
+        values = {"execution_id": execution_id, "n": n}
+        if dialect.name == "sqlite":
+            async with self._store.driver() as raw:
+                page = pages.messages(await driver.fetch(raw, pages.newest(dialect), values))
+            if page is not None:
+                return page
         async with self._store.driver() as raw:
-            found = await driver.fetch(
-                raw, driver.newest_messages(dialect), {"execution_id": execution_id, "n": n}
-            )
+            found = await driver.fetch(raw, driver.newest_messages(dialect), values)
         decode = driver.decoder(self.table, dialect)
         return [rows.message_from(decode(row)) for row in reversed(found)]
 

@@ -152,6 +152,7 @@ class SqlStore:
             if not database or database == ":memory:":
                 options["poolclass"] = StaticPool
             options["connect_args"] = {"timeout": 30}
+            options["pool_reset_on_return"] = None  # the "reset" listener of _setup_sqlite does it
             engine = create_async_engine(self.url, **options)
             _setup_sqlite(engine, in_memory=options.get("poolclass") is StaticPool)
             event.listen(engine.sync_engine, "do_connect", lambda *_: self._refuse_missing_file())
@@ -427,6 +428,17 @@ def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+        # A connection goes back to the pool rolled back, but only if SQLite says a
+        # transaction is open: SQLAlchemy's unconditional rollback-on-return is a thread hop
+        # on every call, most of which (driver-level reads, transactions already ended)
+        # have nothing to roll back.
+        if not state.asyncio_safe or state.terminate_only:
+            return
+        if dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

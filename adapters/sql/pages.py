@@ -1,32 +1,30 @@
-"""Pages of messages read as one JSON array and validated in one pydantic-core call (issue 15).
+"""Pages of messages validated in one pydantic-core call (issue 15).
 
-SQLite builds the page itself: one row holding a JSON array with one object per message
-(``json_group_array``), the page's lowest and highest ``schema_version`` and the length of
-its longest stored payload. One pydantic-core call parses that text and builds the
-``Message`` objects, checking every field whose rules need no Python (ids, the enum, the
-``Int32`` bounds, the timestamp's syntax) with ``Message``'s own field schemas. The rules
-``Message`` runs in Python then run per message, as the same functions: the JSON payload
-rules and size limit on ``content``, the UTC-millisecond rule on ``created_at`` and the
-model's after-validators (a broadcast has no recipient).
+The driver's rows of ``SELECT qmcp_messages.*`` (SQLite: ids, the enum and the timestamp
+as text, the payload as JSON text) go to pydantic-core as they are, and one call builds
+the page's ``Message`` objects: it parses the payload's JSON, the ids and the timestamp,
+and checks every field whose rules need no Python with ``Message``'s own field schemas
+(the enum, the ``Int32`` bounds). The rules ``Message`` runs in Python then run per
+message, as the same functions: the JSON payload rules and size limit on ``content``, the
+UTC-millisecond rule on ``created_at`` and the model's after-validators (a broadcast has
+no recipient).
 
 A page this cannot vouch for (a row of another schema version, a value any rule refuses,
-a timestamp not in the stored form) is answered ``None``: the caller reads it again row by
-row (``rows.message_from``), which upcasts old rows and raises the validation error it
-always raised. So the messages that come out are the ones ``Message.model_validate``
-makes of the same rows (docs/decisions.md, issue 15).
+a timestamp not in the stored form) is answered ``None``: the caller then decodes it row
+by row as before (``rows.message_from``), which upcasts old rows and raises the validation
+error it always raised. So the messages that come out are the ones
+``Message.model_validate`` makes of the same rows (docs/decisions.md, issue 15).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from functools import cache
+from datetime import UTC
 from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import SchemaValidator, core_schema
-from sqlalchemy import Dialect, Integer, LargeBinary, bindparam, func, literal_column, select
 
 from qmcp_agents.domain import Message
 from qmcp_agents.domain.clock import to_utc_ms
@@ -34,25 +32,33 @@ from qmcp_agents.domain.json_payload import MAX_MESSAGE_BYTES, check_json_object
 from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
 from . import schema
-from .driver import Statement, compile_statement
 
-_IN_PYTHON: dict[str, Any] = {"content": dict[str, Any], "created_at": datetime}
-"""The fields whose Python validators :func:`_finish` runs; pydantic-core checks only their
-type. Every other field is validated by its own annotation, validators included."""
+_IN_PYTHON: dict[str, Any] = {
+    "content": core_schema.json_schema(core_schema.dict_schema(core_schema.str_schema())),
+    "created_at": core_schema.datetime_schema(),
+}
+"""The fields whose Python validators :func:`_finish` runs: pydantic-core only parses them
+(the payload's JSON text, the timestamp's text). Every other field is validated by its
+own annotation, validators included."""
 
-_GROWTH = 5
-"""How much longer a payload can get written as compact JSON than the JSON text it was
-read from (docs/decisions.md, issue 15): only a float written with an exponent grows, at
-most 4.5 times (``9e15`` -> ``9000000000000000.0``); every other token stays as long or
-gets shorter. So no payload of a page whose longest stored payload is at most
-``MAX_MESSAGE_BYTES / 5`` bytes can be over the limit, and there they are not measured."""
+_SHORT = MAX_MESSAGE_BYTES // 20
+"""A payload whose stored text has at most this many characters (52,428) is under the size
+limit, so it is not measured again (docs/decisions.md, issue 15): compact JSON of a parsed
+payload is at most 4.5 times as long as the text it was parsed from (only a float written
+with an exponent grows: ``9e15`` -> ``9000000000000000.0``; every other token stays as long
+or gets shorter) and a character is at most 4 bytes."""
+
+COLUMNS = tuple(c.name for c in schema.messages.columns)
+_CONTENT = COLUMNS.index("content")
+_VERSION = COLUMNS.index("schema_version")
 
 
 def _field(name: str, info: FieldInfo) -> core_schema.ModelField:
-    annotation: Any = _IN_PYTHON.get(name)
-    if annotation is None:
-        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-    return core_schema.model_field(TypeAdapter[Any](annotation).core_schema)
+    parse = _IN_PYTHON.get(name)
+    if parse is None:
+        annotation: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        parse = TypeAdapter[Any](annotation).core_schema
+    return core_schema.model_field(parse)
 
 
 def _page_validator() -> SchemaValidator:
@@ -60,11 +66,13 @@ def _page_validator() -> SchemaValidator:
     modes = {d.info.mode for d in decorators.model_validators.values()}
     if decorators.field_validators or modes - {"after"}:
         raise TypeError("Message has validators pages._finish does not run; update adapters/sql/pages.py")
+    if set(COLUMNS) != {*Message.model_fields, "schema_version"}:
+        raise TypeError("qmcp_messages columns and Message fields differ; update adapters/sql/pages.py")
     fields = core_schema.model_fields_schema(
-        {name: _field(name, info) for name, info in Message.model_fields.items()}, extra_behavior="forbid"
+        {name: _field(name, info) for name, info in Message.model_fields.items()},
+        extra_behavior="ignore",  # schema_version, checked by messages()
     )
-    model = core_schema.model_schema(Message, fields, extra_behavior="forbid")
-    return SchemaValidator(core_schema.list_schema(model))
+    return SchemaValidator(core_schema.list_schema(core_schema.model_schema(Message, fields)))
 
 
 _PAGE = _page_validator()
@@ -73,55 +81,29 @@ _AFTER: tuple[Callable[[Message], Any], ...] = tuple(
 )
 
 
-@cache
-def newest(dialect: Dialect) -> Statement:
-    """The newest ``n`` messages of an execution as one JSON array (SQLite)."""
-    m = schema.messages
-    rows = (
-        select(m)
-        .where(m.c.execution_id == bindparam("execution_id", type_=m.c.execution_id.type))
-        .order_by(m.c.sequence_number.desc())
-        .limit(bindparam("n", type_=Integer()))
-        .subquery()
-    )
-    pairs: list[Any] = []
-    for name in Message.model_fields:
-        column: Any = rows.c[name]
-        if name == "content":  # text that is not JSON becomes null, which the schema refuses
-            column = func.iif(func.json_valid(column), func.json(column), None)
-        pairs += [literal_column(f"'{name}'"), column]
-    page = select(
-        func.json_group_array(func.json_object(*pairs)),
-        func.min(rows.c.schema_version),
-        func.max(rows.c.schema_version),
-        func.max(func.length(func.cast(rows.c.content, LargeBinary))),
-    )
-    return compile_statement(page, dialect)
-
-
 def messages(found: Sequence[Sequence[Any]]) -> list[Message] | None:
-    """The messages of a page in sequence order, or ``None`` if they must be read row by
-    row (another schema version, or a value the rules refuse)."""
-    text, lowest, highest, longest = found[0]
-    if lowest is None:
-        return []
-    if lowest != CURRENT_SCHEMA_VERSION or highest != CURRENT_SCHEMA_VERSION:
-        return None
-    measure = longest * _GROWTH > MAX_MESSAGE_BYTES
+    """The messages of SQLite rows of ``SELECT qmcp_messages.*``, in the rows' order, or
+    ``None`` if they must be decoded row by row (another schema version, or a value the
+    rules refuse)."""
+    short: list[bool] = []
+    for row in found:
+        if row[_VERSION] != CURRENT_SCHEMA_VERSION:
+            return None
+        text = row[_CONTENT]
+        short.append(type(text) is str and len(text) <= _SHORT)
     try:
-        out: list[Message] = _PAGE.validate_json(text)
-        for message in out:
-            _finish(message, measure)
+        out: list[Message] = _PAGE.validate_python([dict(zip(COLUMNS, row, strict=True)) for row in found])
+        for message, measured in zip(out, short, strict=True):
+            _finish(message, measured)
     except (ValidationError, ValueError):  # the rules raise ValueErrors (JsonPayloadError, ...)
         return None
-    out.sort(key=_sequence)  # SQLite does not promise an aggregate's order
     return out
 
 
-def _finish(message: Message, measure: bool) -> None:
+def _finish(message: Message, short: bool) -> None:
     values = message.__dict__
     content = check_json_object(values["content"])
-    values["content"] = check_message_size(content) if measure else content
+    values["content"] = content if short else check_message_size(content)
     created = values["created_at"]
     if created.tzinfo is not None:  # not the stored form (naive UTC text)
         raise ValueError("created_at carries a zone")
@@ -132,8 +114,4 @@ def _finish(message: Message, measure: bool) -> None:
         check(message)
 
 
-def _sequence(message: Message) -> int:
-    return message.sequence_number
-
-
-__all__ = ["messages", "newest"]
+__all__ = ["COLUMNS", "messages"]

@@ -894,16 +894,23 @@ class SqlMessages:
         execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         dialect = self._store.engine.dialect
-        values = {"execution_id": execution_id, "n": n}
+        async with self._store.driver() as raw:
+            found = await driver.fetch(
+                raw, driver.newest_messages(dialect), {"execution_id": execution_id, "n": n}
+            )
+        found.reverse()
+        return self._decoded(found, dialect)
+
+    def _decoded(self, found: builtins.list[Sequence[Any]], dialect: Any) -> builtins.list[Message]:
+        """Driver rows of ``SELECT qmcp_messages.*`` as messages: on SQLite the whole page
+        in one pydantic-core call (:mod:`.pages`), else (or if that cannot vouch for the
+        page) row by row."""
         if dialect.name == "sqlite":
-            async with self._store.driver() as raw:
-                page = pages.messages(await driver.fetch(raw, pages.newest(dialect), values))
+            page = pages.messages(found)
             if page is not None:
                 return page
-        async with self._store.driver() as raw:
-            found = await driver.fetch(raw, driver.newest_messages(dialect), values)
         decode = driver.decoder(self.table, dialect)
-        return [rows.message_from(decode(row)) for row in reversed(found)]
+        return [rows.message_from(decode(row)) for row in found]
 
     async def count(self, execution_id: UUID | None = None) -> int:
         optional_uuid(execution_id, "execution_id")

@@ -27,6 +27,7 @@ from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import greenlet_spawn
 
 from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wait_out
 from qmcp_agents.adapters.store_errors import INIT_HINT, masked, naming
@@ -302,16 +303,20 @@ class SqlStore:
         shared = self._writer is not None and not self.capabilities.multi_process
         lock = self._writer if (shared or queued) and self._writer is not None else nullcontext()
         async with lock:
+            # Straight from the pool (its events run as for engine.connect()): a Connection
+            # would add two greenlet switches and a task to every call.
             try:
-                async with self.engine.connect() as conn:
-                    try:
-                        yield (await conn.get_raw_connection()).driver_connection
-                    except BaseException as error:
-                        if connection_lost(error):
-                            await conn.invalidate()
-                        raise
+                pooled = await greenlet_spawn(self.engine.sync_engine.pool.connect)
             except BaseException as error:
                 raise self._translate(error) from error
+            try:
+                yield pooled.driver_connection
+            except BaseException as error:
+                if connection_lost(error):
+                    await greenlet_spawn(pooled.invalidate, error)
+                raise self._translate(error) from error
+            finally:
+                await greenlet_spawn(pooled.close)
 
     @asynccontextmanager
     async def sqlite_writer(self) -> AsyncIterator[Any]:

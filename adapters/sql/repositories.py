@@ -19,7 +19,6 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Table,
-    and_,
     delete,
     func,
     insert,
@@ -877,17 +876,15 @@ class SqlMessages:
         sender_id: UUID | None = None,
     ) -> Page[Message]:
         checked = message_query(execution_id, limit, after, round_number, sender_id)
-        start, round_number, sender_id = checked.start, checked.filter.round_number, checked.filter.sender_id
-        c = self.table.c
-        conditions = [c.execution_id == execution_id, c.sequence_number > start]
-        if round_number is not None:
-            conditions.append(c.round_number == round_number)
-        if sender_id is not None:
-            conditions.append(c.sender_id == sender_id)
-        query = select(self.table).where(and_(*conditions)).order_by(c.sequence_number).limit(limit + 1)
-        async with self._store.connection(read=True) as conn:
-            found = (await conn.execute(query)).mappings().all()
-        items = [rows.message_from(row) for row in found[:limit]]
+        flt = checked.filter
+        given = (("round_number", flt.round_number), ("sender_id", flt.sender_id))
+        values: dict[str, Any] = {name: value for name, value in given if value is not None}
+        dialect = self._store.engine.dialect
+        statement = driver.messages_page(dialect, tuple(sorted(values)))
+        values.update(execution_id=checked.execution_id, after=checked.start, limit=limit + 1)
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, statement, values)
+        items = self._decoded(found[:limit], dialect)
         return Page(items, str(items[-1].sequence_number) if len(found) > limit else None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:

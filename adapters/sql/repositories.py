@@ -881,11 +881,11 @@ class SqlMessages:
         values: dict[str, Any] = {name: value for name, value in given if value is not None}
         dialect = self._store.engine.dialect
         statement = driver.messages_page(dialect, tuple(sorted(values)))
-        values.update(execution_id=checked.execution_id, after=checked.start, limit=limit + 1)
+        values.update(execution_id=checked.execution_id, after=checked.start, limit=checked.limit + 1)
         async with self._store.driver() as raw:
             found = await driver.fetch(raw, statement, values)
-        items = self._decoded(found[:limit], dialect)
-        return Page(items, str(items[-1].sequence_number) if len(found) > limit else None)
+        items = self._decoded(found[: checked.limit], dialect)
+        return Page(items, str(items[-1].sequence_number) if len(found) > checked.limit else None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
         execution_id = uuid_id(execution_id, "execution_id")

@@ -858,7 +858,7 @@ class SqlMessages:
         dialect = self._store.engine.dialect
         async with self._store.driver() as raw:
             found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
-        return rows.message_from(driver.decoder(self.table, dialect)(found[0])) if found else None
+        return self._decoded(found, dialect)[0] if found else None
 
     async def get(self, id: UUID) -> Message:
         message = await self.find(id)

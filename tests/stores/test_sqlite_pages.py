@@ -173,3 +173,23 @@ def _draft(world: World, i: int) -> MessageCreate:
     return MessageCreate(
         sender_id=world.instance.id, message_type=MessageType.BROADCAST, content={"i": i, "f": 0.5}
     )
+
+
+async def test_every_read_of_clean_rows_takes_the_page_path(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = world.store
+    written = await store.messages.append(world.execution.id, [_draft(world, i) for i in range(5)])
+
+    def refuse(row: Any) -> Message:
+        raise AssertionError("decoded row by row")
+
+    monkeypatch.setattr(rows, "message_from", refuse)
+    assert await store.messages.last(world.execution.id, 3) == written[-3:]
+    first = await store.messages.list(world.execution.id, limit=2)
+    assert first.items == written[:2]
+    assert first.next_cursor is not None
+    rest = await store.messages.list(world.execution.id, after=first.next_cursor, sender_id=world.instance.id)
+    assert rest.items == written[2:]
+    assert (await store.messages.list(world.execution.id, round_number=1)).items == []
+    assert await store.messages.get(written[1].id) == written[1]

@@ -211,6 +211,7 @@ __all__ = [
     "compile_statement",
     "decoder",
     "fetch",
+    "messages_page",
     "newest_messages",
 ]
 
@@ -240,4 +241,20 @@ def executions_page(dialect: Dialect, filters: tuple[str, ...], after: bool) -> 
     if after:
         conditions.append(e.c.id > bindparam("after", type_=e.c.id.type))
     query = select(e).where(*conditions).order_by(e.c.id).limit(bindparam("limit", type_=Integer()))
+    return compile_statement(query, dialect)
+
+
+@cache
+def messages_page(dialect: Dialect, filters: tuple[str, ...]) -> Statement:
+    """A keyset page of an execution's messages, oldest first, for one combination of
+    filters (``round_number``, ``sender_id``: each an index prefix)."""
+    m = schema.messages
+    conditions = [
+        m.c.execution_id == bindparam("execution_id", type_=m.c.execution_id.type),
+        m.c.sequence_number > bindparam("after", type_=Integer()),
+        *(m.c[name] == bindparam(name, type_=m.c[name].type) for name in filters),
+    ]
+    query = (
+        select(m).where(*conditions).order_by(m.c.sequence_number).limit(bindparam("limit", type_=Integer()))
+    )
     return compile_statement(query, dialect)

@@ -19,7 +19,6 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Table,
-    and_,
     delete,
     func,
     insert,
@@ -84,7 +83,7 @@ from qmcp_agents.domain.queries import (
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
 
-from . import bulk, driver, rows, schema
+from . import bulk, driver, pages, rows, schema
 from .rows import RowLike
 
 if TYPE_CHECKING:
@@ -859,7 +858,7 @@ class SqlMessages:
         dialect = self._store.engine.dialect
         async with self._store.driver() as raw:
             found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
-        return rows.message_from(driver.decoder(self.table, dialect)(found[0])) if found else None
+        return self._decoded(found, dialect)[0] if found else None
 
     async def get(self, id: UUID) -> Message:
         message = await self.find(id)
@@ -877,18 +876,16 @@ class SqlMessages:
         sender_id: UUID | None = None,
     ) -> Page[Message]:
         checked = message_query(execution_id, limit, after, round_number, sender_id)
-        start, round_number, sender_id = checked.start, checked.filter.round_number, checked.filter.sender_id
-        c = self.table.c
-        conditions = [c.execution_id == execution_id, c.sequence_number > start]
-        if round_number is not None:
-            conditions.append(c.round_number == round_number)
-        if sender_id is not None:
-            conditions.append(c.sender_id == sender_id)
-        query = select(self.table).where(and_(*conditions)).order_by(c.sequence_number).limit(limit + 1)
-        async with self._store.connection(read=True) as conn:
-            found = (await conn.execute(query)).mappings().all()
-        items = [rows.message_from(row) for row in found[:limit]]
-        return Page(items, str(items[-1].sequence_number) if len(found) > limit else None)
+        flt = checked.filter
+        given = (("round_number", flt.round_number), ("sender_id", flt.sender_id))
+        values: dict[str, Any] = {name: value for name, value in given if value is not None}
+        dialect = self._store.engine.dialect
+        statement = driver.messages_page(dialect, tuple(sorted(values)))
+        values.update(execution_id=checked.execution_id, after=checked.start, limit=checked.limit + 1)
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, statement, values)
+        items = self._decoded(found[: checked.limit], dialect)
+        return Page(items, str(items[-1].sequence_number) if len(found) > checked.limit else None)
 
     async def last(self, execution_id: UUID, n: int) -> builtins.list[Message]:
         execution_id = uuid_id(execution_id, "execution_id")
@@ -898,8 +895,19 @@ class SqlMessages:
             found = await driver.fetch(
                 raw, driver.newest_messages(dialect), {"execution_id": execution_id, "n": n}
             )
+        found.reverse()
+        return self._decoded(found, dialect)
+
+    def _decoded(self, found: builtins.list[Sequence[Any]], dialect: Any) -> builtins.list[Message]:
+        """Driver rows of ``SELECT qmcp_messages.*`` as messages: on SQLite the whole page
+        in one pydantic-core call (:mod:`.pages`), else (or if that cannot vouch for the
+        page) row by row."""
+        if dialect.name == "sqlite":
+            page = pages.messages(found)
+            if page is not None:
+                return page
         decode = driver.decoder(self.table, dialect)
-        return [rows.message_from(decode(row)) for row in reversed(found)]
+        return [rows.message_from(decode(row)) for row in found]
 
     async def count(self, execution_id: UUID | None = None) -> int:
         optional_uuid(execution_id, "execution_id")

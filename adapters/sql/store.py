@@ -27,6 +27,7 @@ from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import greenlet_spawn
 
 from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wait_out
 from qmcp_agents.adapters.store_errors import INIT_HINT, masked, naming
@@ -152,6 +153,7 @@ class SqlStore:
             if not database or database == ":memory:":
                 options["poolclass"] = StaticPool
             options["connect_args"] = {"timeout": 30}
+            options["pool_reset_on_return"] = None  # the "reset" listener of _setup_sqlite does it
             engine = create_async_engine(self.url, **options)
             _setup_sqlite(engine, in_memory=options.get("poolclass") is StaticPool)
             event.listen(engine.sync_engine, "do_connect", lambda *_: self._refuse_missing_file())
@@ -301,16 +303,20 @@ class SqlStore:
         shared = self._writer is not None and not self.capabilities.multi_process
         lock = self._writer if (shared or queued) and self._writer is not None else nullcontext()
         async with lock:
+            # Straight from the pool (its events run as for engine.connect()): a Connection
+            # would add two greenlet switches and a task to every call.
             try:
-                async with self.engine.connect() as conn:
-                    try:
-                        yield (await conn.get_raw_connection()).driver_connection
-                    except BaseException as error:
-                        if connection_lost(error):
-                            await conn.invalidate()
-                        raise
+                pooled = await greenlet_spawn(self.engine.sync_engine.pool.connect)
             except BaseException as error:
                 raise self._translate(error) from error
+            try:
+                yield pooled.driver_connection
+            except BaseException as error:
+                if connection_lost(error):
+                    await greenlet_spawn(pooled.invalidate, error)
+                raise self._translate(error) from error
+            finally:
+                await greenlet_spawn(pooled.close)
 
     @asynccontextmanager
     async def sqlite_writer(self) -> AsyncIterator[Any]:
@@ -427,6 +433,17 @@ def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+        # A connection goes back to the pool rolled back, but only if SQLite says a
+        # transaction is open: SQLAlchemy's unconditional rollback-on-return is a thread hop
+        # on every call, most of which (driver-level reads, transactions already ended)
+        # have nothing to roll back.
+        if not state.asyncio_safe or state.terminate_only:
+            return
+        if dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -120,18 +120,25 @@ class DurableRuns:
         return missing
 
     async def drive(
-        self, execution_id: UUID, *, owner: str | None = None, attempt: int | None = None
+        self,
+        execution_id: UUID,
+        *,
+        owner: str | None = None,
+        attempt: int | None = None,
+        fence: Fence | None = None,
     ) -> ExecutionRead:
         """Drive a submitted execution (pending, or running and taken over) until it ends or
         pauses. With ``owner`` (a worker's name) every write is fenced by its lease
         (``LeaseLost`` once it was taken over) and the claim is noted in the metadata.
         ``attempt`` is the claim's fencing token (``Lease.attempts`` as claimed; by default
         the entry's count when the drive starts): a drive of an earlier claim by the same
-        owner, whose lease expired meanwhile, is fenced off too."""
+        owner, whose lease expired meanwhile, is fenced off too. ``fence`` (internal, without
+        ``owner``): a compound's child driven on under its parent's lease."""
         if owner is not None and attempt is None:
             lease = await self.store.leases.find(execution_id)
             attempt = lease.attempts if lease is not None else 0
-        fence = None if owner is None else _fence(self.store, execution_id, owner, attempt)
+        if owner is not None:
+            fence = _fence(self.store, execution_id, owner, attempt)
 
         async def start() -> Execution:
             execution = await self.store.executions.get(execution_id)
@@ -196,9 +203,22 @@ def _fence(store: Store, execution_id: UUID, owner: str, attempt: int | None) ->
     return fence
 
 
+def child_fence(fence: Fence | None) -> Fence | None:
+    """The fence of a compound's child: every write of the child checks the parent's lease,
+    and its last write releases nothing (the parent's entry goes with the parent's end)."""
+    if fence is None:
+        return None
+    parent = fence
+
+    async def hold(last: bool) -> None:
+        await parent(False)
+
+    return hold
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-__all__ = ["WORKERS_KEY", "DurableRuns"]
+__all__ = ["WORKERS_KEY", "DurableRuns", "child_fence"]

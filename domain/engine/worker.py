@@ -75,6 +75,7 @@ class Worker:
         self.stats = WorkerStats()
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._dropped: set[asyncio.Task[None]] = set()  # stopped: the lease is gone (or cancelled)
+        self._attempts: dict[asyncio.Task[None], tuple[UUID, int]] = {}  # each drive's claim
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -130,9 +131,9 @@ class Worker:
                 # claim's attempt and stopped; the new one replays what was recorded.
                 self._dropped.add(earlier)
                 earlier.cancel()
-            self._running[lease.execution_id] = asyncio.create_task(
-                self._run_one(lease.execution_id, lease.attempts)
-            )
+            task = asyncio.create_task(self._run_one(lease.execution_id, lease.attempts))
+            self._running[lease.execution_id] = task
+            self._attempts[task] = (lease.execution_id, lease.attempts)
         return len(leases)
 
     async def _run_one(self, execution_id: UUID, attempt: int) -> None:
@@ -146,6 +147,7 @@ class Worker:
                 if self._running.get(execution_id) is this:
                     del self._running[execution_id]
                 self._dropped.discard(this)
+                self._attempts.pop(this, None)
             self._changed.set()
 
     async def _drive(self, execution_id: UUID, attempt: int) -> bool | None:
@@ -212,6 +214,16 @@ class Worker:
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=self.grace_seconds)
+        # Handed back before they are stopped: a stopped drive's last writes (a compound
+        # stopping its child) are then fenced off, and the next worker carries on from
+        # what is stored.
+        await asyncio.gather(
+            *(
+                self._release(*self._attempts[task], requeue=True)
+                for task in late
+                if task in self._attempts and task not in self._dropped
+            )
+        )
         for task in late:
             task.cancel()
         if late:

@@ -1,0 +1,146 @@
+"""Hostile probes of the durable-run fencing (issue 16): compound runs stopped mid-child,
+stalls longer than the lease, workers that share a name, store outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+import pytest_asyncio
+
+from qmcp_agents.domain import ExecutionStatus, MessageType
+from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
+from qmcp_agents.domain.engine.worker import Worker
+from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.queries import MAX_LIMIT
+from qmcp_agents.testing.builders import register_topology
+from tests.stores.servers import backend_store
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture(params=["memory", "sqlite", "postgresql"])
+async def store(request: Any, tmp_path: Path) -> AsyncIterator[Store]:
+    async with backend_store(request.param, tmp_path) as opened:
+        await register_topology(opened, "chain", "pipeline", ["first", "second", "third"])
+        await register_topology(opened, "both", "compound", [], {"sub_topologies": ["chain"]})
+        yield opened
+
+
+def answering(context: AgentContext) -> AgentReply:
+    return reply({"by": context.slot_name, "call": context.call})
+
+
+def agents(delay: float = 0.0) -> dict[str, ScriptedAgent]:
+    return {slot: ScriptedAgent([answering], delay=delay) for slot in ("first", "second", "third")}
+
+
+async def check_once(store: Store, execution_id: UUID) -> list[str]:
+    """Exactly-once records and gap-free sequence numbers; the calls recorded."""
+    page = await store.messages.list(execution_id, limit=MAX_LIMIT)
+    assert [m.sequence_number for m in page.items] == list(range(1, len(page.items) + 1))
+    calls = [m.content["call"] for m in page.items if m.message_type is MessageType.RESPONSE]
+    assert sorted(calls) == sorted(set(calls)), calls
+    assert await store.results.count(execution_id=execution_id) == len(calls)
+    return calls
+
+
+async def test_a_compound_handed_back_at_shutdown_is_finished_by_the_next_worker(store: Store) -> None:
+    """Graceful shutdown hands back what is running: a compound stopped (grace over) while
+    its child runs must be finished by the next worker, not failed because its child was
+    cancelled on the way out."""
+    slow = agents(delay=0.3)
+    engine = Engine(store, slow)
+    execution_id = await engine.submit("both", {"task": 1})
+    worker = Worker(engine, name="leaving", grace_seconds=0.1, poll_seconds=0.05)
+    running = asyncio.create_task(worker.run())
+    for _ in range(500):
+        if (await store.executions.list(parent_id=execution_id)).items:
+            break
+        await asyncio.sleep(0.01)
+    worker.stop()
+    stats = await running
+    assert stats.handed_back == 1, stats
+    [child] = (await store.executions.list(parent_id=execution_id)).items
+    assert child.status is ExecutionStatus.RUNNING, child.status  # left for the next worker
+    stats = await Worker(Engine(store, agents()), name="next", poll_seconds=0.05).run(until_idle=True)
+    assert stats.finished == {"completed": 1}, stats
+    assert (await store.executions.get(execution_id)).status is ExecutionStatus.COMPLETED
+    assert len(await check_once(store, child.id)) == 3
+    assert await store.leases.list() == []
+
+
+async def test_a_stalled_worker_taken_over_in_a_compound_leaves_the_child_alone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A stalls past its lease (its heartbeats renew nothing) while the child of a
+    compound runs; the compound is claimed again (by A itself, or B) and its child driven
+    on. The earlier drive, stopped, must not cancel the child the new one drives (it did:
+    the compound then failed with "sub-topology 'chain' ended cancelled")."""
+    real_heartbeat = store.leases.heartbeat
+    loop = asyncio.get_running_loop()
+    stalled_until = loop.time() + 1.0
+
+    async def stalled(owner: str, ids: Any, *, lease_seconds: float) -> set[Any]:
+        if owner == "A" and loop.time() < stalled_until:
+            return set(ids)
+        return await real_heartbeat(owner, ids, lease_seconds=lease_seconds)
+
+    monkeypatch.setattr(store.leases, "heartbeat", stalled)
+    slow = agents(delay=0.25)
+    a = Worker(Engine(store, slow), name="A", lease_seconds=0.3, poll_seconds=0.02)
+    execution_id = await a.engine.submit("both", {"task": 1})
+    running_a = asyncio.create_task(a.run(until_idle=True))
+    for _ in range(500):
+        if a.running:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.4)  # A's lease has expired
+    b = Worker(Engine(store, agents(delay=0.25)), name="B", lease_seconds=0.3, poll_seconds=0.02)
+    stats_b = await b.run(until_idle=True)
+    stats_a = await running_a
+    [child] = (await store.executions.list(parent_id=execution_id)).items
+    parent = await store.executions.get(execution_id)
+    assert (parent.status, child.status) == (ExecutionStatus.COMPLETED,) * 2, (stats_a, stats_b, parent.error)
+    assert len(await check_once(store, child.id)) == 3
+    assert await store.leases.list() == []
+
+
+async def test_a_compound_cancelled_from_elsewhere_stops_its_child_too(store: Store) -> None:
+    """The other side of leaving a child running: when the worker still holds the parent's
+    lease (the parent was cancelled, or ran out of time), the child is stopped with it."""
+    engine = Engine(store, agents(delay=0.2))
+    execution_id = await engine.submit("both", {"task": 1})
+    worker = Worker(engine, name="w", lease_seconds=2.0, poll_seconds=0.02)
+    running = asyncio.create_task(worker.run())
+    for _ in range(500):
+        if (await store.executions.list(parent_id=execution_id)).items:
+            break
+        await asyncio.sleep(0.01)
+    await Engine(store, {}).cancel(execution_id)
+    for _ in range(500):
+        if not worker.running:
+            break
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await running
+    [child] = (await store.executions.list(parent_id=execution_id)).items
+    assert child.status is ExecutionStatus.CANCELLED
+    assert (await store.executions.get(execution_id)).status is ExecutionStatus.CANCELLED
+    await check_once(store, child.id)
+    assert await store.leases.list() == []
+
+
+async def test_a_compound_out_of_time_under_a_worker_stops_its_child(store: Store) -> None:
+    engine = Engine(store, agents(delay=0.3))
+    execution_id = await engine.submit("both", {"task": 1}, time_limit_seconds=0.4)
+    stats = await Worker(engine, name="w", lease_seconds=2.0, poll_seconds=0.02).run(until_idle=True)
+    assert stats.finished == {"failed": 1}, stats
+    [child] = (await store.executions.list(parent_id=execution_id)).items
+    assert child.status is ExecutionStatus.CANCELLED
+    await check_once(store, child.id)
+    assert await store.leases.list() == []

@@ -843,13 +843,13 @@ class MemoryLeases:
     def _state(self) -> State:
         return self._store._state
 
-    async def enqueue(self, execution_id: UUID) -> None:
+    async def enqueue(self, execution_id: UUID, *, attempts: int = 0) -> None:
         async with self._store._exclusive():
             if execution_id not in self._state.executions:
                 raise NotFound(f"execution {execution_id} not found")
             current = self._state.leases.get(execution_id)
             self._state.leases[execution_id] = (
-                Lease(execution_id, None, True, 0) if current is None else replace(current, ready=True)
+                Lease(execution_id, None, True, attempts) if current is None else replace(current, ready=True)
             )
 
     async def claim(self, owner: str, *, limit: int, lease_seconds: float) -> builtins.list[Lease]:

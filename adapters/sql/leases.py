@@ -58,7 +58,7 @@ class SqlLeases:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
 
-    async def enqueue(self, execution_id: UUID) -> None:
+    async def enqueue(self, execution_id: UUID, *, attempts: int = 0) -> None:
         t = self.table
         async with self._store.connection() as conn:
             found = await conn.execute(
@@ -75,7 +75,7 @@ class SqlLeases:
                         execution_id=execution_id,
                         owner=None,
                         ready=True,
-                        attempts=0,
+                        attempts=attempts,
                         schema_version=SCHEMA_VERSION,
                     )
                 )

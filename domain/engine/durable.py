@@ -184,9 +184,12 @@ class DurableRuns:
         """Give a paused execution the answer a person wrote and hand it to the workers
         (any of them drives it on); ``resume`` drives it in this process instead."""
         execution = await self._answered(execution_id, human_input)
+        # The pause deleted the entry; the new one counts on from the claims made so far, so
+        # a drive of an earlier claim still running (same owner name) stays fenced off.
+        claims = [c.get("attempt") or 0 for c in execution.metadata.get(WORKERS_KEY, [])]
         async with self.store.transaction():
             await self.store.executions.update(execution)
-            await self.store.leases.enqueue(execution_id)
+            await self.store.leases.enqueue(execution_id, attempts=max(claims, default=0))
 
 
 def _fence(store: Store, execution_id: UUID, owner: str, attempt: int | None) -> Fence:

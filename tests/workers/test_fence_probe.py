@@ -144,3 +144,90 @@ async def test_a_compound_out_of_time_under_a_worker_stops_its_child(store: Stor
     assert child.status is ExecutionStatus.CANCELLED
     await check_once(store, child.id)
     assert await store.leases.list() == []
+
+
+def blocking(seconds: float, every: int) -> Any:
+    """An agent that blocks the whole event loop (time.sleep) on every ``every``-th call."""
+    import time
+
+    count = [0]
+
+    def step(context: AgentContext) -> AgentReply:
+        count[0] += 1
+        if count[0] % every == 0:
+            time.sleep(seconds)
+        return answering(context)
+
+    return step
+
+
+async def test_event_loop_stalls_longer_than_the_lease_with_two_workers(store: Store) -> None:
+    """Agents that block the event loop past the lease, two workers (one same-named pair
+    too) in one process: every execution completes, each call recorded once, no entry
+    left, no task left running."""
+    steps = {slot: ScriptedAgent([blocking(0.35, 4)], delay=0.01) for slot in ("first", "second", "third")}
+    engine = Engine(store, steps)
+    ids = [await engine.submit("chain", {"task": i}) for i in range(8)]
+    ids += [await engine.submit("both", {"task": i}) for i in range(4)]
+    before = asyncio.all_tasks()
+    workers = [
+        Worker(Engine(store, steps), name=name, concurrency=3, lease_seconds=0.3, poll_seconds=0.02)
+        for name in ("x", "y", "y")
+    ]
+    stats = await asyncio.gather(*(w.run(until_idle=True) for w in workers))
+    assert asyncio.all_tasks() - before == set()
+    for execution_id in ids:
+        execution = await store.executions.get(execution_id)
+        assert execution.status is ExecutionStatus.COMPLETED, (execution.error, stats)
+        await check_once(store, execution_id)
+        for child in (await store.executions.list(parent_id=execution_id)).items:
+            assert child.status is ExecutionStatus.COMPLETED
+            assert len(await check_once(store, child.id)) == 3
+    assert await store.leases.list() == []
+
+
+def asking(context: AgentContext) -> AgentReply:
+    if context.human_input is not None:
+        return reply({"human": context.human_input, "call": context.call})
+    return reply({}, needs_human="which?")
+
+
+async def test_a_stale_drive_of_a_same_named_worker_is_fenced_after_a_pause(store: Store) -> None:
+    """The fencing token is (owner, attempts); the entry's attempts start again at 0 when a
+    paused execution is answered (the entry was deleted at the pause). A drive of claim 1
+    by a worker named "w" that is still running (stuck in an agent call, its heartbeat
+    stuck) passes the fence again once another worker named "w" (a restarted process with a
+    configured --name) claims the answered execution: attempt 1 again."""
+    stale_agents = {
+        "first": ScriptedAgent([answering], delay=1.2),
+        "second": ScriptedAgent([asking]),
+        "third": ScriptedAgent([answering]),
+    }
+    a = Worker(Engine(store, stale_agents), name="w", concurrency=1, lease_seconds=0.3, poll_seconds=0.02)
+
+    async def stuck() -> None:
+        await asyncio.sleep(3600)
+
+    a._heartbeats = stuck  # type: ignore[method-assign]
+    execution_id = await a.engine.submit("chain", {"task": 1})
+    running_a = asyncio.create_task(a.run())
+    for _ in range(500):
+        if a.running:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.4)  # claim 1's lease is over; its drive is still in "first"
+    fresh = {
+        "first": ScriptedAgent([answering]),
+        "second": ScriptedAgent([asking]),
+        "third": ScriptedAgent([answering], delay=1.5),
+    }
+    b = Worker(Engine(store, fresh), name="w", lease_seconds=0.3, poll_seconds=0.02)
+    assert (await b.run(until_idle=True)).finished == {"paused": 1}  # claim 2
+    await Engine(store, {}).answer(execution_id, "this one")
+    stats = await b.run(until_idle=True)  # claim 1 again, while the stale drive wakes up
+    a.stop()
+    await running_a
+    execution = await store.executions.get(execution_id)
+    assert execution.status is ExecutionStatus.COMPLETED, (execution.status, stats, a.stats)
+    await check_once(store, execution_id)
+    assert await store.leases.list() == []

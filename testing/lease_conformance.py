@@ -116,6 +116,19 @@ class LeaseConformance:
         execution.cancel()
         await store.executions.update(execution)
         assert await store.leases.claim("w", limit=5, lease_seconds=LONG) == []
+        assert await store.leases.list() == []  # nobody would ever claim it: it goes
+
+    async def test_a_claim_clears_an_entry_handed_back_as_its_execution_ended(self, world: World) -> None:
+        """A worker hands an execution back (requeue) just as it is cancelled elsewhere."""
+        store = world.store
+        [execution_id] = await self._queued(world, 1, running=True)
+        [lease] = await store.leases.claim("w", limit=1, lease_seconds=LONG)
+        execution = await store.executions.get(execution_id)
+        execution.cancel()
+        await store.executions.update(execution)
+        assert await store.leases.release(execution_id, "w", requeue=True, attempt=lease.attempts)
+        assert await store.leases.claim("v", limit=1, lease_seconds=LONG) == []
+        assert await store.leases.list() == []
 
     async def test_a_claim_clears_expired_entries_of_ended_executions(self, world: World) -> None:
         store = world.store

@@ -863,8 +863,10 @@ class MemoryLeases:
                     break
                 lease = state.leases[execution_id]
                 final = state.executions[execution_id].status in FINAL_STATUSES
-                if final and lease.owner is not None and lease.claimable(now):
-                    del state.leases[execution_id]  # a dead worker's entry on an ended execution
+                if final and lease.claimable(now):
+                    # a dead worker's entry on an ended execution, or one handed back as it
+                    # was cancelled: nobody would ever claim it
+                    del state.leases[execution_id]
                 elif lease.claimable(now) and not final:
                     lease = Lease(execution_id, owner, False, lease.attempts + 1, now, now, now + span)
                     state.leases[execution_id] = lease

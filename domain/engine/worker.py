@@ -189,6 +189,10 @@ class Worker:
             await asyncio.shield(
                 self.store.leases.release(execution_id, self.name, requeue=requeue, attempt=attempt)
             )
+            if requeue and (await self.store.executions.get(execution_id)).is_final:
+                # Cancelled meanwhile (before the heartbeat saw it): an entry handed back
+                # on a final execution would never be claimed; unless claimed already, it goes.
+                await asyncio.shield(self.store.leases.release(execution_id, None))
         except Exception as error:  # the lease then expires and another worker looks at it
             log.warning("worker %s: release of %s failed: %s", self.name, execution_id, error)
 

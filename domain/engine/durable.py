@@ -21,6 +21,7 @@ from qmcp_agents.domain.errors import InvalidTransition
 from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
 
 from .budget import LIMITS_KEY, Limits
@@ -166,7 +167,9 @@ class DurableRuns:
 
     async def cancel(self, execution_id: UUID) -> ExecutionRead:
         """Cancel an execution wherever it runs: the worker running it stops at its next step
-        (its writes are refused from now on, and its heartbeat tells it to stop)."""
+        (its writes are refused from now on, and its heartbeat tells it to stop). A
+        compound's children still running are cancelled with it: one left running by a
+        driver that stopped (handed back, or died) would otherwise never end."""
 
         async def cancel() -> ExecutionRead:
             execution = await self.store.executions.get(execution_id)
@@ -176,9 +179,18 @@ class DurableRuns:
             async with self.store.transaction():
                 cancelled = await self.store.executions.update(execution)
                 await self.store.leases.release(execution_id, None)  # an unclaimed entry goes
+                await self._cancel_children(execution_id)
             return ExecutionRead.from_entity(cancelled)
 
         return await retried(cancel)
+
+    async def _cancel_children(self, parent_id: UUID) -> None:
+        children = await self.store.executions.list(parent_id=parent_id, limit=MAX_LIMIT)
+        for child in children.items:
+            if not child.is_final:
+                child.cancel()
+                await self.store.executions.update(child)
+            await self._cancel_children(child.id)
 
     async def answer(self, execution_id: UUID, human_input: Any) -> None:
         """Give a paused execution the answer a person wrote and hand it to the workers

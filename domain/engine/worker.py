@@ -76,6 +76,7 @@ class Worker:
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._dropped: set[asyncio.Task[None]] = set()  # stopped: the lease is gone (or cancelled)
         self._attempts: dict[asyncio.Task[None], tuple[UUID, int]] = {}  # each drive's claim
+        self._releasing: set[asyncio.Task[None]] = set()  # shielded: they outlive a cancelled drive
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -111,6 +112,8 @@ class Worker:
                         await asyncio.wait_for(self._changed.wait(), self.poll_seconds)
         finally:
             await self._wind_down()
+            if self._releasing:
+                await asyncio.wait(self._releasing)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -185,14 +188,20 @@ class Worker:
             return True
 
     async def _release(self, execution_id: UUID, attempt: int, requeue: bool) -> None:
+        """Let go of the entry, even if the drive is stopped meanwhile (``run`` waits for it:
+        no release is left running once it returns)."""
+        release = asyncio.create_task(self._let_go(execution_id, attempt, requeue))
+        self._releasing.add(release)
+        release.add_done_callback(self._releasing.discard)
+        await asyncio.shield(release)
+
+    async def _let_go(self, execution_id: UUID, attempt: int, requeue: bool) -> None:
         try:
-            await asyncio.shield(
-                self.store.leases.release(execution_id, self.name, requeue=requeue, attempt=attempt)
-            )
+            await self.store.leases.release(execution_id, self.name, requeue=requeue, attempt=attempt)
             if requeue and (await self.store.executions.get(execution_id)).is_final:
                 # Cancelled meanwhile (before the heartbeat saw it): an entry handed back
                 # on a final execution would never be claimed; unless claimed already, it goes.
-                await asyncio.shield(self.store.leases.release(execution_id, None))
+                await self.store.leases.release(execution_id, None)
         except Exception as error:  # the lease then expires and another worker looks at it
             log.warning("worker %s: release of %s failed: %s", self.name, execution_id, error)
 

@@ -4,6 +4,9 @@ stalls longer than the lease, workers that share a name, store outages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ from uuid import UUID
 import pytest
 import pytest_asyncio
 
-from qmcp_agents.domain import ExecutionStatus, MessageType
+from qmcp_agents.domain import ExecutionStatus, MessageType, StoreUnavailable
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
 from qmcp_agents.domain.engine.worker import Worker
 from qmcp_agents.domain.ports import Store
@@ -148,8 +151,6 @@ async def test_a_compound_out_of_time_under_a_worker_stops_its_child(store: Stor
 
 def blocking(seconds: float, every: int) -> Any:
     """An agent that blocks the whole event loop (time.sleep) on every ``every``-th call."""
-    import time
-
     count = [0]
 
     def step(context: AgentContext) -> AgentReply:
@@ -230,4 +231,195 @@ async def test_a_stale_drive_of_a_same_named_worker_is_fenced_after_a_pause(stor
     execution = await store.executions.get(execution_id)
     assert execution.status is ExecutionStatus.COMPLETED, (execution.status, stats, a.stats)
     await check_once(store, execution_id)
+    assert await store.leases.list() == []
+
+
+async def test_lease_outages_lose_nothing_and_record_nothing_twice(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats, claims and releases that fail now and then (StoreUnavailable), leases
+    short enough to expire meanwhile: the runs still complete, each call recorded once."""
+    rng = random.Random(7)
+    leases = store.leases
+    for verb in ("heartbeat", "claim", "release"):
+        real = getattr(leases, verb)
+
+        def flaky(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            if rng.random() < 0.3:
+
+                async def down() -> Any:
+                    raise StoreUnavailable("the store went away")
+
+                return down()
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(leases, verb, flaky)
+    steps = agents(delay=0.05)
+    engine = Engine(store, steps)
+    ids = [await engine.submit("chain", {"task": i}) for i in range(5)]
+    ids += [await engine.submit("both", {"task": i}) for i in range(3)]
+    workers = [
+        Worker(Engine(store, steps), name=name, concurrency=2, lease_seconds=0.25, poll_seconds=0.02)
+        for name in ("x", "y")
+    ]
+    running = [asyncio.create_task(w.run()) for w in workers]
+    for _ in range(3000):
+        statuses = {(await store.executions.get(i)).status for i in ids}
+        if statuses == {ExecutionStatus.COMPLETED}:
+            break
+        await asyncio.sleep(0.01)
+    for w in workers:
+        w.stop()
+    await asyncio.gather(*running)
+    for execution_id in ids:
+        execution = await store.executions.get(execution_id)
+        assert execution.status is ExecutionStatus.COMPLETED, execution.error
+        await check_once(store, execution_id)
+        for child in (await store.executions.list(parent_id=execution_id)).items:
+            assert child.status is ExecutionStatus.COMPLETED
+            assert len(await check_once(store, child.id)) == 3
+    for _ in range(200):  # an entry whose last release failed goes with the next claim
+        if not await store.leases.list():
+            break
+        await store.leases.claim("sweeper", limit=10, lease_seconds=1)
+        await asyncio.sleep(0.05)
+    assert await store.leases.list() == []
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_soak_of_stalls_cancels_and_restarts(store: Store, seed: int) -> None:
+    """Workers (two share a name) stopped and started again at random, agents that block
+    the event loop past the lease or pause for a person, cancels from elsewhere at random:
+    every execution ends (or waits for its answer), nothing recorded twice, no entry left."""
+    rng = random.Random(seed)
+
+    def step(context: AgentContext) -> AgentReply:
+        if rng.random() < 0.08:
+            time.sleep(0.3)  # past the lease: the event loop stalls
+        if context.slot_name == "second" and context.human_input is None and rng.random() < 0.15:
+            return reply({}, needs_human="which?")
+        return answering(context)
+
+    steps = {slot: ScriptedAgent([step], delay=0.02) for slot in ("first", "second", "third")}
+    engine = Engine(store, steps)
+    ids = [await engine.submit("chain" if i % 3 else "both", {"task": i}) for i in range(12)]
+    names = ["a", "b", "b"]
+    before = asyncio.all_tasks()
+    deadline = asyncio.get_running_loop().time() + 12
+    while asyncio.get_running_loop().time() < deadline:
+        workers = [
+            Worker(
+                Engine(store, steps),
+                name=name,
+                concurrency=3,
+                lease_seconds=0.25,
+                poll_seconds=0.02,
+                grace_seconds=rng.choice([0.0, 0.05, 0.5]),
+            )
+            for name in names
+        ]
+        running = [asyncio.create_task(w.run()) for w in workers]
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
+        if rng.random() < 0.5:
+            victim = rng.choice(ids)
+            with contextlib.suppress(Exception):
+                await Engine(store, {}).cancel(victim)
+        for execution in (await store.executions.list(limit=MAX_LIMIT)).items:
+            if execution.status is ExecutionStatus.PAUSED and execution.parent_id is None:
+                with contextlib.suppress(Exception):
+                    await Engine(store, {}).answer(execution.id, "this one")
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*running)
+        assert asyncio.all_tasks() - before == set()
+        statuses = {(await store.executions.get(i)).status for i in ids}
+        if statuses <= {ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED}:
+            break
+    final = {ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED}
+    for execution_id in ids:
+        execution = await store.executions.get(execution_id)
+        assert execution.status in final, (execution.status, execution.error)
+        await check_once(store, execution_id)
+        for child in (await store.executions.list(parent_id=execution_id)).items:
+            assert child.status in final | {ExecutionStatus.PAUSED}, (child.status, child.error)
+            if execution.status is ExecutionStatus.COMPLETED:
+                assert child.status is ExecutionStatus.COMPLETED
+            await check_once(store, child.id)
+    for _ in range(100):  # entries of cancelled executions whose holder stopped go with a claim
+        if not await store.leases.list():
+            break
+        await store.leases.claim("sweeper", limit=20, lease_seconds=1)
+        await asyncio.sleep(0.05)
+    assert await store.leases.list() == []
+
+
+async def test_a_cancel_just_before_a_shutdown_leaves_no_entry(store: Store) -> None:
+    """Cancelled from elsewhere, then the worker stops before its heartbeat saw it: the
+    drive is handed back (requeued) although its execution is final. That entry, ready and
+    held by nobody, is never claimed (the execution is final) and never swept."""
+    engine = Engine(store, agents(delay=0.3))
+    execution_id = await engine.submit("chain", {"task": 1})
+    worker = Worker(engine, name="w", lease_seconds=5.0, poll_seconds=0.02, grace_seconds=0.0)
+    running = asyncio.create_task(worker.run())
+    for _ in range(500):
+        if worker.running:
+            break
+        await asyncio.sleep(0.01)
+    await Engine(store, {}).cancel(execution_id)
+    worker.stop()
+    await running
+    assert (await store.executions.get(execution_id)).status is ExecutionStatus.CANCELLED
+    assert await store.leases.list() == []
+
+
+async def test_a_cancel_of_a_queued_compound_stops_its_child_left_running(store: Store) -> None:
+    """A compound handed back (or whose worker died) leaves its child running for the next
+    driver; cancelled before any worker claims it again, nobody ever drives it: the child
+    must not stay running forever."""
+    engine = Engine(store, agents(delay=0.3))
+    execution_id = await engine.submit("both", {"task": 1})
+    worker = Worker(engine, name="leaving", grace_seconds=0.0, poll_seconds=0.02)
+    running = asyncio.create_task(worker.run())
+    for _ in range(500):
+        if (await store.executions.list(parent_id=execution_id)).items:
+            break
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await running
+    await Engine(store, {}).cancel(execution_id)
+    [child] = (await store.executions.list(parent_id=execution_id)).items
+    assert child.status is ExecutionStatus.CANCELLED, child.status
+    assert await store.leases.list() == []
+
+
+async def test_no_release_is_left_running_once_a_worker_returns(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drive stopped (grace over) while it lets go of its entry: the release, shielded,
+    went on as a task of its own after ``Worker.run`` returned (and was cut off when the
+    process closed the store)."""
+    real_release = store.leases.release
+    releasing = asyncio.Event()
+
+    async def slow_release(*args: Any, **kwargs: Any) -> bool:
+        if args[1] == "w":
+            releasing.set()
+            await asyncio.sleep(0.3)
+        return await real_release(*args, **kwargs)
+
+    monkeypatch.setattr(store.leases, "release", slow_release)
+    engine = Engine(store, agents(delay=0.3))
+    execution_id = await engine.submit("chain", {"task": 1})
+    worker = Worker(engine, name="w", lease_seconds=0.4, grace_seconds=0.0, poll_seconds=0.02)
+    before = asyncio.all_tasks()
+    running = asyncio.create_task(worker.run())
+    for _ in range(500):
+        if worker.running:
+            break
+        await asyncio.sleep(0.01)
+    await Engine(store, {}).cancel(execution_id)  # the heartbeat stops the drive; it lets go
+    await asyncio.wait_for(releasing.wait(), 5)
+    worker.stop()
+    await running
+    assert asyncio.all_tasks() - before == set()
     assert await store.leases.list() == []

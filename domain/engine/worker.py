@@ -98,15 +98,16 @@ class Worker:
             while not self._stopping.is_set():
                 self._changed.clear()
                 free = self.concurrency - len(self._running)
-                claimed = 0
+                claimed: int | None = 0
                 if free > 0:
                     claimed = await self._claim(free)
+                # A failed claim (None: the store unreachable) is not "nothing to claim".
                 idle = idle + 1 if claimed == 0 and not self._running else 0
                 # Idle only after two empty claims a poll apart: one claim may miss an entry
                 # another transaction has locked for a moment (PostgreSQL's SKIP LOCKED).
                 if until_idle and idle >= 2:
                     break
-                if claimed == 0 or claimed == free:
+                if not claimed or claimed == free:
                     # Nothing to claim, or no slot left: wait for a run to end (or a poll).
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._changed.wait(), self.poll_seconds)
@@ -119,12 +120,13 @@ class Worker:
                 await heartbeat
         return self.stats
 
-    async def _claim(self, free: int) -> int:
+    async def _claim(self, free: int) -> int | None:
+        """Claim up to ``free`` executions and start them; how many (None: the claim failed)."""
         try:
             leases = await self.store.leases.claim(self.name, limit=free, lease_seconds=self.lease_seconds)
         except Exception as error:  # a store that is briefly unreachable: try again later
             log.warning("worker %s: claim failed: %s", self.name, error)
-            return 0
+            return None
         for lease in leases:
             self.stats.claimed += 1
             earlier = self._running.get(lease.execution_id)

@@ -423,3 +423,24 @@ async def test_no_release_is_left_running_once_a_worker_returns(
     await running
     assert asyncio.all_tasks() - before == set()
     assert await store.leases.list() == []
+
+
+async def test_until_idle_does_not_stop_on_claims_that_failed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two failed claims (the store briefly unreachable) are not "nothing to claim": a batch
+    worker stopped then, its executions still queued."""
+    real_claim = store.leases.claim
+    outages = [StoreUnavailable("the store went away")] * 3
+
+    async def flaky_claim(*args: Any, **kwargs: Any) -> Any:
+        if outages:
+            raise outages.pop()
+        return await real_claim(*args, **kwargs)
+
+    monkeypatch.setattr(store.leases, "claim", flaky_claim)
+    engine = Engine(store, agents())
+    execution_id = await engine.submit("chain", {"task": 1})
+    stats = await Worker(engine, name="w", poll_seconds=0.02).run(until_idle=True)
+    assert stats.finished == {"completed": 1}, stats
+    assert (await store.executions.get(execution_id)).status is ExecutionStatus.COMPLETED

@@ -31,6 +31,14 @@ async def store(request: Any, tmp_path: Path) -> AsyncIterator[Store]:
     async with backend_store(request.param, tmp_path) as opened:
         await register_topology(opened, "chain", "pipeline", ["first", "second", "third"])
         await register_topology(opened, "both", "compound", [], {"sub_topologies": ["chain"]})
+        await register_topology(opened, "duet", "ensemble", ["first", "second"], {})
+        await register_topology(
+            opened,
+            "side",
+            "compound",
+            [],
+            {"sub_topologies": ["chain", "duet"], "composition_type": "parallel"},
+        )
         yield opened
 
 
@@ -302,7 +310,8 @@ async def test_a_soak_of_stalls_cancels_and_restarts(store: Store, seed: int) ->
 
     steps = {slot: ScriptedAgent([step], delay=0.02) for slot in ("first", "second", "third")}
     engine = Engine(store, steps)
-    ids = [await engine.submit("chain" if i % 3 else "both", {"task": i}) for i in range(12)]
+    kinds = ["chain", "both", "side"]
+    ids = [await engine.submit(kinds[i % 3], {"task": i}) for i in range(12)]
     names = ["a", "b", "b"]
     before = asyncio.all_tasks()
     deadline = asyncio.get_running_loop().time() + 12
@@ -344,6 +353,8 @@ async def test_a_soak_of_stalls_cancels_and_restarts(store: Store, seed: int) ->
             assert child.status in final | {ExecutionStatus.PAUSED}, (child.status, child.error)
             if execution.status is ExecutionStatus.COMPLETED:
                 assert child.status is ExecutionStatus.COMPLETED
+            if execution.status is ExecutionStatus.CANCELLED:
+                assert child.is_final, child.status
             await check_once(store, child.id)
     for _ in range(100):  # entries of cancelled executions whose holder stopped go with a claim
         if not await store.leases.list():

@@ -121,25 +121,29 @@ class DurableRuns:
         return missing
 
     async def drive(
-        self,
-        execution_id: UUID,
-        *,
-        owner: str | None = None,
-        attempt: int | None = None,
-        fence: Fence | None = None,
+        self, execution_id: UUID, *, owner: str | None = None, attempt: int | None = None
     ) -> ExecutionRead:
         """Drive a submitted execution (pending, or running and taken over) until it ends or
         pauses. With ``owner`` (a worker's name) every write is fenced by its lease
         (``LeaseLost`` once it was taken over) and the claim is noted in the metadata.
         ``attempt`` is the claim's fencing token (``Lease.attempts`` as claimed; by default
         the entry's count when the drive starts): a drive of an earlier claim by the same
-        owner, whose lease expired meanwhile, is fenced off too. ``fence`` (internal, without
-        ``owner``): a compound's child driven on under its parent's lease."""
+        owner, whose lease expired meanwhile, is fenced off too."""
         if owner is not None and attempt is None:
             lease = await self.store.leases.find(execution_id)
             attempt = lease.attempts if lease is not None else 0
-        if owner is not None:
-            fence = _fence(self.store, execution_id, owner, attempt)
+        fence = None if owner is None else _fence(self.store, execution_id, owner, attempt)
+        return await self._drive_on(execution_id, fence, owner, attempt)
+
+    async def _drive_on(
+        self,
+        execution_id: UUID,
+        fence: Fence | None,
+        owner: str | None = None,
+        attempt: int | None = None,
+    ) -> ExecutionRead:
+        """``drive`` with its ``fence``: the owner's (its claim noted in the metadata), or,
+        without an owner, a compound's child driven on under its parent's lease."""
 
         async def start() -> Execution:
             execution = await self.store.executions.get(execution_id)

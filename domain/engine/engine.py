@@ -178,12 +178,33 @@ class Engine(DurableRuns):
         metadata: dict[str, Any] | None = None,
         token_budget: int | None = None,
         time_limit_seconds: float | None = None,
-        fence: Fence | None = None,
     ) -> ExecutionRead:
         """Start and drive an execution of ``topology_name`` to completion, failure or a pause.
 
-        ``token_budget`` / ``time_limit_seconds`` override the engine's for this run.
-        ``fence`` (internal): a worker-driven compound's child is written under its
+        ``token_budget`` / ``time_limit_seconds`` override the engine's for this run."""
+        return await self._run(
+            topology_name,
+            input_data,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            metadata=metadata,
+            token_budget=token_budget,
+            time_limit_seconds=time_limit_seconds,
+        )
+
+    async def _run(
+        self,
+        topology_name: str,
+        input_data: dict[str, Any],
+        *,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        token_budget: int | None = None,
+        time_limit_seconds: float | None = None,
+        fence: Fence | None = None,
+    ) -> ExecutionRead:
+        """``run``; with ``fence``, a worker-driven compound's child, written under its
         parent's lease (see :func:`.durable.child_fence`)."""
         limits = Limits(
             self.limits.token_budget if token_budget is None else token_budget,
@@ -210,11 +231,14 @@ class Engine(DurableRuns):
         execution = await (self.store.executions.add(execution) if fence is None else retried(add))
         return await self._drive(topology, execution, fence)
 
-    async def resume(
-        self, execution_id: UUID, human_input: Any, *, fence: Fence | None = None
+    async def resume(self, execution_id: UUID, human_input: Any) -> ExecutionRead:
+        """Give a paused execution the answer a person wrote, and drive it on."""
+        return await self._resume(execution_id, human_input)
+
+    async def _resume(
+        self, execution_id: UUID, human_input: Any, fence: Fence | None = None
     ) -> ExecutionRead:
-        """Give a paused execution the answer a person wrote, and drive it on (``fence``:
-        see ``run``)."""
+        """``resume``; ``fence``: see ``_run``."""
 
         async def write() -> Execution:
             async with self._fenced(fence):

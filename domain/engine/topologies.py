@@ -396,7 +396,7 @@ async def compound(run: Run, config: CompoundConfig) -> dict[str, Any]:
         found = earlier.get(name)
         if found is None:
             limits = run.budget.child_limits()
-            read = await engine.run(
+            read = await engine._run(
                 name,
                 data,
                 parent_id=run.execution.id,
@@ -405,9 +405,9 @@ async def compound(run: Run, config: CompoundConfig) -> dict[str, Any]:
                 fence=fence,
             )
         elif found.status is ExecutionStatus.PAUSED and answer.get("execution_id") == str(found.id):
-            read = await engine.resume(found.id, answer.get("answer"), fence=fence)
+            read = await engine._resume(found.id, answer.get("answer"), fence)
         elif found.status is ExecutionStatus.RUNNING:  # its driver died: a takeover drives it on
-            read = await engine.drive(found.id, fence=fence)
+            read = await engine._drive_on(found.id, fence)
         else:  # run before this execution paused: its outcome stands
             read = ExecutionRead.from_entity(found)
         run.budget.add(usage_of(read.metadata))

@@ -247,8 +247,10 @@ class LeaseRepository(Protocol):
     entry from ``claim`` while its lease runs. An entry is deleted with its execution.
     """
 
-    async def enqueue(self, execution_id: UUID) -> None:
+    async def enqueue(self, execution_id: UUID, *, attempts: int = 0) -> None:
         """Make the execution claimable (a new entry, or an existing one made ready again).
+        A new entry counts on from ``attempts`` claims (those of the execution's earlier
+        entries: a claim's attempt is a fencing token and must never be handed out twice).
         NotFound for an unknown execution."""
 
     async def claim(self, owner: str, *, limit: int, lease_seconds: float) -> builtins.list[Lease]:

@@ -331,8 +331,8 @@ class SyncLeaseRepository(_Repository):
     def _run(self, verb: Callable[[LeaseRepository], Awaitable[T]]) -> T:
         return self._store.run(lambda store: verb(store.leases))
 
-    def enqueue(self, execution_id: UUID) -> None:
-        return self._run(lambda r: r.enqueue(execution_id))
+    def enqueue(self, execution_id: UUID, *, attempts: int = 0) -> None:
+        return self._run(lambda r: r.enqueue(execution_id, attempts=attempts))
 
     def claim(self, owner: str, *, limit: int, lease_seconds: float) -> builtins.list[Lease]:
         return self._run(lambda r: r.claim(owner, limit=limit, lease_seconds=lease_seconds))

@@ -116,6 +116,19 @@ class LeaseConformance:
         execution.cancel()
         await store.executions.update(execution)
         assert await store.leases.claim("w", limit=5, lease_seconds=LONG) == []
+        assert await store.leases.list() == []  # nobody would ever claim it: it goes
+
+    async def test_a_claim_clears_an_entry_handed_back_as_its_execution_ended(self, world: World) -> None:
+        """A worker hands an execution back (requeue) just as it is cancelled elsewhere."""
+        store = world.store
+        [execution_id] = await self._queued(world, 1, running=True)
+        [lease] = await store.leases.claim("w", limit=1, lease_seconds=LONG)
+        execution = await store.executions.get(execution_id)
+        execution.cancel()
+        await store.executions.update(execution)
+        assert await store.leases.release(execution_id, "w", requeue=True, attempt=lease.attempts)
+        assert await store.leases.claim("v", limit=1, lease_seconds=LONG) == []
+        assert await store.leases.list() == []
 
     async def test_a_claim_clears_expired_entries_of_ended_executions(self, world: World) -> None:
         store = world.store
@@ -150,6 +163,24 @@ class LeaseConformance:
         await store.leases.enqueue(execution_id)
         [again] = await store.leases.claim("v", limit=1, lease_seconds=LONG)
         assert again.execution_id == execution_id
+
+    async def test_a_new_entry_counts_on_from_the_attempts_given(self, world: World) -> None:
+        """An answered pause's entry counts on from the execution's earlier claims: the
+        attempt of a claim (the fencing token) is never handed out twice."""
+        store = world.store
+        [execution_id] = await self._queued(world, 1)
+        [first] = await store.leases.claim("w", limit=1, lease_seconds=LONG)
+        assert await store.leases.release(execution_id, "w", attempt=first.attempts) is True
+        await store.leases.enqueue(execution_id, attempts=first.attempts)
+        [again] = await store.leases.claim("w", limit=1, lease_seconds=LONG)
+        assert (first.attempts, again.attempts) == (1, 2)
+        with pytest.raises(LeaseLost, match="'w'"):
+            async with store.transaction():
+                await store.leases.hold(execution_id, "w", attempt=first.attempts)
+        await store.leases.enqueue(execution_id, attempts=0)  # an existing entry keeps its count
+        found = await store.leases.find(execution_id)
+        assert found is not None
+        assert found.attempts == 2
 
     async def test_an_entry_goes_with_its_execution(self, world: World) -> None:
         store = world.store

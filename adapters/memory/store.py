@@ -843,13 +843,13 @@ class MemoryLeases:
     def _state(self) -> State:
         return self._store._state
 
-    async def enqueue(self, execution_id: UUID) -> None:
+    async def enqueue(self, execution_id: UUID, *, attempts: int = 0) -> None:
         async with self._store._exclusive():
             if execution_id not in self._state.executions:
                 raise NotFound(f"execution {execution_id} not found")
             current = self._state.leases.get(execution_id)
             self._state.leases[execution_id] = (
-                Lease(execution_id, None, True, 0) if current is None else replace(current, ready=True)
+                Lease(execution_id, None, True, attempts) if current is None else replace(current, ready=True)
             )
 
     async def claim(self, owner: str, *, limit: int, lease_seconds: float) -> builtins.list[Lease]:
@@ -863,8 +863,10 @@ class MemoryLeases:
                     break
                 lease = state.leases[execution_id]
                 final = state.executions[execution_id].status in FINAL_STATUSES
-                if final and lease.owner is not None and lease.claimable(now):
-                    del state.leases[execution_id]  # a dead worker's entry on an ended execution
+                if final and lease.claimable(now):
+                    # a dead worker's entry on an ended execution, or one handed back as it
+                    # was cancelled: nobody would ever claim it
+                    del state.leases[execution_id]
                 elif lease.claimable(now) and not final:
                     lease = Lease(execution_id, owner, False, lease.attempts + 1, now, now, now + span)
                     state.leases[execution_id] = lease

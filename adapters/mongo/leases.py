@@ -65,7 +65,7 @@ class MongoLeases:
         return self._store.collection("leases")
 
     @taking_turns
-    async def enqueue(self, execution_id: UUID) -> None:
+    async def enqueue(self, execution_id: UUID, *, attempts: int = 0) -> None:
         async with self._store.unit() as session:
             executions = self._store.collection("executions")
             found = await self._store.call(
@@ -78,7 +78,11 @@ class MongoLeases:
                     {"_id": execution_id},
                     {
                         "$set": {"ready": True},
-                        "$setOnInsert": {"owner": None, "attempts": 0, "schema_version": DOCUMENT_VERSION},
+                        "$setOnInsert": {
+                            "owner": None,
+                            "attempts": attempts,
+                            "schema_version": DOCUMENT_VERSION,
+                        },
                     },
                     upsert=True,
                     session=session,

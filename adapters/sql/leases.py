@@ -58,7 +58,7 @@ class SqlLeases:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
 
-    async def enqueue(self, execution_id: UUID) -> None:
+    async def enqueue(self, execution_id: UUID, *, attempts: int = 0) -> None:
         t = self.table
         async with self._store.connection() as conn:
             found = await conn.execute(
@@ -75,7 +75,7 @@ class SqlLeases:
                         execution_id=execution_id,
                         owner=None,
                         ready=True,
-                        attempts=0,
+                        attempts=attempts,
                         schema_version=SCHEMA_VERSION,
                     )
                 )
@@ -111,9 +111,10 @@ class SqlLeases:
             )
             .returning(*t.c)
         )
-        # Entries a dead worker left on executions that ended anyway (cancelled meanwhile).
+        # Entries a dead worker left on executions that ended anyway (cancelled meanwhile),
+        # or handed back as they were cancelled: nobody would ever claim them.
         stale = delete(t).where(
-            t.c.expires_at <= now,
+            or_(and_(t.c.owner.is_(None), t.c.ready), t.c.expires_at <= now),
             t.c.execution_id.in_(select(e.c.id).where(e.c.id == t.c.execution_id, e.c.status.in_(_FINAL))),
         )
         async with self._store.connection() as conn:

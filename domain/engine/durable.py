@@ -21,6 +21,7 @@ from qmcp_agents.domain.errors import InvalidTransition
 from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
 
 from .budget import LIMITS_KEY, Limits
@@ -132,6 +133,17 @@ class DurableRuns:
             lease = await self.store.leases.find(execution_id)
             attempt = lease.attempts if lease is not None else 0
         fence = None if owner is None else _fence(self.store, execution_id, owner, attempt)
+        return await self._drive_on(execution_id, fence, owner, attempt)
+
+    async def _drive_on(
+        self,
+        execution_id: UUID,
+        fence: Fence | None,
+        owner: str | None = None,
+        attempt: int | None = None,
+    ) -> ExecutionRead:
+        """``drive`` with its ``fence``: the owner's (its claim noted in the metadata), or,
+        without an owner, a compound's child driven on under its parent's lease."""
 
         async def start() -> Execution:
             execution = await self.store.executions.get(execution_id)
@@ -159,7 +171,9 @@ class DurableRuns:
 
     async def cancel(self, execution_id: UUID) -> ExecutionRead:
         """Cancel an execution wherever it runs: the worker running it stops at its next step
-        (its writes are refused from now on, and its heartbeat tells it to stop)."""
+        (its writes are refused from now on, and its heartbeat tells it to stop). A
+        compound's children still running are cancelled with it: one left running by a
+        driver that stopped (handed back, or died) would otherwise never end."""
 
         async def cancel() -> ExecutionRead:
             execution = await self.store.executions.get(execution_id)
@@ -169,17 +183,29 @@ class DurableRuns:
             async with self.store.transaction():
                 cancelled = await self.store.executions.update(execution)
                 await self.store.leases.release(execution_id, None)  # an unclaimed entry goes
+                await self._cancel_children(execution_id)
             return ExecutionRead.from_entity(cancelled)
 
         return await retried(cancel)
+
+    async def _cancel_children(self, parent_id: UUID) -> None:
+        children = await self.store.executions.list(parent_id=parent_id, limit=MAX_LIMIT)
+        for child in children.items:
+            if not child.is_final:
+                child.cancel()
+                await self.store.executions.update(child)
+            await self._cancel_children(child.id)
 
     async def answer(self, execution_id: UUID, human_input: Any) -> None:
         """Give a paused execution the answer a person wrote and hand it to the workers
         (any of them drives it on); ``resume`` drives it in this process instead."""
         execution = await self._answered(execution_id, human_input)
+        # The pause deleted the entry; the new one counts on from the claims made so far, so
+        # a drive of an earlier claim still running (same owner name) stays fenced off.
+        claims = [c.get("attempt") or 0 for c in execution.metadata.get(WORKERS_KEY, [])]
         async with self.store.transaction():
             await self.store.executions.update(execution)
-            await self.store.leases.enqueue(execution_id)
+            await self.store.leases.enqueue(execution_id, attempts=max(claims, default=0))
 
 
 def _fence(store: Store, execution_id: UUID, owner: str, attempt: int | None) -> Fence:
@@ -196,9 +222,22 @@ def _fence(store: Store, execution_id: UUID, owner: str, attempt: int | None) ->
     return fence
 
 
+def child_fence(fence: Fence | None) -> Fence | None:
+    """The fence of a compound's child: every write of the child checks the parent's lease,
+    and its last write releases nothing (the parent's entry goes with the parent's end)."""
+    if fence is None:
+        return None
+    parent = fence
+
+    async def hold(last: bool) -> None:
+        await parent(False)
+
+    return hold
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-__all__ = ["WORKERS_KEY", "DurableRuns"]
+__all__ = ["WORKERS_KEY", "DurableRuns", "child_fence"]

@@ -182,6 +182,30 @@ class Engine(DurableRuns):
         """Start and drive an execution of ``topology_name`` to completion, failure or a pause.
 
         ``token_budget`` / ``time_limit_seconds`` override the engine's for this run."""
+        return await self._run(
+            topology_name,
+            input_data,
+            correlation_id=correlation_id,
+            parent_id=parent_id,
+            metadata=metadata,
+            token_budget=token_budget,
+            time_limit_seconds=time_limit_seconds,
+        )
+
+    async def _run(
+        self,
+        topology_name: str,
+        input_data: dict[str, Any],
+        *,
+        correlation_id: str | None = None,
+        parent_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        token_budget: int | None = None,
+        time_limit_seconds: float | None = None,
+        fence: Fence | None = None,
+    ) -> ExecutionRead:
+        """``run``; with ``fence``, a worker-driven compound's child, written under its
+        parent's lease (see :func:`.durable.child_fence`)."""
         limits = Limits(
             self.limits.token_budget if token_budget is None else token_budget,
             self.limits.time_limit_seconds if time_limit_seconds is None else time_limit_seconds,
@@ -197,14 +221,32 @@ class Engine(DurableRuns):
             metadata={**(metadata or {}), **({LIMITS_KEY: limits.to_json()} if limits != Limits() else {})},
         )
         execution.start()
-        execution = await self.store.executions.add(execution)
-        return await self._drive(topology, execution)
+
+        async def add() -> Execution:
+            async with self._fenced(fence):  # a drive taken over starts no child
+                # (found: an earlier try's commit went through though reported failed)
+                found = await self.store.executions.find(execution.id)
+                return found if found is not None else await self.store.executions.add(execution)
+
+        execution = await (self.store.executions.add(execution) if fence is None else retried(add))
+        return await self._drive(topology, execution, fence)
 
     async def resume(self, execution_id: UUID, human_input: Any) -> ExecutionRead:
         """Give a paused execution the answer a person wrote, and drive it on."""
-        execution = await self.store.executions.update(await self._answered(execution_id, human_input))
+        return await self._resume(execution_id, human_input)
+
+    async def _resume(
+        self, execution_id: UUID, human_input: Any, fence: Fence | None = None
+    ) -> ExecutionRead:
+        """``resume``; ``fence``: see ``_run``."""
+
+        async def write() -> Execution:
+            async with self._fenced(fence):
+                return await self.store.executions.update(await self._answered(execution_id, human_input))
+
+        execution = await _written(fence, write)
         topology = await self.store.topologies.get(execution.topology_id)
-        return await self._drive(topology, execution)
+        return await self._drive(topology, execution, fence)
 
     async def _answered(self, execution_id: UUID, human_input: Any) -> Execution:
         """The paused execution with the person's answer in, moved to running (not stored)."""
@@ -351,8 +393,11 @@ class Engine(DurableRuns):
             if execution.parent_id is not None:
                 # A child stopped by its parent (the parent's time limit, a sibling's
                 # failure) must not stay running; a top-level run is left to its owner.
+                # Under a worker's fence (its parent's lease): a drive the worker abandons
+                # (handed back at shutdown, or its lease lost) leaves the child running for
+                # the parent's next driver, which drives it on.
                 with contextlib.suppress(Exception):  # the cancellation is what must go on
-                    await self._finish(execution.id, budget, lambda current: current.cancel())
+                    await self._finish(execution.id, budget, lambda current: current.cancel(), fence)
             raise
         except Exception as error:  # a bug in an agent adapter must still end the run cleanly
             failed = _failed(f"{type(error).__name__}: {error}", {"exception": type(error).__name__})

@@ -39,6 +39,7 @@ from qmcp_agents.domain.votes import Answer, canonical
 
 from .agents import AgentReply
 from .budget import tokens_of, usage_of
+from .durable import child_fence
 from .run import AgentFailed, ChildPaused, Member, Run, TopologyFailed, settle
 
 CHILD_ANSWER = "child_answer"
@@ -387,6 +388,7 @@ async def pipeline(run: Run, config: PipelineConfig) -> dict[str, Any]:
 
 async def compound(run: Run, config: CompoundConfig) -> dict[str, Any]:
     engine = run.engine
+    fence = child_fence(run.fence)  # a worker's children are written under its lease
     earlier = await _earlier_children(run, config.sub_topologies)
     answer = run.execution.metadata.get(CHILD_ANSWER) or {}
 
@@ -394,17 +396,18 @@ async def compound(run: Run, config: CompoundConfig) -> dict[str, Any]:
         found = earlier.get(name)
         if found is None:
             limits = run.budget.child_limits()
-            read = await engine.run(
+            read = await engine._run(
                 name,
                 data,
                 parent_id=run.execution.id,
                 token_budget=limits.token_budget,
                 time_limit_seconds=limits.time_limit_seconds,
+                fence=fence,
             )
         elif found.status is ExecutionStatus.PAUSED and answer.get("execution_id") == str(found.id):
-            read = await engine.resume(found.id, answer.get("answer"))
+            read = await engine._resume(found.id, answer.get("answer"), fence)
         elif found.status is ExecutionStatus.RUNNING:  # its driver died: a takeover drives it on
-            read = await engine.drive(found.id)
+            read = await engine._drive_on(found.id, fence)
         else:  # run before this execution paused: its outcome stands
             read = ExecutionRead.from_entity(found)
         run.budget.add(usage_of(read.metadata))

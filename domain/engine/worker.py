@@ -75,6 +75,8 @@ class Worker:
         self.stats = WorkerStats()
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._dropped: set[asyncio.Task[None]] = set()  # stopped: the lease is gone (or cancelled)
+        self._attempts: dict[asyncio.Task[None], tuple[UUID, int]] = {}  # each drive's claim
+        self._releasing: set[asyncio.Task[None]] = set()  # shielded: they outlive a cancelled drive
         self._stopping = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -96,31 +98,35 @@ class Worker:
             while not self._stopping.is_set():
                 self._changed.clear()
                 free = self.concurrency - len(self._running)
-                claimed = 0
+                claimed: int | None = 0
                 if free > 0:
                     claimed = await self._claim(free)
+                # A failed claim (None: the store unreachable) is not "nothing to claim".
                 idle = idle + 1 if claimed == 0 and not self._running else 0
                 # Idle only after two empty claims a poll apart: one claim may miss an entry
                 # another transaction has locked for a moment (PostgreSQL's SKIP LOCKED).
                 if until_idle and idle >= 2:
                     break
-                if claimed == 0 or claimed == free:
+                if not claimed or claimed == free:
                     # Nothing to claim, or no slot left: wait for a run to end (or a poll).
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._changed.wait(), self.poll_seconds)
         finally:
             await self._wind_down()
+            if self._releasing:
+                await asyncio.wait(self._releasing)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         return self.stats
 
-    async def _claim(self, free: int) -> int:
+    async def _claim(self, free: int) -> int | None:
+        """Claim up to ``free`` executions and start them; how many (None: the claim failed)."""
         try:
             leases = await self.store.leases.claim(self.name, limit=free, lease_seconds=self.lease_seconds)
         except Exception as error:  # a store that is briefly unreachable: try again later
             log.warning("worker %s: claim failed: %s", self.name, error)
-            return 0
+            return None
         for lease in leases:
             self.stats.claimed += 1
             earlier = self._running.get(lease.execution_id)
@@ -130,9 +136,9 @@ class Worker:
                 # claim's attempt and stopped; the new one replays what was recorded.
                 self._dropped.add(earlier)
                 earlier.cancel()
-            self._running[lease.execution_id] = asyncio.create_task(
-                self._run_one(lease.execution_id, lease.attempts)
-            )
+            task = asyncio.create_task(self._run_one(lease.execution_id, lease.attempts))
+            self._running[lease.execution_id] = task
+            self._attempts[task] = (lease.execution_id, lease.attempts)
         return len(leases)
 
     async def _run_one(self, execution_id: UUID, attempt: int) -> None:
@@ -146,6 +152,7 @@ class Worker:
                 if self._running.get(execution_id) is this:
                     del self._running[execution_id]
                 self._dropped.discard(this)
+                self._attempts.pop(this, None)
             self._changed.set()
 
     async def _drive(self, execution_id: UUID, attempt: int) -> bool | None:
@@ -183,10 +190,20 @@ class Worker:
             return True
 
     async def _release(self, execution_id: UUID, attempt: int, requeue: bool) -> None:
+        """Let go of the entry, even if the drive is stopped meanwhile (``run`` waits for it:
+        no release is left running once it returns)."""
+        release = asyncio.create_task(self._let_go(execution_id, attempt, requeue))
+        self._releasing.add(release)
+        release.add_done_callback(self._releasing.discard)
+        await asyncio.shield(release)
+
+    async def _let_go(self, execution_id: UUID, attempt: int, requeue: bool) -> None:
         try:
-            await asyncio.shield(
-                self.store.leases.release(execution_id, self.name, requeue=requeue, attempt=attempt)
-            )
+            await self.store.leases.release(execution_id, self.name, requeue=requeue, attempt=attempt)
+            if requeue and (await self.store.executions.get(execution_id)).is_final:
+                # Cancelled meanwhile (before the heartbeat saw it): an entry handed back
+                # on a final execution would never be claimed; unless claimed already, it goes.
+                await self.store.leases.release(execution_id, None)
         except Exception as error:  # the lease then expires and another worker looks at it
             log.warning("worker %s: release of %s failed: %s", self.name, execution_id, error)
 
@@ -212,6 +229,16 @@ class Worker:
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=self.grace_seconds)
+        # Handed back before they are stopped: a stopped drive's last writes (a compound
+        # stopping its child) are then fenced off, and the next worker carries on from
+        # what is stored.
+        await asyncio.gather(
+            *(
+                self._release(*self._attempts[task], requeue=True)
+                for task in late
+                if task in self._attempts and task not in self._dropped
+            )
+        )
         for task in late:
             task.cancel()
         if late:

@@ -44,7 +44,7 @@ from . import demo as demo_module
 from . import llm as llm_cli
 from . import progress as progress_bars
 from .durations import parse_age
-from .files import default_agent, load_agents, parse_json, read_document, topology_fields
+from .files import default_agent, load_agents, parse_json, read_document, read_mapping, topology_fields
 from .group import RootGroup
 from .ids import AmbiguousId, resolve_execution_id
 
@@ -178,12 +178,7 @@ def db_upgrade() -> None:
 
 
 def _agent_type_input(file: Path | None, fields: dict[str, Any]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if file is not None:
-        document = read_document(file)
-        if not isinstance(document, dict):
-            raise ValueError(f"{file}: expected a mapping of agent type fields")
-        data.update(document)
+    data = read_mapping(file, "agent type fields") if file is not None else {}
     config = dict(data.pop("config", {}) or {})
     for key in ("model", "temperature", "max_tokens", "system_prompt", "timeout_seconds", "max_retries"):
         if fields.get(key) is not None:

@@ -35,6 +35,14 @@ def read_document(path: Path) -> Any:
         raise ValueError(f"{path} is not valid YAML: {error}") from None
 
 
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """``read_document`` of a file that must hold a mapping (of ``what``)."""
+    document = read_document(path)
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a mapping of {what}")
+    return document
+
+
 def _step(raw: Any, where: str) -> Step:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: each reply is a mapping, got {raw!r}")
@@ -94,12 +102,7 @@ def default_agent(slot: str) -> ScriptedAgent:
 def topology_fields(file: Path | None, config: str | None) -> dict[str, Any]:
     """The topology fields of ``--file`` (YAML or JSON) with ``--config`` (JSON) over them,
     for ``topology add`` and ``topology update`` alike."""
-    data: dict[str, Any] = {}
-    if file is not None:
-        document = read_document(file)
-        if not isinstance(document, dict):
-            raise ValueError(f"{file}: expected a mapping of topology fields")
-        data.update(document)
+    data = read_mapping(file, "topology fields") if file is not None else {}
     if config is not None:
         data["config"] = parse_json(config, "--config")
     return data

@@ -49,6 +49,7 @@ AWAITING = "awaiting_human"
 AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
 Fence = Callable[[bool], Awaitable[None]]
 T = TypeVar("T")
+E = TypeVar("E", AgentInstance, Execution)
 
 
 class Engine(DurableRuns):
@@ -131,19 +132,16 @@ class Engine(DurableRuns):
             instance = existing.get(membership.slot_name)
             created = instance is None
             if instance is None:
-                new = AgentInstance(
-                    agent_type_id=membership.agent_type_id,
-                    execution_id=execution.id,
-                    metadata={"slot": membership.slot_name, "topology": topology.name},
+                instance = await self._added(
+                    fence,
+                    AgentInstance(
+                        agent_type_id=membership.agent_type_id,
+                        execution_id=execution.id,
+                        metadata={"slot": membership.slot_name, "topology": topology.name},
+                    ),
+                    self.store.agent_instances.find,
+                    self.store.agent_instances.add,
                 )
-
-                async def add(new: AgentInstance = new) -> AgentInstance:
-                    async with self._fenced(fence):  # a drive taken over adds no instance
-                        # (found: an earlier try's commit went through though reported failed)
-                        found = await self.store.agent_instances.find(new.id)
-                        return found if found is not None else await self.store.agent_instances.add(new)
-
-                instance = await _written(fence, add)
             config = agent_type.config.with_overrides(membership.config_overrides)
             try:
                 capabilities = CapabilitySet.build(
@@ -221,14 +219,7 @@ class Engine(DurableRuns):
             metadata={**(metadata or {}), **({LIMITS_KEY: limits.to_json()} if limits != Limits() else {})},
         )
         execution.start()
-
-        async def add() -> Execution:
-            async with self._fenced(fence):  # a drive taken over starts no child
-                # (found: an earlier try's commit went through though reported failed)
-                found = await self.store.executions.find(execution.id)
-                return found if found is not None else await self.store.executions.add(execution)
-
-        execution = await (self.store.executions.add(execution) if fence is None else retried(add))
+        execution = await self._added(fence, execution, self.store.executions.find, self.store.executions.add)
         return await self._drive(topology, execution, fence)
 
     async def resume(self, execution_id: UUID, human_input: Any) -> ExecutionRead:
@@ -296,6 +287,26 @@ class Engine(DurableRuns):
                 run.execution = await self.store.executions.update(execution)
 
         await _written(run.fence, write)
+
+    async def _added(
+        self,
+        fence: Fence | None,
+        entity: E,
+        find: Callable[[UUID], Awaitable[E | None]],
+        add: Callable[[E], Awaitable[E]],
+    ) -> E:
+        """``add(entity)``; under a worker's ``fence`` in its transaction (a drive taken
+        over adds nothing) and retried, finding the entity first: an earlier try's commit
+        may have gone through though it was reported failed."""
+        if fence is None:
+            return await add(entity)
+
+        async def write() -> E:
+            async with self._fenced(fence):
+                found = await find(entity.id)
+                return found if found is not None else await add(entity)
+
+        return await retried(write)
 
     @contextlib.asynccontextmanager
     async def _fenced(self, fence: Fence | None, last: bool = False) -> AsyncIterator[None]:

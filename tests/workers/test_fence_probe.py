@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -60,6 +61,19 @@ async def check_once(store: Store, execution_id: UUID) -> list[str]:
     return calls
 
 
+async def _soon(condition: Callable[[], bool | Awaitable[bool]]) -> None:
+    """Poll ``condition`` every 10 ms for up to 5 s; the test then checks what it needs."""
+    for _ in range(500):
+        value = condition()
+        if await value if inspect.isawaitable(value) else value:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def _has_child(store: Store, execution_id: UUID) -> bool:
+    return bool((await store.executions.list(parent_id=execution_id)).items)
+
+
 async def test_a_compound_handed_back_at_shutdown_is_finished_by_the_next_worker(store: Store) -> None:
     """Graceful shutdown hands back what is running: a compound stopped (grace over) while
     its child runs must be finished by the next worker, not failed because its child was
@@ -69,10 +83,7 @@ async def test_a_compound_handed_back_at_shutdown_is_finished_by_the_next_worker
     execution_id = await engine.submit("both", {"task": 1})
     worker = Worker(engine, name="leaving", grace_seconds=0.1, poll_seconds=0.05)
     running = asyncio.create_task(worker.run())
-    for _ in range(500):
-        if (await store.executions.list(parent_id=execution_id)).items:
-            break
-        await asyncio.sleep(0.01)
+    await _soon(lambda: _has_child(store, execution_id))
     worker.stop()
     stats = await running
     assert stats.handed_back == 1, stats
@@ -106,10 +117,7 @@ async def test_a_stalled_worker_taken_over_in_a_compound_leaves_the_child_alone(
     a = Worker(Engine(store, slow), name="A", lease_seconds=0.3, poll_seconds=0.02)
     execution_id = await a.engine.submit("both", {"task": 1})
     running_a = asyncio.create_task(a.run(until_idle=True))
-    for _ in range(500):
-        if a.running:
-            break
-        await asyncio.sleep(0.01)
+    await _soon(lambda: bool(a.running))
     await asyncio.sleep(0.4)  # A's lease has expired
     b = Worker(Engine(store, agents(delay=0.25)), name="B", lease_seconds=0.3, poll_seconds=0.02)
     stats_b = await b.run(until_idle=True)
@@ -128,15 +136,9 @@ async def test_a_compound_cancelled_from_elsewhere_stops_its_child_too(store: St
     execution_id = await engine.submit("both", {"task": 1})
     worker = Worker(engine, name="w", lease_seconds=2.0, poll_seconds=0.02)
     running = asyncio.create_task(worker.run())
-    for _ in range(500):
-        if (await store.executions.list(parent_id=execution_id)).items:
-            break
-        await asyncio.sleep(0.01)
+    await _soon(lambda: _has_child(store, execution_id))
     await Engine(store, {}).cancel(execution_id)
-    for _ in range(500):
-        if not worker.running:
-            break
-        await asyncio.sleep(0.01)
+    await _soon(lambda: not worker.running)
     worker.stop()
     await running
     [child] = (await store.executions.list(parent_id=execution_id)).items
@@ -220,10 +222,7 @@ async def test_a_stale_drive_of_a_same_named_worker_is_fenced_after_a_pause(stor
     a._heartbeats = stuck  # type: ignore[method-assign]
     execution_id = await a.engine.submit("chain", {"task": 1})
     running_a = asyncio.create_task(a.run())
-    for _ in range(500):
-        if a.running:
-            break
-        await asyncio.sleep(0.01)
+    await _soon(lambda: bool(a.running))
     await asyncio.sleep(0.4)  # claim 1's lease is over; its drive is still in "first"
     fresh = {
         "first": ScriptedAgent([answering]),
@@ -372,10 +371,7 @@ async def test_a_cancel_just_before_a_shutdown_leaves_no_entry(store: Store) -> 
     execution_id = await engine.submit("chain", {"task": 1})
     worker = Worker(engine, name="w", lease_seconds=5.0, poll_seconds=0.02, grace_seconds=0.0)
     running = asyncio.create_task(worker.run())
-    for _ in range(500):
-        if worker.running:
-            break
-        await asyncio.sleep(0.01)
+    await _soon(lambda: bool(worker.running))
     await Engine(store, {}).cancel(execution_id)
     worker.stop()
     await running
@@ -391,10 +387,7 @@ async def test_a_cancel_of_a_queued_compound_stops_its_child_left_running(store:
     execution_id = await engine.submit("both", {"task": 1})
     worker = Worker(engine, name="leaving", grace_seconds=0.0, poll_seconds=0.02)
     running = asyncio.create_task(worker.run())
-    for _ in range(500):
-        if (await store.executions.list(parent_id=execution_id)).items:
-            break
-        await asyncio.sleep(0.01)
+    await _soon(lambda: _has_child(store, execution_id))
     worker.stop()
     await running
     await Engine(store, {}).cancel(execution_id)
@@ -424,10 +417,7 @@ async def test_no_release_is_left_running_once_a_worker_returns(
     worker = Worker(engine, name="w", lease_seconds=0.4, grace_seconds=0.0, poll_seconds=0.02)
     before = asyncio.all_tasks()
     running = asyncio.create_task(worker.run())
-    for _ in range(500):
-        if worker.running:
-            break
-        await asyncio.sleep(0.01)
+    await _soon(lambda: bool(worker.running))
     await Engine(store, {}).cancel(execution_id)  # the heartbeat stops the drive; it lets go
     await asyncio.wait_for(releasing.wait(), 5)
     worker.stop()

@@ -71,6 +71,18 @@ def _set(store: SqlStore, sequence_number: int, assignment: str, **values: Any) 
         )
 
 
+async def _three_with_one_tampered(
+    world: World, assignment: str, values: dict[str, Any]
+) -> tuple[SqlStore, list[Any]]:
+    """Three messages appended, the second one tampered with; the driver's rows of them."""
+    store = world.store
+    assert isinstance(store, SqlStore)
+    for i in range(3):
+        await store.messages.append(world.execution.id, [_draft(world, i)])
+    _set(store, 2, assignment, **values)
+    return store, await _rows(store, world.execution.id, 50)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(payloads=st.lists(json_objects, min_size=1, max_size=8), directed=st.lists(st.booleans(), min_size=8))
 async def test_a_page_is_the_row_by_row_decoding(
@@ -127,12 +139,7 @@ async def test_an_empty_page(world: World) -> None:
 async def test_a_refused_row_fails_as_row_by_row(
     world: World, assignment: str, values: dict[str, Any]
 ) -> None:
-    store = world.store
-    assert isinstance(store, SqlStore)
-    for i in range(3):
-        await store.messages.append(world.execution.id, [_draft(world, i)])
-    _set(store, 2, assignment, **values)
-    found = await _rows(store, world.execution.id, 50)
+    store, found = await _three_with_one_tampered(world, assignment, values)
     assert pages.messages(found) is None
     with pytest.raises((ValidationError, ValueError)) as slow:
         _row_by_row(store, found)
@@ -150,12 +157,7 @@ async def test_a_refused_row_fails_as_row_by_row(
     ],
 )
 async def test_unusual_rows_read_as_row_by_row(world: World, assignment: str, values: dict[str, Any]) -> None:
-    store = world.store
-    assert isinstance(store, SqlStore)
-    for i in range(3):
-        await store.messages.append(world.execution.id, [_draft(world, i)])
-    _set(store, 2, assignment, **values)
-    found = await _rows(store, world.execution.id, 50)
+    store, found = await _three_with_one_tampered(world, assignment, values)
     _same(await store.messages.last(world.execution.id, 50), _row_by_row(store, found))
 
 

@@ -2,12 +2,14 @@
 
 The driver's rows of ``SELECT qmcp_messages.*`` (SQLite: ids, the enum and the timestamp
 as text, the payload as JSON text) go to pydantic-core as they are, and one call builds
-the page's ``Message`` objects: it parses the payload's JSON, the ids and the timestamp,
-and checks every field whose rules need no Python with ``Message``'s own field schemas
-(the enum, the ``Int32`` bounds). The rules ``Message`` runs in Python then run per
-message, as the same functions: the JSON payload rules and size limit on ``content``, the
-UTC-millisecond rule on ``created_at`` and the model's after-validators (a broadcast has
-no recipient).
+the page's ``Message`` objects: it parses the payload's JSON and the ids, and checks every
+field whose rules need no Python with ``Message``'s own field schemas (the enum, the
+``Int32`` bounds). The timestamp is parsed as the row-by-row decoding parses it
+(``datetime.fromisoformat``, as SQLAlchemy's SQLite type does), read as UTC and truncated
+to milliseconds (``to_utc_ms``; the stored form already is). The payload rules
+(``check_json_object``) are proven on the page's text where they can be (:func:`_proven`)
+and run on the parsed payloads otherwise; the size limit is measured for long payloads;
+the model's after-validators (a broadcast has no recipient) run on every message.
 
 A page this cannot vouch for (a row of another schema version, a value any rule refuses,
 a timestamp not in the stored form) is answered ``None``: the caller then decodes it row
@@ -19,7 +21,7 @@ error it always raised. So the messages that come out are the ones
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -28,18 +30,23 @@ from pydantic_core import SchemaValidator, core_schema
 
 from qmcp_agents.domain import Message
 from qmcp_agents.domain.clock import to_utc_ms
-from qmcp_agents.domain.json_payload import MAX_MESSAGE_BYTES, check_json_object, check_message_size
+from qmcp_agents.domain.json_payload import (
+    MAX_DEPTH,
+    MAX_MESSAGE_BYTES,
+    check_json_object,
+    check_message_size,
+)
 from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
 from . import schema
 
 _IN_PYTHON: dict[str, Any] = {
     "content": core_schema.json_schema(core_schema.dict_schema(core_schema.str_schema())),
-    "created_at": core_schema.datetime_schema(),
+    "created_at": core_schema.is_instance_schema(datetime),
 }
-"""The fields whose Python validators :func:`_finish` runs: pydantic-core only parses them
-(the payload's JSON text, the timestamp's text). Every other field is validated by its
-own annotation, validators included."""
+"""The fields whose Python validators :func:`messages` runs: pydantic-core only parses the
+payload's JSON text and takes the timestamp :func:`messages` made. Every other field is
+validated by its own annotation, validators included."""
 
 _SHORT = MAX_MESSAGE_BYTES // 20
 """A payload whose stored text has at most this many characters (52,428) is under the size
@@ -51,6 +58,11 @@ or gets shorter) and a character is at most 4 bytes."""
 COLUMNS = tuple(c.name for c in schema.messages.columns)
 _CONTENT = COLUMNS.index("content")
 _VERSION = COLUMNS.index("schema_version")
+_CREATED = COLUMNS.index("created_at")
+_UTC = "+00:00"
+"""Appended to the stored timestamp (naive UTC text): ``fromisoformat`` then gives the
+value in ``datetime.UTC`` (its zero offset is that object) in one C call, and refuses a
+text that carries a zone already (such a page goes row by row)."""
 
 
 def _field(name: str, info: FieldInfo) -> core_schema.ModelField:
@@ -85,33 +97,80 @@ def messages(found: Sequence[Sequence[Any]]) -> list[Message] | None:
     """The messages of SQLite rows of ``SELECT qmcp_messages.*``, in the rows' order, or
     ``None`` if they must be decoded row by row (another schema version, or a value the
     rules refuse)."""
-    short: list[bool] = []
-    for row in found:
-        if row[_VERSION] != CURRENT_SCHEMA_VERSION:
-            return None
-        text = row[_CONTENT]
-        short.append(type(text) is str and len(text) <= _SHORT)
+    texts: list[Any] = []
+    page: list[dict[str, Any]] = []
     try:
-        out: list[Message] = _PAGE.validate_python([dict(zip(COLUMNS, row, strict=True)) for row in found])
-        for message, measured in zip(out, short, strict=True):
-            _finish(message, measured)
-    except (ValidationError, ValueError):  # the rules raise ValueErrors (JsonPayloadError, ...)
+        for row in found:
+            if row[_VERSION] != CURRENT_SCHEMA_VERSION:
+                return None
+            values = dict(zip(COLUMNS, row, strict=True))
+            created = datetime.fromisoformat(row[_CREATED] + _UTC)
+            if created.tzinfo is not UTC:  # "2026-01-02+00:00" parses, naive
+                return None
+            # to_utc_ms of a UTC value with whole milliseconds is that value
+            values["created_at"] = to_utc_ms(created) if created.microsecond % 1000 else created
+            texts.append(row[_CONTENT])
+            page.append(values)
+        out: list[Message] = _PAGE.validate_python(page)
+        if not _proven(texts):
+            for message in out:
+                values = message.__dict__
+                values["content"] = check_json_object(values["content"])
+        for message, text in zip(out, texts, strict=True):
+            if type(text) is not str or len(text) > _SHORT:
+                check_message_size(message.content)
+        for check in _AFTER:
+            for message in out:
+                check(message)
+    except (ValidationError, ValueError, TypeError):  # the rules raise ValueErrors (JsonPayloadError, ...)
         return None
     return out
 
 
-def _finish(message: Message, short: bool) -> None:
-    values = message.__dict__
-    content = check_json_object(values["content"])
-    values["content"] = content if short else check_message_size(content)
-    created = values["created_at"]
-    if created.tzinfo is not None:  # not the stored form (naive UTC text)
-        raise ValueError("created_at carries a zone")
-    # to_utc_ms of a naive value with whole milliseconds is that value in UTC
-    whole = created.microsecond % 1000 == 0
-    values["created_at"] = created.replace(tzinfo=UTC) if whole else to_utc_ms(created)
-    for check in _AFTER:
-        check(message)
+_ESCAPES = ("\\u0000", "\\ud", "\\uD")
+_NUMBERS = bytes.maketrans(b"0123456789E", b"0000000000e")
+_SIGNS = b"+-"
+_RUN = b"0" * 19
+_FLAT = 2 * (MAX_DEPTH + 2) - 1
+"""A text this short (131 characters) cannot nest deeper than ``MAX_DEPTH``: the payload is
+refused from 66 nested containers on (depths 0 to 65), two characters each at least."""
+
+
+def _proven(texts: list[Any]) -> bool:
+    """Whether every payload text is one that, once parsed as a JSON object (by the page's
+    validator), passes ``check_json_object``: proven on the text, page-wide, with a few
+    scans in C instead of a walk of every parsed payload in Python (docs/decisions.md,
+    issue 15). ``False`` means "not proven" (the payloads are then walked as before):
+
+    - every text is ASCII with no NUL, no ``\\u0000`` and no ``\\ud``/``\\uD`` escape:
+      no string or key can hold a NUL or a lone surrogate (an ASCII text is all code
+      points below 128, and escapes are the only other way to write a character);
+    - no ``NaN``, ``Infinity``, no 19 digits in a row and no exponent of three digits: every
+      integer has at most 18 digits (inside the signed 64-bit range) and every float is
+      finite (a float overflows only from about ``1e308``, which needs 19 or more digits or
+      a three-digit exponent);
+    - a text longer than :data:`_FLAT` has at most ``MAX_DEPTH`` opening brackets.
+
+    Every test over-approximates (a string holding ``"NaN"`` or 19 digits is walked too),
+    so a payload the rules refuse is never taken as proven."""
+    try:
+        joined = "\n".join(texts)  # a separator, so no tell spans two texts
+    except TypeError:  # a payload that is not text
+        return False
+    if not joined.isascii() or "\x00" in joined or "NaN" in joined or "Infinity" in joined:
+        return False
+    if "\\" in joined:  # escapes (memchr: the usual page has none, and skips these)
+        for escape in _ESCAPES:
+            if escape in joined:
+                return False
+    # digits as 0, E as e, signs dropped: "1E+400" -> "0e000"; dropping a sign only joins
+    # digit runs, so the test over-approximates
+    numbers = joined.encode("ascii").translate(_NUMBERS, _SIGNS)
+    if _RUN in numbers or b"e000" in numbers:
+        return False
+    if max(map(len, texts), default=0) <= _FLAT:
+        return True
+    return all(len(text) <= _FLAT or text.count("{") + text.count("[") <= MAX_DEPTH for text in texts)
 
 
 __all__ = ["COLUMNS", "messages"]

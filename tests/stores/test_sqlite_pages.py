@@ -128,6 +128,12 @@ async def test_an_empty_page(world: World) -> None:
         ("content = :v", {"v": '{"a": "\\ud800"}'}),
         ("content = :v", {"v": "[1, 2]"}),
         ("content = :v", {"v": "[" * 70 + "]" * 70}),
+        # caught by the payload rules, not by the parse: the page's proof must see them
+        ("content = :v", {"v": '{"a": ' + "[" * 70 + "]" * 70 + "}"}),
+        ("content = :v", {"v": '{"a": -9223372036854775809}'}),
+        ("content = :v", {"v": '{"a": -Infinity}'}),
+        ("content = :v", {"v": '{"a": 1E+400}'}),
+        ("content = :v", {"v": '{"a\\u0000": 1}'}),
         ("message_type = :v", {"v": "shout"}),
         ("round_number = :v", {"v": -1}),
         ("round_number = :v", {"v": 1.5}),
@@ -154,6 +160,15 @@ async def test_a_refused_row_fails_as_row_by_row(
         ("created_at = :v", {"v": "2026-01-02 03:04:05.678999"}),  # truncated to milliseconds
         ("content = :v", {"v": '{"b": 1, "a": [1e5, -0, 1E-7], "b": "\\u00e9\\n"}'}),
         ("content = :v", {"v": '{"big": "' + "x" * (MAX_MESSAGE_BYTES // 20) + '"}'}),  # measured
+        # not proven on the text (walked), and valid
+        ("content = :v", {"v": '{"max": 9223372036854775807, "min": -9223372036854775808}'}),
+        ("content = :v", {"v": '{"s": "NaN Infinity 1e400 \\ud83d\\ude00", "f": 1e-300}'}),
+        ("content = :v", {"v": '{"l": [' + "[], " * 69 + "[]]}"}),
+        ("content = :v", {"v": '{"d": ' + "[" * 60 + "]" * 60 + ', "pad": "' + "x" * 100 + '"}'}),
+        # timestamps the stored form does not have, read as the row-by-row decoding reads them
+        ("created_at = :v", {"v": "2026-01-02T03:04:05.678000"}),
+        ("created_at = :v", {"v": "2026-01-02 05:04:05.678+02:00"}),
+        ("created_at = :v", {"v": "2026-01-02"}),
     ],
 )
 async def test_unusual_rows_read_as_row_by_row(world: World, assignment: str, values: dict[str, Any]) -> None:

@@ -77,7 +77,7 @@ def _page_validator() -> SchemaValidator:
     decorators = Message.__pydantic_decorators__
     modes = {d.info.mode for d in decorators.model_validators.values()}
     if decorators.field_validators or modes - {"after"}:
-        raise TypeError("Message has validators pages._finish does not run; update adapters/sql/pages.py")
+        raise TypeError("Message has validators pages.messages does not run; update adapters/sql/pages.py")
     if set(COLUMNS) != {*Message.model_fields, "schema_version"}:
         raise TypeError("qmcp_messages columns and Message fields differ; update adapters/sql/pages.py")
     fields = core_schema.model_fields_schema(
@@ -97,28 +97,27 @@ def messages(found: Sequence[Sequence[Any]]) -> list[Message] | None:
     """The messages of SQLite rows of ``SELECT qmcp_messages.*``, in the rows' order, or
     ``None`` if they must be decoded row by row (another schema version, or a value the
     rules refuse)."""
-    texts: list[Any] = []
-    page: list[dict[str, Any]] = []
+    if {row[_VERSION] for row in found} - {CURRENT_SCHEMA_VERSION}:
+        return None
+    texts = [row[_CONTENT] for row in found]
+    page = [dict(zip(COLUMNS, row, strict=True)) for row in found]
     try:
-        for row in found:
-            if row[_VERSION] != CURRENT_SCHEMA_VERSION:
-                return None
-            values = dict(zip(COLUMNS, row, strict=True))
-            created = datetime.fromisoformat(row[_CREATED] + _UTC)
+        stamps = [datetime.fromisoformat(row[_CREATED] + _UTC) for row in found]
+        for values, created in zip(page, stamps, strict=True):
             if created.tzinfo is not UTC:  # "2026-01-02+00:00" parses, naive
                 return None
             # to_utc_ms of a UTC value with whole milliseconds is that value
             values["created_at"] = to_utc_ms(created) if created.microsecond % 1000 else created
-            texts.append(row[_CONTENT])
-            page.append(values)
         out: list[Message] = _PAGE.validate_python(page)
-        if not _proven(texts):
+        proven = _proven(texts)  # then every text is a str
+        if not proven:
             for message in out:
                 values = message.__dict__
                 values["content"] = check_json_object(values["content"])
-        for message, text in zip(out, texts, strict=True):
-            if type(text) is not str or len(text) > _SHORT:
-                check_message_size(message.content)
+        if not proven or max(map(len, texts), default=0) > _SHORT:
+            for message, text in zip(out, texts, strict=True):
+                if type(text) is not str or len(text) > _SHORT:
+                    check_message_size(message.content)
         for check in _AFTER:
             for message in out:
                 check(message)

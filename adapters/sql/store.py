@@ -126,6 +126,9 @@ class SqlStore:
             self.label, default=None
         )
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._spare: list[Any] = []
+        """A SQLite connection kept checked out between driver-level calls (at most one): the
+        next call takes it without the pool's checkout and return, two greenlet switches."""
         self.agent_types = SqlAgentTypes(self)
         self.topologies = SqlTopologies(self)
         self.agent_instances = SqlAgentInstances(self)
@@ -305,18 +308,41 @@ class SqlStore:
         async with lock:
             # Straight from the pool (its events run as for engine.connect()): a Connection
             # would add two greenlet switches and a task to every call.
-            try:
-                pooled = await greenlet_spawn(self.engine.sync_engine.pool.connect)
-            except BaseException as error:
-                raise self._translate(error) from error
+            if self._spare:
+                pooled = self._spare.pop()
+            else:
+                try:
+                    pooled = await greenlet_spawn(self.engine.sync_engine.pool.connect)
+                except BaseException as error:
+                    raise self._translate(error) from error
+            done = False
             try:
                 yield pooled.driver_connection
+                done = True
             except BaseException as error:
                 if connection_lost(error):
                     await greenlet_spawn(pooled.invalidate, error)
                 raise self._translate(error) from error
             finally:
-                await greenlet_spawn(pooled.close)
+                if done and self._keeps_spare(pooled):
+                    self._spare.append(pooled)
+                else:
+                    await greenlet_spawn(pooled.close)
+
+    def _keeps_spare(self, pooled: Any) -> bool:
+        """Whether a connection a driver-level call is done with is kept for the next one
+        instead of going back to the pool: SQLite files only (asyncpg connections go back,
+        so the checkout's closed-connection check sees each one), none kept already, the
+        engine still open, and no transaction left open on it (what the pool's reset
+        would roll back)."""
+        return (
+            self.dialect == "sqlite"
+            and not self._spare
+            and self._engine is not None
+            and not isinstance(self._engine.sync_engine.pool, StaticPool)
+            and pooled.is_valid
+            and not pooled.driver_connection.in_transaction
+        )
 
     @asynccontextmanager
     async def sqlite_writer(self) -> AsyncIterator[Any]:
@@ -402,6 +428,8 @@ class SqlStore:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def close(self) -> None:
+        while self._spare:
+            await greenlet_spawn(self._spare.pop().close)
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None

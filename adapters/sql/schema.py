@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 
 from .types import UtcDateTime, json_type
@@ -146,9 +147,16 @@ messages = Table(
     *_stamps(),
     UniqueConstraint("execution_id", "sequence_number"),
     Index(None, "execution_id", "round_number", "sequence_number"),
-    Index(None, "execution_id", "sender_id", "sequence_number"),
-    Index(None, "sender_id"),
-    Index(None, "recipient_id"),
+    # The sender filter (an equality on both leading columns, then the keyset) and the
+    # foreign key's lookups by sender (deleting an instance) share one index; the
+    # recipient's lookups need only the messages that have one (docs/decisions.md, issue 15).
+    Index(None, "sender_id", "execution_id", "sequence_number"),
+    Index(
+        None,
+        "recipient_id",
+        postgresql_where=text("recipient_id IS NOT NULL"),
+        sqlite_where=text("recipient_id IS NOT NULL"),
+    ),
 )
 
 results = Table(

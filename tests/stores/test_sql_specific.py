@@ -61,7 +61,22 @@ def _differences(connection: Connection) -> list[object]:
 async def test_migrated_database_matches_the_metadata(store: SqlStore) -> None:
     async with store.engine.connect() as conn:
         assert await conn.run_sync(_differences) == []
-        assert await conn.run_sync(current_revision) == "0002"
+        assert await conn.run_sync(current_revision) == "0003"
+
+
+async def test_only_messages_with_a_recipient_are_in_the_recipient_index(store: SqlStore) -> None:
+    """Migration 0003: a broadcast (no recipient) costs no entry in the recipient index; the
+    comparison with the metadata above does not look at an index's WHERE."""
+    if store.dialect == "sqlite":
+        query = text("SELECT sql FROM sqlite_master WHERE name = 'ix_qmcp_messages_recipient_id'")
+    else:
+        query = text(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_qmcp_messages_recipient_id' "
+            f"AND schemaname = '{store.schema}'"
+        )
+    async with store.engine.connect() as conn:
+        definition = (await conn.execute(query)).scalar_one()
+    assert "WHERE (recipient_id IS NOT NULL)" in definition or "WHERE recipient_id IS NOT NULL" in definition
 
 
 async def test_drop_schema_removes_only_this_librarys_tables(store: SqlStore) -> None:

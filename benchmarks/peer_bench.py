@@ -81,9 +81,15 @@ async def langgraph_run(checkpointer: Any, turns: int) -> tuple[float, float]:
     return wrote, await median_of(READS, newest)
 
 
-async def store_run(store: SqlStore, turns: int) -> tuple[float, float]:
-    world = await World(store).build()
-    execution_id, sender = world.execution.id, world.instance.id
+async def store_run(store: SqlStore, turns: int, world: World | None = None) -> tuple[float, float]:
+    """Seconds to write every turn, and median seconds to read the newest 50: in a new
+    world, or in a new execution of ``world`` (a second conversation)."""
+    if world is None:
+        world = await World(store).build()
+        execution_id, sender = world.execution.id, world.instance.id
+    else:
+        execution_id = (await world.new_execution()).id
+        sender = (await world.new_instance(execution_id)).id
     start = time.perf_counter()
     for i in range(turns):
         draft = MessageCreate(sender_id=sender, message_type=MessageType.BROADCAST, content=payload(i))
@@ -137,27 +143,60 @@ async def _pg_bytes(store: SqlStore, schema: str) -> int:
 
 
 async def postgres_peer(url: str, turns: int) -> list[Figure]:
+    """Besides the bytes of both schemas after the run (the issue's measure), the bytes the
+    run added to the empty schemas (each side's own fixed cost left out: PostgreSQL's
+    minimum of a page per index and TOAST table, for tables the workload may never touch)
+    and the bytes a second conversation of as many turns adds (the steady cost per
+    conversation); docs/decisions.md, issue 15."""
     ours_schema = f"qmcp_peer_{uuid.uuid4().hex[:8]}"
     theirs_schema = f"{ours_schema}_langgraph"
     store = SqlStore(url, schema=ours_schema)
+
+    async def sizes() -> tuple[int, int]:
+        async with store.engine.begin() as conn:
+            await conn.execute(text("CHECKPOINT"))
+        return await _pg_bytes(store, ours_schema), await _pg_bytes(store, theirs_schema)
+
     try:
         await store.create_schema()
         async with store.engine.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA "{theirs_schema}"'))
-        ours = await store_run(store, turns)
         conninfo = f"{url}?options=-csearch_path%3D{theirs_schema}"
         async with AsyncPostgresSaver.from_conn_string(conninfo) as saver:
             await saver.setup()
+            empty = await sizes()
+            world = await World(store).build()
+            ours = await store_run(store, turns, world)
             theirs = await langgraph_run(saver, turns)
-        async with store.engine.begin() as conn:
-            await conn.execute(text("CHECKPOINT"))
-        sizes = await _pg_bytes(store, ours_schema), await _pg_bytes(store, theirs_schema)
+            first = await sizes()
+            await store_run(store, turns, world)
+            await langgraph_run(saver, turns)
+            second = await sizes()
     finally:
         async with store.engine.begin() as conn:
             for schema in (ours_schema, theirs_schema):
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await store.close()
-    return _figures("postgresql", turns, ours, theirs, sizes)
+    name = "LangGraph checkpointer"
+    added = [
+        Figure(
+            "postgresql",
+            f"{turns:,} turns: bytes added to the empty schema",
+            (first[0] - empty[0]) / 1e6,
+            (first[1] - empty[1]) / 1e6,
+            name,
+            "MB",
+        ),
+        Figure(
+            "postgresql",
+            f"{turns:,} turns: bytes a second conversation adds",
+            (second[0] - first[0]) / 1e6,
+            (second[1] - first[1]) / 1e6,
+            name,
+            "MB",
+        ),
+    ]
+    return [*_figures("postgresql", turns, ours, theirs, first), *added]
 
 
 def _figures(

@@ -182,18 +182,18 @@ async def postgres_peer(url: str, turns: int) -> list[Figure]:
         Figure(
             "postgresql",
             f"{turns:,} turns: bytes added to the empty schema",
-            (first[0] - empty[0]) / 1e6,
-            (first[1] - empty[1]) / 1e6,
+            (first[0] - empty[0]) / 1e3,
+            (first[1] - empty[1]) / 1e3,
             name,
-            "MB",
+            "kB",
         ),
         Figure(
             "postgresql",
             f"{turns:,} turns: bytes a second conversation adds",
-            (second[0] - first[0]) / 1e6,
-            (second[1] - first[1]) / 1e6,
+            (second[0] - first[0]) / 1e3,
+            (second[1] - first[1]) / 1e3,
             name,
-            "MB",
+            "kB",
         ),
     ]
     return [*_figures("postgresql", turns, ours, theirs, first), *added]
@@ -206,7 +206,7 @@ def _figures(
     return [
         Figure(backend, f"{turns:,} turns: write every turn", ours[0] * 1e3, theirs[0] * 1e3, name, "ms"),
         Figure(backend, f"{turns:,} turns: newest 50", ours[1] * 1e6, theirs[1] * 1e6, name, "µs"),
-        Figure(backend, f"{turns:,} turns: bytes on disk", sizes[0] / 1e6, sizes[1] / 1e6, name, "MB"),
+        Figure(backend, f"{turns:,} turns: bytes on disk", sizes[0] / 1e3, sizes[1] / 1e3, name, "kB"),
     ]
 
 

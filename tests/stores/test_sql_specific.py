@@ -79,6 +79,32 @@ async def test_only_messages_with_a_recipient_are_in_the_recipient_index(store: 
     assert "WHERE (recipient_id IS NOT NULL)" in definition or "WHERE recipient_id IS NOT NULL" in definition
 
 
+async def test_the_connection_kept_between_driver_calls_is_never_inside_a_transaction(tmp_path: Path) -> None:
+    """SQLite keeps one connection between driver-level calls instead of returning it to
+    the pool; one left inside a transaction (a call that began one and did not end it) goes
+    back to the pool, which rolls it back, so no later call runs inside it."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'kept.db'}")
+    await store.create_schema()
+    try:
+        async with store.driver() as raw:
+            await raw.execute("BEGIN IMMEDIATE")
+        for _ in range(2):
+            async with store.driver() as raw:
+                assert not raw.in_transaction
+    finally:
+        await store.close()
+
+
+async def test_closing_the_store_closes_the_connection_kept_between_calls(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'kept.db'}")
+    await store.create_schema()
+    async with store.driver() as raw:
+        await raw.execute_fetchall("SELECT 1")
+    await store.close()
+    with pytest.raises(ValueError, match="closed"):
+        await raw.execute_fetchall("SELECT 1")
+
+
 async def test_drop_schema_removes_only_this_librarys_tables(store: SqlStore) -> None:
     async with store.engine.begin() as conn:
         await conn.execute(text("CREATE TABLE application_table (id integer primary key)"))

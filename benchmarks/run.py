@@ -120,14 +120,14 @@ def table(figures: list[Figure]) -> str:
         "|---|---|---|---|---|",
     ]
     for f in figures:
-        what = {"rows/s": "store/baseline throughput", "MB": "store/baseline size"}.get(
-            f.unit, "store/baseline time"
+        size = f.unit in ("MB", "kB")
+        what = {"rows/s": "store/baseline throughput"}.get(
+            f.unit, "store/baseline size" if size else "store/baseline time"
         )
         ratio = 1 / f.ratio if f.unit == "rows/s" else f.ratio
+        shown = f"{ratio:.3f}x (1/{1 / ratio:,.1f})" if size and 0 < ratio < 0.1 else f"{ratio:.2f}x"
         baseline = f"{f.baseline:,.1f} {f.unit} ({f.baseline_name})"
-        lines.append(
-            f"| {f.backend} | {f.name} | {f.store:,.1f} {f.unit} | {baseline} | {ratio:.2f}x {what} |"
-        )
+        lines.append(f"| {f.backend} | {f.name} | {f.store:,.1f} {f.unit} | {baseline} | {shown} {what} |")
     return "\n".join(lines)
 
 

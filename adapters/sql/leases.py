@@ -117,7 +117,9 @@ class SqlLeases:
             or_(and_(t.c.owner.is_(None), t.c.ready), t.c.expires_at <= now),
             t.c.execution_id.in_(select(e.c.id).where(e.c.id == t.c.execution_id, e.c.status.in_(_FINAL))),
         )
-        async with self._store.connection() as conn:
+        # Each statement stands alone (on PostgreSQL, no transaction around them): the claim
+        # is one statement, and the clean-up commits on its own.
+        async with self._store.connection(alone=True) as conn:
             rows = (await conn.execute(statement)).all()
             if len(rows) < limit:
                 await conn.execute(stale)
@@ -132,7 +134,7 @@ class SqlLeases:
         t, e = self.table, schema.executions
         now = utc_now()
         ids = sorted(set(execution_ids))  # one lock order for every writer of these rows
-        async with self._store.connection() as conn:
+        async with self._store.connection(alone=True) as conn:  # renew, then read: each alone
             renewed = await conn.execute(
                 update(t)
                 .where(t.c.execution_id.in_(ids), t.c.owner == owner)
@@ -167,12 +169,12 @@ class SqlLeases:
             if requeue
             else delete(t).where(where)
         )
-        async with self._store.connection() as conn:
+        async with self._store.connection(alone=True) as conn:  # one statement
             return bool((await conn.execute(statement)).rowcount)
 
     async def find(self, execution_id: UUID) -> Lease | None:
         t = self.table
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=True) as conn:
             row = (await conn.execute(select(t).where(t.c.execution_id == execution_id))).first()
         return None if row is None else _lease(row)
 
@@ -181,7 +183,7 @@ class SqlLeases:
         query = select(t).order_by(t.c.execution_id)
         if owner is not None:
             query = query.where(t.c.owner == owner)
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=True) as conn:
             return [_lease(r) for r in (await conn.execute(query)).all()]
 
 

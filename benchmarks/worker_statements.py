@@ -18,6 +18,7 @@ import collections
 import contextlib
 import contextvars
 import inspect
+import os
 import sys
 import time
 import uuid
@@ -38,6 +39,9 @@ from qmcp_agents.testing.builders import register_topology
 from .worker_bench import POSTGRES_URL
 
 ROOT = Path(__file__).resolve().parents[1]
+POOL = 30
+"""Connections, all opened before the count and kept (none beyond): their server processes
+are the ones whose CPU time is read."""
 Counts = collections.Counter[tuple[str, str, str]]
 
 
@@ -64,7 +68,8 @@ def _where() -> tuple[str, str]:
 def labelled(store: SqlStore) -> None:
     """Wrap the store's repository verbs (and ``transaction``) so what they send is labelled
     with them and with the engine function that called them."""
-    for name in ("executions", "agent_instances", "messages", "results", "leases", "topologies", "agent_types"):
+    names = ("executions", "agent_instances", "messages", "results", "leases", "topologies", "agent_types")
+    for name in names:
         repository = getattr(store, name)
         for verb in dir(type(repository)):
             method = getattr(repository, verb)
@@ -145,9 +150,9 @@ def answering(context: AgentContext) -> AgentReply:
     return reply({"answer": "ok", "call": context.call}, confidence=0.9)
 
 
-async def measure(executions: int, stages: int, concurrency: int) -> tuple[Counts, float]:
+async def measure(executions: int, stages: int, concurrency: int) -> tuple[Counts, float, float]:
     schema = f"qmcp_stmts_{uuid.uuid4().hex[:8]}"
-    store = SqlStore(POSTGRES_URL, schema=schema, pool_size=8)
+    store = SqlStore(POSTGRES_URL, schema=schema, pool_size=POOL)
     await store.create_schema()
     try:
         await register_topology(store, "bench", "pipeline", [f"s{i}" for i in range(stages)])
@@ -160,22 +165,50 @@ async def measure(executions: int, stages: int, concurrency: int) -> tuple[Count
         for n in range(executions):
             await engine.submit("bench", {"n": n})
         worker = Worker(engine, name="counted", concurrency=concurrency, poll_seconds=0.01)
+        backends = await _backends(store)
         with counting() as counts:
+            server = _cpu_seconds(backends)
             started = time.process_time()
             stats = await worker.run(until_idle=True)
             cpu = time.process_time() - started
+            server = _cpu_seconds(backends) - server
         assert stats.finished.get("completed") == executions, stats
-        return counts, cpu
+        return counts, cpu, server
     finally:
         async with store.engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await store.close()
 
 
-def report(counts: Counts, executions: int, cpu: float, detail: bool) -> None:
+async def _backends(store: SqlStore) -> list[int]:
+    """The PostgreSQL server processes of ``store``'s pooled connections (all opened now)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(POOL):
+            await stack.enter_async_context(store.engine.connect())
+    async with store.engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"), {"name": store.label}
+        )
+        return [row.pid for row in found]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of local processes ``pids`` (0 for one this host cannot see)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def report(counts: Counts, executions: int, cpu: float, server: float, detail: bool) -> None:
     total = sum(counts.values())
     print(f"{total / executions:.1f} statements per execution ({total} for {executions})")
     print(f"{cpu / executions * 1000:.1f} ms of CPU per execution (this process, not profiled)")
+    print(f"{server / executions * 1000:.1f} ms of CPU per execution (its PostgreSQL server processes)")
     by_verb: collections.Counter[str] = collections.Counter()
     by_source: collections.Counter[tuple[str, str]] = collections.Counter()
     for (engine, store, verb), n in counts.items():
@@ -200,8 +233,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--detail", action="store_true")
     args = parser.parse_args()
-    counts, cpu = asyncio.run(measure(args.executions, args.stages, args.concurrency))
-    report(counts, args.executions, cpu, args.detail)
+    counts, cpu, server = asyncio.run(measure(args.executions, args.stages, args.concurrency))
+    report(counts, args.executions, cpu, server, args.detail)
 
 
 if __name__ == "__main__":

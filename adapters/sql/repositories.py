@@ -815,9 +815,10 @@ class SqlMessages:
     async def _append_one(self, execution_id: UUID, draft: MessageCreate) -> Message | None:
         """One message outside a transaction (or in a ``whole`` one on PostgreSQL), the
         per-turn call: on PostgreSQL one statement (bump the counter if the execution is
-        not final and the participants fit, insert, return the number); on SQLite ``BEGIN IMMEDIATE``, the checked bump, the insert and
-        ``COMMIT`` on the driver connection. ``None`` when the checks refused it: nothing
-        was written and no number was taken."""
+        not final and the participants fit, insert, return the number); on SQLite
+        ``BEGIN IMMEDIATE``, the checked bump, the insert and ``COMMIT`` on the driver
+        connection. ``None`` when the checks refused it: nothing was written and no number
+        was taken."""
         (message,) = build_messages(execution_id, [draft], 0)
         values = bulk.row_dict(message)
         dialect = self._store.engine.dialect

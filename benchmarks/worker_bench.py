@@ -8,6 +8,8 @@ in this process; the ideal rate is then ``workers x concurrency / T`` executions
 The workers are separate processes (``python -m benchmarks.worker_bench worker ...``) on a
 schema of their own; the rate is measured between 10% and 90% of the executions completed,
 leaving out the start (processes connecting) and the tail (fewer runs than slots left).
+Also reported: the load average at the end, and the workers' CPU time (user and system,
+from their start to their exit, idle polling included) per execution.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -70,6 +73,19 @@ def start_fleet(schema: str, workers: int, concurrency: int, stages: int) -> lis
     ]
 
 
+def stop_fleet(fleet: list[subprocess.Popen[str]]) -> None:
+    """SIGTERM, then wait (their CPU time is counted once they are waited for)."""
+    for process in fleet:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in fleet:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 async def bench(workers: int, concurrency: int, executions: int, stages: int) -> dict[str, Any]:
     schema = f"qmcp_bench_{uuid.uuid4().hex[:8]}"
     store = SqlStore(POSTGRES_URL, schema=schema)
@@ -86,6 +102,8 @@ async def bench(workers: int, concurrency: int, executions: int, stages: int) ->
         per_execution = statistics.median(alone)
         for n in range(executions):
             await engine.submit("bench", {"n": n})
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children_cpu = before.ru_utime + before.ru_stime
         fleet.extend(start_fleet(schema, workers, concurrency, stages))
         for process in fleet:
             assert process.stdout is not None
@@ -105,6 +123,9 @@ async def bench(workers: int, concurrency: int, executions: int, stages: int) ->
                 raise TimeoutError(f"{done} of {executions} completed after 600 s")
             await asyncio.sleep(0.02)
         total = time.perf_counter() - started
+        stop_fleet(fleet)
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        worker_cpu = used.ru_utime + used.ru_stime - children_cpu
         failed = await store.executions.count(status=ExecutionStatus.FAILED)
         errors = sorted(
             {e.error or "" for e in (await store.executions.list(status=ExecutionStatus.FAILED)).items}
@@ -126,15 +147,11 @@ async def bench(workers: int, concurrency: int, executions: int, stages: int) ->
             "whole_run_seconds": round(total, 2),
             "whole_run_per_second": round(executions / total, 1),
             "cpus": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "worker_cpu_ms_per_execution": round(worker_cpu / executions * 1000, 1),
         }
     finally:
-        for process in fleet:
-            process.send_signal(signal.SIGTERM)
-        for process in fleet:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_fleet(fleet)
         async with store.engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await store.close()

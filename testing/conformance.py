@@ -45,6 +45,7 @@ from qmcp_agents.domain import (
 )
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import all_pages
+from qmcp_agents.domain.transactions import whole
 
 from .builders import World, agent_type, message, topology
 from .conformance_appends import AppendConformance
@@ -673,6 +674,62 @@ class StoreConformance(HostileConformance, TopologyPartsConformance, AppendConfo
             appended = await store.messages.append(world.execution.id, [message(world.instance.id)])
         assert await store.agent_types.find_by_name("kept") is not None
         assert appended[0].sequence_number == 1
+
+    async def test_whole_transaction_rolls_back_everything_on_error(self, world: World) -> None:
+        """The engine's transactions (``domain.transactions.whole``): the per-turn writes,
+        made first (PostgreSQL sends them to the driver directly), are undone with the rest."""
+        store = world.store
+        before = await dump_store(store)
+        with pytest.raises(RuntimeError, match="abort"):
+            async with whole(store):
+                await store.messages.append(world.execution.id, [message(world.instance.id)])
+                await store.results.add(world.result())
+                instance = await store.agent_instances.get(world.instance.id)
+                instance.update_state({"calls": {"c": 1}})
+                await store.agent_instances.update(instance)
+                raise RuntimeError("abort")
+        if not store.capabilities.transactions:  # documented: the calls ran one by one
+            assert await store.messages.count(world.execution.id) == 1
+            return
+        assert await dump_store(store) == before
+        async with whole(store):
+            appended = await store.messages.append(world.execution.id, [message(world.instance.id)])
+            await store.results.add(world.result())
+        assert appended[0].sequence_number == 1
+        assert await store.results.count(execution_id=world.execution.id) == 1
+
+    async def test_whole_transaction_refusals_are_the_usual_ones(self, world: World) -> None:
+        store = world.store
+        other = await world.new_execution()
+        stranger = await world.new_instance(other.id)
+        before = await dump_store(store)
+        with pytest.raises(IntegrityError, match=f"agent_instance_id {stranger.id} belongs to execution"):
+            async with whole(store):
+                await store.results.add(world.result(agent_instance_id=stranger.id))
+        with pytest.raises(IntegrityError, match=f"sender_id {stranger.id} belongs to execution"):
+            async with whole(store):
+                await store.messages.append(world.execution.id, [message(stranger.id)])
+        assert await dump_store(store) == before
+
+    async def test_add_many_instances_refuses_the_first_bad_one_and_writes_nothing(
+        self, world: World
+    ) -> None:
+        store = world.store
+        assert world.agent_type.id is not None
+        good = AgentInstance(agent_type_id=world.agent_type.id, execution_id=world.execution.id)
+        no_type = AgentInstance(agent_type_id=world.agent_type.id + 999, execution_id=world.execution.id)
+        taken = AgentInstance(id=world.instance.id, agent_type_id=world.agent_type.id)
+        before = await dump_store(store)
+        with pytest.raises(IntegrityError, match=f"agent_type_id {world.agent_type.id + 999} does not exist"):
+            await store.agent_instances.add_many([good, no_type, taken])
+        with pytest.raises(AlreadyExists, match=f"agent instance {world.instance.id} already exists"):
+            await store.agent_instances.add_many([good, taken, no_type])
+        with pytest.raises(AlreadyExists, match=f"agent instance {good.id} already exists"):
+            await store.agent_instances.add_many([good, good])
+        assert await dump_store(store) == before
+        added = await store.agent_instances.add_many([good])
+        assert [i.id for i in added] == [good.id]
+        assert added[0].revision == 1
 
     async def test_nested_transaction_is_a_savepoint_or_dooms_the_whole(self, store: Store) -> None:
 

@@ -202,8 +202,53 @@ def append_one_postgres(dialect: Dialect) -> Statement:
     return compile_statement(statement, dialect)
 
 
+_RESULT_VALUES = (
+    "id",
+    "execution_id",
+    "agent_instance_id",
+    "output",
+    "confidence",
+    "reasoning",
+    "token_usage",
+    "started_at",
+    "completed_at",
+    "revision",
+    "schema_version",
+)
+
+
+@cache
+def add_result_postgres(dialect: Dialect) -> Statement:
+    """One statement: insert the result only if its id is free, the execution is there and
+    not final (its row locked first, as the checked path locks it, so a concurrent delete
+    of the execution is waited for in the same order) and the instance is there and
+    unbound or bound to it. No row back means nothing was written (the caller
+    then finds out why on the checked path)."""
+    r, e, i = schema.results, schema.executions, schema.agent_instances
+    values = {name: bindparam(name, type_=r.c[name].type) for name in _RESULT_VALUES}
+    execution = (
+        select(e.c.status)
+        .where(e.c.id == values["execution_id"])
+        .with_for_update(key_share=True)
+        .cte("execution")
+    )
+    instance_fits = exists().where(
+        i.c.id == values["agent_instance_id"],
+        or_(i.c.execution_id.is_(None), i.c.execution_id == values["execution_id"]),
+    )
+    source = select(*values.values()).where(
+        *(execution.c.status != literal_column(f"'{status}'") for status in _FINAL),
+        ~exists().where(r.c.id == values["id"]),
+        instance_fits,
+    )
+    source = source.select_from(execution)
+    statement = insert(r).from_select(list(values), source).returning(r.c.id)
+    return compile_statement(statement, dialect)
+
+
 __all__ = [
     "Decoder",
+    "add_result_postgres",
     "Statement",
     "append_one_postgres",
     "append_one_sqlite",

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import FINAL_STATUSES
 from qmcp_agents.domain.errors import NotFound
 from qmcp_agents.domain.leases import Lease, LeaseLost, lease_span
 
-from . import schema
+from . import driver, schema
 
 if TYPE_CHECKING:
     from .store import SqlStore
@@ -50,6 +51,32 @@ def _held(execution_id: UUID, owner: str | None, attempt: int | None) -> Any:
     if attempt is not None:
         where.append(t.c.attempts == attempt)
     return and_(*where)
+
+
+@cache
+def _fenced_write(dialect: Any, kind: str, with_owner: bool, with_attempt: bool) -> driver.Statement:
+    """``hold``'s no-op update, or ``release``'s delete or requeue, of the entry held by
+    ``:held_by`` (else by nobody) by claim ``:claim`` (if given), compiled once: the row back
+    says it was there. Sent to the driver directly (PostgreSQL)."""
+    t = schema.leases
+    where = [
+        t.c.execution_id == bindparam("execution_id", type_=t.c.execution_id.type),
+        t.c.owner == bindparam("held_by", type_=t.c.owner.type) if with_owner else t.c.owner.is_(None),
+    ]
+    if with_attempt:
+        where.append(t.c.attempts == bindparam("claim", type_=t.c.attempts.type))
+    statement: Any
+    if kind == "hold":  # takes the row's lock until the transaction ends
+        statement = update(t).where(*where).values(owner=t.c.owner)
+    elif kind == "requeue":
+        statement = (
+            update(t)
+            .where(*where)
+            .values(owner=None, ready=True, claimed_at=None, heartbeat_at=None, expires_at=None)
+        )
+    else:
+        statement = delete(t).where(*where)
+    return driver.compile_statement(statement.returning(t.c.execution_id), dialect)
 
 
 class SqlLeases:
@@ -117,7 +144,9 @@ class SqlLeases:
             or_(and_(t.c.owner.is_(None), t.c.ready), t.c.expires_at <= now),
             t.c.execution_id.in_(select(e.c.id).where(e.c.id == t.c.execution_id, e.c.status.in_(_FINAL))),
         )
-        async with self._store.connection() as conn:
+        # Each statement stands alone (on PostgreSQL, no transaction around them): the claim
+        # is one statement, and the clean-up commits on its own.
+        async with self._store.connection(alone=True) as conn:
             rows = (await conn.execute(statement)).all()
             if len(rows) < limit:
                 await conn.execute(stale)
@@ -132,7 +161,7 @@ class SqlLeases:
         t, e = self.table, schema.executions
         now = utc_now()
         ids = sorted(set(execution_ids))  # one lock order for every writer of these rows
-        async with self._store.connection() as conn:
+        async with self._store.connection(alone=True) as conn:  # renew, then read: each alone
             renewed = await conn.execute(
                 update(t)
                 .where(t.c.execution_id.in_(ids), t.c.owner == owner)
@@ -145,8 +174,26 @@ class SqlLeases:
             live = await conn.execute(select(e.c.id).where(e.c.id.in_(mine), e.c.status.not_in(_FINAL)))
             return {r.id for r in live}
 
+    async def _fenced(
+        self, kind: str, execution_id: UUID, owner: str | None, attempt: int | None
+    ) -> bool | None:
+        """PostgreSQL: ``hold``/``release`` as one statement on the driver's connection (the
+        open transaction's, or alone in autocommit); None elsewhere (SQLite)."""
+        if self._store.dialect != "postgresql":
+            return None
+        dialect = self._store.engine.dialect
+        statement = _fenced_write(dialect, kind, owner is not None, attempt is not None)
+        values = {"execution_id": execution_id, "held_by": owner, "claim": attempt}
+        async with self._store.driver() as raw:
+            return bool(await driver.fetch(raw, statement, values))
+
     async def hold(self, execution_id: UUID, owner: str, *, attempt: int | None = None) -> None:
         t = self.table
+        held_now = await self._fenced("hold", execution_id, owner, attempt)
+        if held_now is not None:
+            if not held_now:
+                raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
+            return
         async with self._store.connection() as conn:
             # A no-op write: it takes the row's lock (PostgreSQL) until the transaction ends.
             held = await conn.execute(
@@ -158,6 +205,9 @@ class SqlLeases:
     async def release(
         self, execution_id: UUID, owner: str | None, *, requeue: bool = False, attempt: int | None = None
     ) -> bool:
+        released = await self._fenced("requeue" if requeue else "delete", execution_id, owner, attempt)
+        if released is not None:
+            return released
         t = self.table
         where = _held(execution_id, owner, attempt)
         statement: Any = (
@@ -167,12 +217,12 @@ class SqlLeases:
             if requeue
             else delete(t).where(where)
         )
-        async with self._store.connection() as conn:
+        async with self._store.connection(alone=True) as conn:  # one statement
             return bool((await conn.execute(statement)).rowcount)
 
     async def find(self, execution_id: UUID) -> Lease | None:
         t = self.table
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=True) as conn:
             row = (await conn.execute(select(t).where(t.c.execution_id == execution_id))).first()
         return None if row is None else _lease(row)
 
@@ -181,7 +231,7 @@ class SqlLeases:
         query = select(t).order_by(t.c.execution_id)
         if owner is not None:
             query = query.where(t.c.owner == owner)
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=True) as conn:
             return [_lease(r) for r in (await conn.execute(query)).all()]
 
 

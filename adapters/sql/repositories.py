@@ -82,6 +82,7 @@ from qmcp_agents.domain.queries import (
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
+from qmcp_agents.domain.transactions import undone_whole
 
 from . import bulk, driver, pages, rows, schema
 from .rows import RowLike
@@ -101,6 +102,8 @@ class _Repository(Generic[K, E]):
     label: str
     cursor: Callable[[str | None], Any]
     key: Callable[[Any], Any]
+    single_read = True
+    """A read of entities is one statement (topologies: two, with their memberships)."""
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
@@ -122,7 +125,7 @@ class _Repository(Generic[K, E]):
 
     async def find(self, id: K) -> E | None:
         id = self.key(id)
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=self.single_read) as conn:
             return await self._fetch(conn, self.table.c.id == id)
 
     async def get(self, id: K) -> E:
@@ -149,14 +152,14 @@ class _Repository(Generic[K, E]):
         if start is not None:
             conditions = [*conditions, key > start]
         query: Select[Any] = select(self.table).where(*conditions).order_by(key).limit(limit + 1)
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=self.single_read) as conn:
             found = (await conn.execute(query)).mappings().all()
             items = await self._load_many(conn, found[:limit])
         more = len(found) > limit
         return Page(items, str(found[limit - 1]["id"]) if more else None)
 
     async def _count(self, conditions: builtins.list[ColumnElement[bool]]) -> int:
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=True) as conn:
             return int(
                 (
                     await conn.execute(select(func.count()).select_from(self.table).where(*conditions))
@@ -230,7 +233,7 @@ class _NamedRepository(_Repository[int, E]):
         key = name_key(name)
         if key is None:
             return None
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=self.single_read) as conn:
             return await self._fetch(conn, self.table.c.name == key)
 
     async def get_by_name(self, name: str) -> E:
@@ -260,6 +263,15 @@ class SqlAgentTypes(_NamedRepository[AgentType]):
 
     def _load(self, row: RowLike) -> AgentType:
         return rows.agent_type_from(row)
+
+    async def find(self, id: int) -> AgentType | None:
+        """One statement on the driver's connection, no transaction (see :mod:`.driver`):
+        the engine reads its members' types on every drive."""
+        id = self.key(id)
+        dialect = self._store.engine.dialect
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
+        return self._load(driver.decoder(self.table, dialect)(found[0])) if found else None
 
     async def _restore(self, conn: AsyncConnection, entity: AgentType) -> None:
         stored = for_restore(entity)
@@ -321,6 +333,7 @@ class SqlAgentTypes(_NamedRepository[AgentType]):
 class SqlTopologies(_NamedRepository[Topology]):
     table = schema.topologies
     label = "topology"
+    single_read = False
 
     async def _load_many(self, conn: AsyncConnection, found: Sequence[RowLike]) -> builtins.list[Topology]:
         if not found:
@@ -492,11 +505,57 @@ class SqlAgentInstances(_UuidRepository[AgentInstance]):
         await conn.execute(insert(self.table).values(**rows.instance_row(stored)))
         return stored
 
+    async def add_many(self, entities: Sequence[AgentInstance]) -> builtins.list[AgentInstance]:
+        """``add`` of each in order, in one call: the checks of all of them in three queries
+        and one insert, refusing (with the same error ``add`` would give) the first that
+        ``add`` one by one would refuse; nothing is written then."""
+        stored: builtins.list[AgentInstance] = []
+        invalid: Exception | None = None
+        for entity in entities:
+            try:
+                stored.append(for_insert(entity))
+            except Exception as error:  # raised in its turn, after the checks of those before
+                invalid = error
+                break
+        async with self._store.connection() as conn:
+            if stored:
+                i, t, e = self.table, schema.agent_types, schema.executions
+                ids = [s.id for s in stored]
+                taken = set((await conn.execute(select(i.c.id).where(i.c.id.in_(ids)))).scalars())
+                types = {s.agent_type_id for s in stored}
+                known_types = set((await conn.execute(select(t.c.id).where(t.c.id.in_(types)))).scalars())
+                bound = {s.execution_id for s in stored if s.execution_id is not None}
+                known_executions = (
+                    set((await conn.execute(select(e.c.id).where(e.c.id.in_(bound)))).scalars())
+                    if bound
+                    else set()
+                )
+                for entity in stored:
+                    if entity.id in taken:
+                        raise AlreadyExists(f"{self.label} {entity.id} already exists")
+                    taken.add(entity.id)
+                    if entity.agent_type_id not in known_types:
+                        raise IntegrityError(
+                            f"{describe(entity)}: agent_type_id {entity.agent_type_id} does not exist"
+                        )
+                    if entity.execution_id is not None and entity.execution_id not in known_executions:
+                        raise IntegrityError(
+                            f"{describe(entity)}: execution_id {entity.execution_id} does not exist"
+                        )
+            if invalid is not None:
+                raise invalid
+            if stored:
+                await conn.execute(insert(self.table), [rows.instance_row(s) for s in stored])
+        return stored
+
     async def update(self, instance: AgentInstance) -> AgentInstance:
         async with self._store.connection() as conn:
             current = await self._stored(conn, instance.id)
             stored = for_update(current, instance)
-            await self._check_refs(conn, stored)
+            # Only a reference that changes needs checking: the stored row's are held by the
+            # foreign keys, and execution_id cannot change (for_update refuses it).
+            if stored.agent_type_id != current.agent_type_id:
+                await self._require(conn, schema.agent_types, stored.agent_type_id, "agent_type_id", stored)
             await self._write_update(conn, stored, rows.instance_row(stored), current.revision)
             return stored
 
@@ -709,13 +768,13 @@ class SqlMessages:
         execution_id = uuid_id(execution_id, "execution_id")
         with paused_gc():
             drafts = [MessageCreate.model_validate(m) for m in messages]
-        if len(drafts) == 1 and not self._store.in_transaction:
+        if len(drafts) == 1 and self._one_statement_fits():
             appended = await self._append_one(execution_id, drafts[0])
             if appended is not None:
                 return [appended]
             # Refused: the general path below says why (or appends, if a race resolved it).
         if not drafts:  # nothing to write, but the same refusals as a real append
-            async with self._store.connection(read=True) as conn:
+            async with self._store.connection(read=True, alone=True) as conn:
                 status = (
                     await conn.execute(
                         select(schema.executions.c.status).where(schema.executions.c.id == execution_id)
@@ -745,12 +804,21 @@ class SqlMessages:
             await self._write(conn, out)
             return out
 
+    def _one_statement_fits(self) -> bool:
+        """Outside a transaction; on PostgreSQL also in the body of a ``whole`` transaction
+        (its one statement then runs in the transaction, unprotected by a savepoint: a
+        refusal writes nothing, and any other failure undoes the transaction anyway)."""
+        if not self._store.in_transaction:
+            return True
+        return self._store.dialect == "postgresql" and undone_whole()
+
     async def _append_one(self, execution_id: UUID, draft: MessageCreate) -> Message | None:
-        """One message outside a transaction, the per-turn call: on PostgreSQL one statement
-        (bump the counter if the execution is not final and the participants fit, insert,
-        return the number); on SQLite ``BEGIN IMMEDIATE``, the checked bump, the insert and
-        ``COMMIT`` on the driver connection. ``None`` when the checks refused it: nothing
-        was written and no number was taken."""
+        """One message outside a transaction (or in a ``whole`` one on PostgreSQL), the
+        per-turn call: on PostgreSQL one statement (bump the counter if the execution is
+        not final and the participants fit, insert, return the number); on SQLite
+        ``BEGIN IMMEDIATE``, the checked bump, the insert and ``COMMIT`` on the driver
+        connection. ``None`` when the checks refused it: nothing was written and no number
+        was taken."""
         (message,) = build_messages(execution_id, [draft], 0)
         values = bulk.row_dict(message)
         dialect = self._store.engine.dialect
@@ -914,7 +982,7 @@ class SqlMessages:
         where = (
             literal_column("1") == 1 if execution_id is None else self.table.c.execution_id == execution_id
         )
-        async with self._store.connection(read=True) as conn:
+        async with self._store.connection(read=True, alone=True) as conn:
             return await _count(conn, self.table, where)
 
 
@@ -966,6 +1034,20 @@ class SqlResults(_UuidRepository[Result]):
         await self._check_refs(conn, stored)
         await conn.execute(insert(self.table).values(**rows.result_row(stored)))
         return stored
+
+    async def add(self, entity: Result) -> Result:
+        """On PostgreSQL, outside a transaction or in a ``whole`` one, the checks and the
+        insert are one statement (:func:`.driver.add_result_postgres`); refused, nothing
+        was written, and the checked path below says why (or adds, if a race resolved it)."""
+        if self._store.dialect == "postgresql" and (not self._store.in_transaction or undone_whole()):
+            stored = for_insert(entity)
+            dialect = self._store.engine.dialect
+            async with self._store.driver() as raw:
+                found = await driver.fetch(raw, driver.add_result_postgres(dialect), rows.result_row(stored))
+            if found:
+                return stored
+        async with self._store.connection() as conn:
+            return await self._insert(conn, entity)
 
     async def update(self, result: Result) -> Result:
         async with self._store.connection() as conn:

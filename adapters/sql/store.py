@@ -33,6 +33,7 @@ from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wai
 from qmcp_agents.adapters.store_errors import INIT_HINT, masked, naming
 from qmcp_agents.domain import SchemaMissing, SchemaTooNew, StoreUnavailable
 from qmcp_agents.domain.ports import Capabilities
+from qmcp_agents.domain.transactions import undone_whole
 
 from . import jsonb, migrate
 from .errors import connection_lost, translate
@@ -212,9 +213,14 @@ class SqlStore:
         store is one shared connection, so everything queues on the writer lock there."""
         return self.dialect == "sqlite" and self.capabilities.multi_process
 
-    async def _open(self, read: bool) -> AsyncConnection:
+    async def _open(self, read: bool, alone: bool = False) -> AsyncConnection:
         conn = await self.engine.connect()
         try:
+            if alone and self.dialect == "postgresql":
+                # Each statement stands on its own (and a ``BEGIN``/``COMMIT`` around them
+                # would be two more round trips): autocommit, undone when the connection
+                # goes back to the pool.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             if read:  # SQLite: a deferred BEGIN, which takes no write lock (see _setup_sqlite)
                 conn.sync_connection.execution_options(qmcp_read=True)  # type: ignore[union-attr]  # no I/O
             await conn.begin()
@@ -238,16 +244,18 @@ class SqlStore:
             await conn.close()
 
     @asynccontextmanager
-    async def _begin(self, read: bool = False) -> AsyncIterator[AsyncConnection]:
-        """A new transaction on a pooled connection (queued behind other writers on SQLite)."""
+    async def _begin(self, read: bool = False, alone: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A new transaction on a pooled connection (queued behind other writers on SQLite);
+        ``alone``: statements that each stand on their own, run without a transaction on
+        PostgreSQL."""
         shared = read and self._reads_share_the_file
         queue = self._writer if self._writer is not None and not shared else None
         async with queue if queue is not None else nullcontext():
             if in_settled_call():  # nobody can cancel this task: no need for extra ones
-                async with self._plain(read) as conn:
+                async with self._plain(read, alone) as conn:
                     yield conn
                 return
-            opening = asyncio.ensure_future(self._open(read))
+            opening = asyncio.ensure_future(self._open(read, alone))
             if await wait_out(opening):  # cancelled while connecting: give the connection back
                 if not opening.cancelled() and opening.exception() is None:
                     await settle(self._end(opening.result(), commit=False))
@@ -267,10 +275,10 @@ class SqlStore:
                 raise self._translate(error) from error
 
     @asynccontextmanager
-    async def _plain(self, read: bool) -> AsyncIterator[AsyncConnection]:
+    async def _plain(self, read: bool, alone: bool = False) -> AsyncIterator[AsyncConnection]:
         """``_begin`` for a settled call: the same steps, awaited directly."""
         try:
-            conn = await self._open(read)
+            conn = await self._open(read, alone)
         except BaseException as error:
             raise self._translate(error) from error
         try:
@@ -299,7 +307,9 @@ class SqlStore:
             frame.check_open()
             async with frame.lock:  # take turns with the transaction's other tasks
                 try:
-                    yield (await frame.handle.get_raw_connection()).driver_connection
+                    pooled = await frame.handle.get_raw_connection()
+                    await _begun(pooled.dbapi_connection)
+                    yield pooled.driver_connection
                 except BaseException as error:
                     raise self._translate(error) from error
             return
@@ -352,18 +362,27 @@ class SqlStore:
             yield raw
 
     @asynccontextmanager
-    async def connection(self, *, read: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def connection(self, *, read: bool = False, alone: bool = False) -> AsyncIterator[AsyncConnection]:
         """The connection a repository call runs on: the open transaction's (in a savepoint,
-        taking its turn with other tasks in the transaction) or a transaction of its own.
-        ``read=True`` says the call only reads (on SQLite it then takes no write lock)."""
+        taking its turn with other tasks in the transaction; no savepoint in the body of a
+        ``domain.transactions.whole`` transaction, which any failure undoes as a whole) or
+        a transaction of its own.
+        ``read=True`` says the call only reads (on SQLite it then takes no write lock);
+        ``alone=True`` that each of its statements stands on its own: one statement, or
+        ones that need not commit together, each read seeing what is committed as it runs
+        (on PostgreSQL they then run outside a transaction, as one statement would inside
+        one at the default READ COMMITTED)."""
         frame = self._current.get()
         if frame is None:
-            async with self._begin(read) as fresh:
+            async with self._begin(read, alone) as fresh:
                 yield fresh
             return
         frame.check_open()
         async with frame.lock:
             try:
+                if undone_whole():  # a failure undoes the whole transaction: no savepoint
+                    yield frame.handle
+                    return
                 async with frame.handle.begin_nested():
                     yield frame.handle
             except BaseException as error:
@@ -478,6 +497,16 @@ def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
         # Reads begin deferred: in WAL mode they take no lock and never block a writer.
         read = conn.get_execution_options().get("qmcp_read", False)
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+
+async def _begun(adapted: Any) -> None:
+    """The transaction really open on the driver's connection before a statement is sent to
+    it directly: SQLAlchemy's asyncpg adapter sends ``BEGIN`` only with its own first
+    statement, so a driver-level write made first would otherwise run (and commit) on its
+    own, outside the transaction. (SQLite's ``BEGIN`` is sent by the ``begin`` event.)"""
+    start = getattr(adapted, "_start_transaction", None)
+    if start is not None and adapted._transaction is None and adapted.isolation_level != "autocommit":
+        await start()
 
 
 def _refuse_closed_connections(engine: AsyncEngine) -> None:

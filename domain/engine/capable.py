@@ -23,6 +23,7 @@ from qmcp_agents.domain.capabilities import (
 from qmcp_agents.domain.capabilities import registry as default_registry
 from qmcp_agents.domain.errors import CapabilityError
 from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.transactions import guarded
 
 from .agents import Agent, AgentContext, AgentReply
 
@@ -75,7 +76,8 @@ class CapabilitySet:
     async def fire(self, hook: str, *args: Any) -> None:
         """A hook without a result (on_create, on_start, on_message, on_complete, on_destroy)."""
         if self.hooks:
-            await self._each(hook, lambda b: getattr(b, hook)(self.context, *args))
+            with guarded():  # a hook may catch a store call's failure and go on
+                await self._each(hook, lambda b: getattr(b, hook)(self.context, *args))
 
     def bind(self, instance: AgentInstance) -> None:
         self.context.instance = instance

@@ -23,6 +23,7 @@ from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
+from qmcp_agents.domain.transactions import whole
 
 from .budget import LIMITS_KEY, Limits
 from .retry import retried
@@ -92,7 +93,7 @@ class DurableRuns:
             given = _short(first.get("input"))
             shown = "" if given in message else f" (got {given})"
             raise ValueError(f"{where}: {message}{shown}") from None
-        async with self.store.transaction():
+        async with whole(self.store):
             stored = await self.store.executions.add(execution)
             await self.store.leases.enqueue(stored.id)
         return stored.id
@@ -159,7 +160,7 @@ class DurableRuns:
                     **execution.metadata,
                     WORKERS_KEY: [*execution.metadata.get(WORKERS_KEY, []), claim],
                 }
-            async with self.store.transaction():
+            async with whole(self.store):
                 execution = await self.store.executions.update(execution)
                 if fence is not None:
                     await fence(False)
@@ -180,7 +181,7 @@ class DurableRuns:
             if execution.is_final:
                 raise InvalidTransition(f"execution {execution_id} is already {execution.status.value}")
             execution.cancel()
-            async with self.store.transaction():
+            async with whole(self.store):
                 cancelled = await self.store.executions.update(execution)
                 await self.store.leases.release(execution_id, None)  # an unclaimed entry goes
                 await self._cancel_children(execution_id)
@@ -203,7 +204,7 @@ class DurableRuns:
         # The pause deleted the entry; the new one counts on from the claims made so far, so
         # a drive of an earlier claim still running (same owner name) stays fenced off.
         claims = [c.get("attempt") or 0 for c in execution.metadata.get(WORKERS_KEY, [])]
-        async with self.store.transaction():
+        async with whole(self.store):
             await self.store.executions.update(execution)
             await self.store.leases.enqueue(execution_id, attempts=max(claims, default=0))
 

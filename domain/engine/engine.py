@@ -34,6 +34,7 @@ from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
+from qmcp_agents.domain.transactions import whole
 
 from .agents import Agent
 from .budget import LIMITS_KEY, RUNNING_KEY, Budget, Limits, empty_usage, usage_of
@@ -126,22 +127,24 @@ class Engine(DurableRuns):
             i.metadata.get("slot"): i
             for i in (await self.store.agent_instances.list(execution_id=execution.id, limit=MAX_LIMIT)).items
         }
-        members = []
+        seats = []
         for membership in sorted(topology.memberships, key=lambda m: (m.position, m.slot_name)):
             agent_type = await self.store.agent_types.get(membership.agent_type_id)
-            instance = existing.get(membership.slot_name)
-            created = instance is None
-            if instance is None:
-                instance = await self._added(
-                    fence,
-                    AgentInstance(
-                        agent_type_id=membership.agent_type_id,
-                        execution_id=execution.id,
-                        metadata={"slot": membership.slot_name, "topology": topology.name},
-                    ),
-                    self.store.agent_instances.find,
-                    self.store.agent_instances.add,
-                )
+            seats.append((membership, agent_type, existing.get(membership.slot_name)))
+        fresh = [
+            AgentInstance(
+                agent_type_id=membership.agent_type_id,
+                execution_id=execution.id,
+                metadata={"slot": membership.slot_name, "topology": topology.name},
+            )
+            for membership, _, instance in seats
+            if instance is None
+        ]
+        added = iter(await self._instances_added(fence, execution.id, fresh) if fresh else [])
+        members = []
+        for membership, agent_type, stored in seats:
+            created = stored is None
+            instance = next(added) if stored is None else stored
             config = agent_type.config.with_overrides(membership.config_overrides)
             try:
                 capabilities = CapabilitySet.build(
@@ -308,6 +311,27 @@ class Engine(DurableRuns):
 
         return await retried(write)
 
+    async def _instances_added(
+        self, fence: Fence | None, execution_id: UUID, instances: list[AgentInstance]
+    ) -> list[AgentInstance]:
+        """The run's new agent instances, added together (one transaction, in the order
+        given); under a worker's ``fence`` in its transaction and retried, the execution's
+        instances read first: an earlier try's commit may have gone through though it was
+        reported failed."""
+        if fence is None:
+            return await self.store.agent_instances.add_many(instances)
+
+        async def write() -> list[AgentInstance]:
+            async with self._fenced(fence):
+                page = await self.store.agent_instances.list(execution_id=execution_id, limit=MAX_LIMIT)
+                found = {i.id: i for i in page.items}
+                added = iter(
+                    await self.store.agent_instances.add_many([i for i in instances if i.id not in found])
+                )
+                return [found[i.id] if i.id in found else next(added) for i in instances]
+
+        return await retried(write)
+
     @contextlib.asynccontextmanager
     async def _fenced(self, fence: Fence | None, last: bool = False) -> AsyncIterator[None]:
         """The writes inside, in one transaction with the worker's fence (when there is one);
@@ -315,7 +339,7 @@ class Engine(DurableRuns):
         if fence is None:
             yield
             return
-        async with self.store.transaction():
+        async with whole(self.store):
             yield
             await fence(last)
 
@@ -424,8 +448,12 @@ class Engine(DurableRuns):
     ) -> ExecutionRead:
         """Write the drive's totals and make the status move, in one update."""
 
+        tries = 0
+
         async def write() -> ExecutionRead:
-            if fence is not None:
+            nonlocal tries
+            tries += 1
+            if fence is not None and tries > 1:  # the first try has no earlier one to look for
                 done = await self.store.executions.get(execution_id)
                 if done.is_final and await self.store.leases.find(execution_id) is None:
                     return ExecutionRead.from_entity(done)  # an earlier attempt went through

@@ -17,6 +17,7 @@ from qmcp_agents.domain.message import MessageCreate, Result
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.seating import Seat
 from qmcp_agents.domain.topology import Topology, TopologyMembership
+from qmcp_agents.domain.transactions import whole
 
 from .agents import Agent, AgentContext, AgentRefused, AgentReply
 from .budget import TOKEN_BUDGET, Budget, LimitExceeded, tokens_of
@@ -244,7 +245,7 @@ class Run:
         fence = self.fence
 
         async def fenced() -> None:
-            async with self.store.transaction():
+            async with whole(self.store):
                 await self._say(sender, message_type, content, round_number, recipient)
                 await fence(False)
 
@@ -281,9 +282,21 @@ class Run:
         """The answer's message, result and replay entry, together (one transaction where the
         store has them, run again if it loses a race)."""
 
+        tries = 0
+
         async def write() -> None:
-            async with self.store.transaction():
-                instance = await self.store.agent_instances.get(member.instance.id)
+            nonlocal tries
+            tries += 1
+            async with whole(self.store):
+                # The first try starts from the instance as this run last wrote it: if it
+                # changed since (a concurrent call of the same member, or a drive that took
+                # over), the update's revision check refuses it and the whole transaction is
+                # undone and tried again, from the stored instance.
+                instance = (
+                    member.instance.model_copy()  # a copy: a failed try leaves it as it was
+                    if tries == 1
+                    else await self.store.agent_instances.get(member.instance.id)
+                )
                 if call in instance.state.get(CALLS, {}):
                     # An attempt whose commit was reported failed but went through (an
                     # ambiguous commit): recorded already, so not recorded twice.

@@ -162,6 +162,9 @@ class Worker:
         try:
             read = await self.engine.drive(execution_id, owner=self.name, attempt=attempt)
             self.stats.count(read.status.value)
+            # The drive's last write (the end, or the pause) deleted the entry in its own
+            # transaction, fenced by this claim: nothing is left to let go of.
+            return None
         except LeaseLost:
             self.stats.lost += 1
             return None

@@ -14,16 +14,17 @@ writer has its numbers; after it, the whole append is there as one contiguous bl
 crash before the head leaves unreferenced parts only (removed with their execution).
 Inside ``store.transaction()`` every write and read uses its session.
 
-An append checks that its execution exists, writes, then checks again: an
-``executions.delete`` that ran in between has removed the execution (and swept its
-messages before and after doing so), and the append then removes what it wrote and raises
-``NotFound``, so a race leaves no orphans (see ``MongoExecutions.delete``).
+The head is written with an upsert whose filter names the execution's *closing entry*
+(``_id`` = the execution's incarnation, see :mod:`.closing`): a transition to a final
+status and a delete write that entry into the chain first, so the write that would insert
+the head finds "final" or "deleted" instead, in the same command, and the append raises
+the error every backend gives. No read before or after is needed for that.
 
-Outside a transaction a store remembers the top of each chain it appended to, for the
-execution's incarnation (``_remember_top``), so its next append does not read it: a single
-append is then three round trips (read the execution, insert the head, read the execution
-again), and a top that another writer moved on is corrected by the collision on
-``(execution_id, first)``.
+Outside a transaction a store remembers the incarnation and the top of each chain it
+appended to (``_remember_top``), so its next append is that one command; a top that
+another writer moved on is corrected by the collision on ``(execution_id, first)``. The
+first append (and every append inside a transaction) reads the execution and the top
+first.
 """
 
 from __future__ import annotations

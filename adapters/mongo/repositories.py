@@ -584,9 +584,10 @@ class MongoExecutions(_UuidRepository[Execution]):
         leases = self._store.collection("leases")  # keyed by the execution's id
         await self._store.call(leases.delete_many({"_id": {"$in": tree}}, session=session))
         done = await self._store.call(self._c.delete_many({"_id": {"$in": tree}}, session=session))
-        # A concurrent append or add that found an execution before it was deleted may have
-        # written after the first sweep; sweeping again after the executions are gone catches
-        # it (one that writes later sees the execution gone and removes its own write).
+        # A concurrent add of a result or instance that found an execution before it was
+        # deleted may have written after the first sweep; sweeping again after the executions
+        # are gone catches it (one that writes later sees the execution gone and removes its
+        # own write). Appends cannot: their write meets the closing entry written above.
         await self._sweep(tree)
         await closing.retire(self._store, tree, session)
         return int(done.deleted_count)

@@ -415,6 +415,48 @@ async def test_an_append_racing_a_final_transition_is_refused(
     assert await store.messages.count(world.execution.id) == 1
 
 
+async def test_two_stores_with_remembered_tops_racing_a_completion_stop_at_it(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """Two processes keep appending (each after its own remembered top, so one command per
+    append) while a third completes the execution: the chain stays gap-free and nothing
+    lands after ``update`` has returned."""
+    second, _ = other
+    world = await World(store).build()
+    for trial in range(3):
+        execution = await world.new_execution()
+        instance = await world.new_instance(execution.id)
+        for target in (store, second):  # both remember the top
+            await target.messages.append(execution.id, [message(instance.id)])
+        completer = MongoStore.from_url(with_database(MONGODB_URL, store.database.name))
+        counted: list[int] = []
+
+        async def appender(target: MongoStore, execution_id: uuid.UUID, sender: uuid.UUID) -> None:
+            for i in range(10):
+                try:
+                    await target.messages.append(execution_id, [message(sender, {"i": i})])
+                except InvalidTransition:
+                    return
+
+        async def complete(by: MongoStore, execution_id: uuid.UUID, delay: int, counts: list[int]) -> None:
+            for _ in range(delay):
+                await asyncio.sleep(0.002)
+            await _complete(by, execution_id)
+            counts.append(await by.messages.count(execution_id))
+
+        try:
+            await asyncio.gather(
+                appender(store, execution.id, instance.id),
+                appender(second, execution.id, instance.id),
+                complete(completer, execution.id, trial * 3, counted),
+            )
+        finally:
+            await completer.close()
+        stored = await all_pages(lambda a, e=execution.id: store.messages.list(e, limit=100, after=a))  # type: ignore[misc]
+        assert [m.sequence_number for m in stored] == list(range(1, len(stored) + 1))
+        assert len(stored) == counted[0], (trial, len(stored), counted)
+
+
 async def test_a_transition_cut_short_is_waited_for_then_killed(
     store: MongoStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

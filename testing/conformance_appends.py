@@ -18,12 +18,14 @@ from qmcp_agents.domain import (
     AgentInstance,
     AlreadyExists,
     IntegrityError,
+    InvalidTransition,
     MessageCreate,
     MessageType,
     NotFound,
     Result,
 )
 from qmcp_agents.domain.json_payload import MAX_MESSAGE_BYTES
+from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import all_pages
 
@@ -239,6 +241,71 @@ class AppendConformance:
         assert await store.results.count() == 0
         assert await store.agent_instances.count() == 1  # the world's own
         assert [e.id for e in (await store.executions.list()).items] == [world.execution.id]
+
+    # --- issue 15: appends racing a move to a final status ----------------------------------
+
+    async def test_appends_racing_a_final_transition_never_land_after_it(self, world: World) -> None:
+        """Appenders keep appending while the execution is completed: every append either
+        lands before the transition (numbered without gaps) or is refused as final, and
+        once ``update`` has returned no message appears any more (on MongoDB the
+        transition closes the chain before writing the status: issue 15)."""
+        store = world.store
+        for trial in range(4):
+            execution = await world.new_execution()
+            instance = await world.new_instance(execution.id)
+            await store.messages.append(execution.id, [message(instance.id)])
+            counted_at_final: list[int] = []
+
+            async def appender(k: int, execution_id: UUID = execution.id, sender: UUID = instance.id) -> int:
+                for i in range(8):
+                    try:
+                        await store.messages.append(execution_id, [message(sender, {"k": k, "i": i})])
+                    except InvalidTransition:
+                        return i
+                    await asyncio.sleep(0)
+                return 8
+
+            async def complete(
+                execution_id: UUID = execution.id,
+                delay: int = trial + 1,
+                counted: list[int] = counted_at_final,
+            ) -> None:
+                for _ in range(delay):
+                    await asyncio.sleep(0)
+                current = await store.executions.get(execution_id)
+                current.mark_complete({"done": True})
+                await store.executions.update(current)
+                counted.append(await store.messages.count(execution_id))
+
+            await asyncio.gather(appender(0), appender(1), appender(2), complete())
+            stored = await stored_messages(store, execution.id)
+            assert [m.sequence_number for m in stored] == list(range(1, len(stored) + 1))
+            assert len(stored) == counted_at_final[0], (trial, len(stored), counted_at_final)
+            with pytest.raises(InvalidTransition):
+                await store.messages.append(execution.id, [message(instance.id)])
+            assert await store.messages.count(execution.id) == len(stored)
+
+    async def test_restoring_more_messages_into_a_completed_execution_continues_its_sequence(
+        self, world: World
+    ) -> None:
+        """A restore bypasses "final" (it puts back what was stored): on MongoDB the closing
+        entry the transition wrote on top of the chain moves up rather than block it."""
+        store = world.store
+        execution = await world.new_execution()
+        instance = await world.new_instance(execution.id)
+        appended = await store.messages.append(
+            execution.id, [message(instance.id, {"i": i}) for i in range(2)]
+        )
+        current = await store.executions.get(execution.id)
+        current.mark_complete({"done": True})
+        await store.executions.update(current)
+        later = build_messages(execution.id, [message(instance.id, {"i": i}) for i in range(2, 4)], 3)
+        assert await store.messages.restore_many(later) == 2
+        stored = await stored_messages(store, execution.id)
+        assert stored == [*appended, *later]
+        with pytest.raises(InvalidTransition):
+            await store.messages.append(execution.id, [message(instance.id)])
+        assert await store.messages.count(execution.id) == 4
 
     # --- 2: arguments of the wrong type never reach a query ----------------------------------
 

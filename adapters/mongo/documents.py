@@ -70,6 +70,7 @@ def _loaded(document: Mapping[str, Any], payloads: tuple[str, ...]) -> dict[str,
     version = data.pop("schema_version", None)
     data.pop("last_sequence_number", None)
     data.pop("incarnation", None)
+    data.pop("closing_killed", None)  # see adapters/mongo/closing.py
     for field in payloads:
         if data.get(field) is not None:
             data[field] = unescape(data[field])

@@ -14,16 +14,17 @@ writer has its numbers; after it, the whole append is there as one contiguous bl
 crash before the head leaves unreferenced parts only (removed with their execution).
 Inside ``store.transaction()`` every write and read uses its session.
 
-An append checks that its execution exists, writes, then checks again: an
-``executions.delete`` that ran in between has removed the execution (and swept its
-messages before and after doing so), and the append then removes what it wrote and raises
-``NotFound``, so a race leaves no orphans (see ``MongoExecutions.delete``).
+The head is written with an upsert whose filter names the execution's *closing entry*
+(``_id`` = the execution's incarnation, see :mod:`.closing`): a transition to a final
+status and a delete write that entry into the chain first, so the write that would insert
+the head finds "final" or "deleted" instead, in the same command, and the append raises
+the error every backend gives. No read before or after is needed for that.
 
-Outside a transaction a store remembers the top of each chain it appended to, for the
-execution's incarnation (``_remember_top``), so its next append does not read it: a single
-append is then three round trips (read the execution, insert the head, read the execution
-again), and a top that another writer moved on is corrected by the collision on
-``(execution_id, first)``.
+Outside a transaction a store remembers the incarnation and the top of each chain it
+appended to (``_remember_top``), so its next append is that one command; a top that
+another writer moved on is corrected by the collision on ``(execution_id, first)``. The
+first append (and every append inside a transaction) reads the execution and the top
+first.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from qmcp_agents.adapters.concurrency import taking_turns, wrap_verbs
 from qmcp_agents.domain import (
     AlreadyExists,
     ConcurrencyError,
-    ExecutionStatus,
     IntegrityError,
     Message,
     MessageCreate,
@@ -54,14 +54,13 @@ from qmcp_agents.domain.batching import paused_gc
 from qmcp_agents.domain.integrity import (
     check_instance_binding,
     messages_to_restore,
-    refuse_if_final,
     refuse_taken_message_ids,
 )
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.queries import Page, check_limit, message_query
 from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
-from . import documents
+from . import closing, documents
 from .driver import CODEC_OPTIONS
 
 if TYPE_CHECKING:
@@ -101,39 +100,65 @@ class MongoMessages:
             drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
         session = self._store.session()
-        cached = self._tops.get(execution_id) if session is None else None
-        if cached is not None:  # the chain's top is known: read the execution only
-            execution = await self._execution(execution_id)
-            previous = None
-        elif session is None:  # independent reads: one round trip for both
-            execution, previous = await asyncio.gather(
-                self._execution(execution_id), self._top(execution_id, session)
+        if not drafts:
+            closing.refuse(execution_id, await closing.read_execution(self._store, execution_id, session))
+            return []
+        hint = self._tops.get(execution_id) if session is None else None
+        for _ in range(8):  # each round after the first follows a restore of the execution
+            try:
+                if hint is not None:
+                    return await self._append_after(execution_id, drafts, hint)
+                return await self._append_reading(execution_id, drafts, session)
+            except closing.Stale:
+                self._tops.pop(execution_id, None)
+                hint = None
+        raise ConcurrencyError(f"execution {execution_id} was deleted and restored repeatedly; retry")
+
+    async def _append_after(
+        self, execution_id: UUID, drafts: builtins.list[MessageCreate], hint: tuple[UUID, int]
+    ) -> builtins.list[Message]:
+        """The steady state: this store appended to the execution before, so it knows the
+        incarnation and a lower bound of the chain's top; the write is the only command
+        unless a participant is unknown."""
+        incarnation, last = hint
+        bound: dict[UUID, Any] = {}
+        wanted = _wanted(drafts)
+        if any(self._known.get((i, execution_id)) != incarnation for i in wanted):
+            bound = await self._participants(wanted)
+            try:
+                _check_bound(execution_id, drafts, bound)
+            except IntegrityError:  # a missing or final execution is the error to report first
+                closing.refuse(execution_id, await closing.read_execution(self._store, execution_id, None))
+                raise
+        out = await self._write(execution_id, drafts, incarnation, last, None)
+        self._remember(execution_id, incarnation, bound)
+        self._remember_top(execution_id, incarnation, out[-1].sequence_number)
+        return out
+
+    async def _append_reading(
+        self, execution_id: UUID, drafts: builtins.list[MessageCreate], session: Any
+    ) -> builtins.list[Message]:
+        """Read the execution and the chain's top first: the first append of this store to
+        the execution, or any append inside a transaction."""
+        if session is None:  # independent reads: one round trip for both
+            execution, last = await asyncio.gather(
+                closing.read_execution(self._store, execution_id, None),
+                closing.top(self._store, execution_id, None),
             )
         else:  # a session serves one operation at a time
-            execution = await self._execution(execution_id)
-            previous = await self._top(execution_id, session)
-        if execution is None:
-            raise NotFound(f"execution {execution_id} does not exist")
-        refuse_if_final(execution_id, ExecutionStatus(execution["status"]), "messages")
-        if not drafts:
-            return []
-        incarnation = execution.get("incarnation") if session is None else None
-        if cached is not None:
-            if incarnation is not None and cached[0] == incarnation:
-                previous = {"last": cached[1]}
-            else:  # another incarnation of the execution: its chain is read again
-                previous = await self._top(execution_id, session)
+            execution = await closing.read_execution(self._store, execution_id, session)
+            last = await closing.top(self._store, execution_id, session)
+        closing.refuse(execution_id, execution)
+        incarnation = await closing.incarnation_of(self._store, execution, session)
         wanted = _wanted(drafts)
         bound: dict[UUID, Any] = {}
-        if incarnation is None or any(self._known.get((i, execution_id)) != incarnation for i in wanted):
+        if session is not None or any(self._known.get((i, execution_id)) != incarnation for i in wanted):
             bound = await self._participants(wanted)
             _check_bound(execution_id, drafts, bound)
-        out = await self._write(execution_id, drafts, previous, session)
+        out = await self._write(execution_id, drafts, incarnation, last, session)
         if session is None:
-            confirmed = await self._confirm(execution_id, out[0].id)
-            if incarnation is not None and confirmed.get("incarnation") == incarnation:
-                self._remember(execution_id, incarnation, bound)  # now named by a stored message
-                self._remember_top(execution_id, incarnation, out[-1].sequence_number)
+            self._remember(execution_id, incarnation, bound)  # now named by a stored message
+            self._remember_top(execution_id, incarnation, out[-1].sequence_number)
         return out
 
     def _remember_top(self, execution_id: UUID, incarnation: Any, last: int) -> None:
@@ -171,30 +196,14 @@ class MongoMessages:
             if bound_to == execution_id:
                 self._known[(instance_id, execution_id)] = incarnation
 
-    async def _execution(self, execution_id: UUID) -> Any:
-        executions = self._store.collection("executions")
-        return await self._store.call(
-            executions.find_one(
-                {"_id": execution_id}, {"status": 1, "incarnation": 1}, session=self._store.session()
-            )
-        )
-
-    async def _top(self, execution_id: UUID, session: Any) -> Any:
-        """The head with the highest numbers: the next append starts after its ``last``."""
-        return await self._store.call(
-            self._c.find_one(
-                {"execution_id": execution_id}, {"last": 1}, sort=[("last", DESCENDING)], session=session
-            )
-        )
-
     async def _write(
-        self, execution_id: UUID, drafts: Sequence[MessageCreate], previous: Any, session: Any
+        self, execution_id: UUID, drafts: Sequence[MessageCreate], incarnation: UUID, last: int, session: Any
     ) -> builtins.list[Message]:
         with paused_gc():
             out = build_messages(execution_id, drafts, 1)
         if len(out) <= MAX_BATCH_ITEMS:
             try:
-                return await self._chain(execution_id, out, len(out), [], previous, session)
+                return await self._chain(execution_id, out, len(out), [], incarnation, last, session)
             except DocumentTooLarge:
                 pass  # refused by the driver before sending: nothing written; split by size
         sizes = _split(out)
@@ -216,7 +225,7 @@ class MongoMessages:
             start += size
         try:
             await self._store.call(self._parts.insert_many(documents_, ordered=True, session=session))
-            return await self._chain(execution_id, out, sizes[0], part_ids, previous, session)
+            return await self._chain(execution_id, out, sizes[0], part_ids, incarnation, last, session)
         except BaseException:
             if session is None:  # unreferenced parts are invisible; remove them anyway
                 with contextlib.suppress(Exception):
@@ -229,12 +238,16 @@ class MongoMessages:
         out: builtins.list[Message],
         in_head: int,
         part_ids: builtins.list[UUID],
-        previous: Any,
+        incarnation: UUID,
+        last: int,
         session: Any,
     ) -> builtins.list[Message]:
-        """Insert the head after ``previous``, re-reading the predecessor on a collision."""
+        """Write the head after ``last`` in one command: an upsert whose filter finds the
+        incarnation's closing entry if there is one (then nothing is written) and whose
+        insert is the head. A collision on ``(execution_id, first)`` means another writer
+        (or a closing entry) took the position: the top is read again."""
         while True:
-            first = 1 if previous is None else int(previous["last"]) + 1
+            first = last + 1
             with paused_gc():
                 for offset, message in enumerate(out):
                     message.__dict__["sequence_number"] = first + offset
@@ -250,31 +263,47 @@ class MongoMessages:
                 if part_ids:
                     head["parts"] = part_ids
             try:
-                await self._store.settled(self._c.insert_one(head, session=session))
-                return out
+                done = await self._store.settled(
+                    self._c.update_one(
+                        {"_id": {"$in": [incarnation, head["_id"]]}},
+                        {"$setOnInsert": head},
+                        upsert=True,
+                        session=session,
+                    )
+                )
             except DuplicateKeyError as error:
-                if "first" not in str(error.details):
+                where = closing.collided_on(error)
+                if where != "first":
                     raise AlreadyExists(f"message batch collided: {error.details}") from error
                 if session is not None:  # inside a transaction the read cannot be retried
+                    await self._refuse_closed(execution_id, incarnation, session)
                     raise ConcurrencyError(
                         f"execution {execution_id}: another writer appended meanwhile; retry the transaction"
                     ) from error
+                last = await closing.top(self._store, execution_id, session)
+                if last + 1 == first:  # no head took the position: a closing entry holds it
+                    await closing.unblock(self._store, execution_id, first, incarnation, session)
+                continue
             except DocumentTooLarge:
                 raise
             except BaseException as error:
                 raise self._store.translate(error) from error
-            previous = await self._top(execution_id, session)
+            if done.upserted_id is not None:
+                return out
+            # The filter matched: the incarnation's closing entry (or, never in practice, a
+            # document with this head's id).
+            # No closing entry (any more): it matched the head's id, or an entry removed since.
+            if not await closing.clear(self._store, execution_id, incarnation, session) and (
+                await self._store.call(self._c.find_one({"_id": out[0].id}, {"_id": 1}, session=session))
+            ):
+                raise AlreadyExists(f"message {out[0].id} is already stored")
+            last = await closing.top(self._store, execution_id, session)
 
-    async def _confirm(self, execution_id: UUID, head_id: UUID) -> Any:
-        """After writing: if the execution was deleted meanwhile, its delete may have swept
-        before this append landed, so the append removes itself. Returns the execution's
-        ``status`` and ``incarnation`` as read then."""
-        execution = await self._execution(execution_id)
-        if execution is not None:
-            return execution
-        await self._store.call(self._parts.delete_many({"head": head_id}))
-        await self._store.call(self._c.delete_one({"_id": head_id}))
-        raise NotFound(f"execution {execution_id} was deleted while the messages were appended")
+    async def _refuse_closed(self, execution_id: UUID, incarnation: UUID, session: Any) -> None:
+        """Inside a transaction: if the collision was with a closing entry, the error of the
+        execution's state (final, deleted) rather than "retry"."""
+        if await self._store.call(self._c.find_one({"_id": incarnation}, {"_id": 1}, session=session)):
+            await closing.clear(self._store, execution_id, incarnation, session)
 
     async def _participants(self, wanted: builtins.list[UUID]) -> dict[UUID, Any]:
         """The ``execution_id`` each of the instances ``wanted`` is bound to (None: unbound);
@@ -298,18 +327,21 @@ class MongoMessages:
         for message in messages:
             by_execution.setdefault(message.execution_id, []).append(message)
         session = self._store.session()
-        planned: builtins.list[tuple[UUID, builtins.list[Message]]] = []
+        planned: builtins.list[tuple[UUID, Any, builtins.list[Message]]] = []
         for execution_id, group in by_execution.items():
-            if await self._execution(execution_id) is None:
+            execution = await closing.read_execution(self._store, execution_id, session)
+            if execution is None:
                 raise IntegrityError(f"message execution_id {execution_id} does not exist")
-            latest = await self._top(execution_id, session)
-            fresh = messages_to_restore(execution_id, int(latest["last"]) if latest else 0, group)
+            latest = await closing.top(self._store, execution_id, session)
+            fresh = messages_to_restore(execution_id, latest, group)
             _check_bound(execution_id, fresh, await self._participants(_wanted(fresh)))
-            planned.append((execution_id, fresh))
-        every = [m for _, fresh in planned for m in fresh]
+            planned.append((execution_id, execution.get("incarnation"), fresh))
+        every = [m for _, _, fresh in planned for m in fresh]
         refuse_taken_message_ids(every, await self._taken([m.id for m in every]))
         written = 0
-        for execution_id, fresh in planned:
+        for execution_id, incarnation, fresh in planned:
+            if fresh and incarnation is not None:
+                await closing.make_room(self._store, incarnation, fresh[-1].sequence_number, session)
             for batch in _batches_of(fresh):
                 document = {
                     "_id": batch[0].id,
@@ -376,7 +408,7 @@ class MongoMessages:
 
     async def find(self, id: UUID) -> Message | None:
         id = uuid_id(id)
-        heads = await self._batches({"items.id": id}, [("first", ASCENDING)], 1)
+        heads = await self._batches({"items.id": id, "last": {"$gte": 1}}, [("first", ASCENDING)], 1)
         if not heads:
             part = await self._store.call(
                 self._parts.find_one({"items.id": id}, {"head": 1}, session=self._store.session())
@@ -437,25 +469,26 @@ class MongoMessages:
         execution_id = uuid_id(execution_id, "execution_id")
         check_limit(n, "n")
         newest: builtins.list[Message] = []
-        query: Filter = {"execution_id": execution_id}
+        query: Filter = {"execution_id": execution_id, "last": {"$gte": 1}}
         while len(newest) < n:
             batches = await self._batches(query, [("last", DESCENDING)], 4)
             for batch in batches:
                 newest = await self._messages_of(batch) + newest
             if len(batches) < 4:
                 break
-            query["last"] = {"$lt": int(batches[-1]["first"])}
+            query["last"] = {"$gte": 1, "$lt": int(batches[-1]["first"])}
         return newest[-n:]
 
     async def count(self, execution_id: UUID | None = None) -> int:
         optional_uuid(execution_id, "execution_id")
         await self._store.connect()
         if execution_id is not None:
-            latest = await self._batches({"execution_id": execution_id}, [("last", DESCENDING)], 1)
-            return int(latest[0]["last"]) if latest else 0
+            return await closing.top(self._store, execution_id, self._store.session())
         total = 0
         for batch in await self._store.call(
-            self._c.find({}, {"first": 1, "last": 1}, session=self._store.session()).to_list(None)
+            self._c.find(
+                {"last": {"$gte": 1}}, {"first": 1, "last": 1}, session=self._store.session()
+            ).to_list(None)
         ):
             total += int(batch["last"]) - int(batch["first"]) + 1
         return total

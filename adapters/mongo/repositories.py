@@ -58,7 +58,7 @@ from qmcp_agents.domain.queries import (
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
 
-from . import documents
+from . import closing, documents
 
 if TYPE_CHECKING:
     from .store import MongoStore
@@ -533,16 +533,24 @@ class MongoExecutions(_UuidRepository[Execution]):
         return stored
 
     async def _replace(self, current: Execution, stored: Execution) -> Execution:
-        # Keep the message counter, which lives on the execution's document.
+        """A conditional update of the fields (the message counter and incarnation stay).
+        A move to a final status first closes the message chain (``closing.close``), so no
+        message can be appended after the status is written; the update then also requires
+        that no append killed that closing entry meanwhile, and removes it if refused."""
         document = self._document(stored)
-        done = await self._store.call(
-            self._c.update_one(
-                {"_id": stored.id, "revision": current.revision},
-                {"$set": document},
-                session=self._store.session(),
+        session = self._store.session()
+        query: Filter = {"_id": stored.id, "revision": current.revision}
+        closed = None
+        if stored.is_final and not current.is_final:
+            closed = await closing.close(
+                self._store, stored.id, stored.status.value, current.revision, session
             )
-        )
+            if closed is not None:
+                query[closing.KILLED] = {"$ne": closed[1]}
+        done = await self._store.call(self._c.update_one(query, {"$set": document}, session=session))
         if done.matched_count != 1:
+            if closed is not None:
+                await closing.unclose(self._store, closed, session)
             raise ConcurrencyError(
                 f"{describe(stored)} was changed by someone else meanwhile; re-read and retry"
             )
@@ -569,15 +577,19 @@ class MongoExecutions(_UuidRepository[Execution]):
         """Delete ``roots``, their children and all they own; what they own goes first, so
         a crash half-way leaves executions that a second delete finishes off."""
         tree = await self._tree(roots)
-        await self._sweep(tree)
         session = self._store.session()
+        for execution_id in tree:  # appends (even with a stale hint) now see "deleted"
+            await closing.close(self._store, execution_id, closing.DELETED, None, session)
+        await self._sweep(tree)
         leases = self._store.collection("leases")  # keyed by the execution's id
         await self._store.call(leases.delete_many({"_id": {"$in": tree}}, session=session))
         done = await self._store.call(self._c.delete_many({"_id": {"$in": tree}}, session=session))
-        # A concurrent append or add that found an execution before it was deleted may have
-        # written after the first sweep; sweeping again after the executions are gone catches
-        # it (one that writes later sees the execution gone and removes its own write).
+        # A concurrent add of a result or instance that found an execution before it was
+        # deleted may have written after the first sweep; sweeping again after the executions
+        # are gone catches it (one that writes later sees the execution gone and removes its
+        # own write). Appends cannot: their write meets the closing entry written above.
         await self._sweep(tree)
+        await closing.retire(self._store, tree, session)
         return int(done.deleted_count)
 
     async def _sweep(self, tree: builtins.list[UUID]) -> int:
@@ -585,15 +597,19 @@ class MongoExecutions(_UuidRepository[Execution]):
         deleted = 0
         for name in _OWNED:
             collection = self._store.collection(name)
-            done = await self._store.call(
-                collection.delete_many({"execution_id": {"$in": tree}}, session=self._store.session())
-            )
+            query: Filter = {"execution_id": {"$in": tree}}
+            if name == "messages":  # closing entries stay: they stop appends of the old incarnation
+                query["closing"] = {"$exists": False}
+            done = await self._store.call(collection.delete_many(query, session=self._store.session()))
             deleted += int(done.deleted_count)
         return deleted
 
     async def _owns_anything(self, tree: builtins.list[UUID]) -> bool:
         for name in _OWNED:
-            if await self._count_in(self._store.collection(name), {"execution_id": {"$in": tree}}):
+            query: Filter = {"execution_id": {"$in": tree}}
+            if name == "messages":
+                query["closing"] = {"$exists": False}
+            if await self._count_in(self._store.collection(name), query):
                 return True
         return False
 

@@ -15,12 +15,13 @@ from bson.binary import Binary
 from pymongo import AsyncMongoClient, monitoring
 
 from qmcp_agents.adapters import open_store
-from qmcp_agents.adapters.mongo import MongoStore
+from qmcp_agents.adapters.mongo import MongoStore, closing
 from qmcp_agents.adapters.mongo.messages import MAX_BATCH_BYTES
 from qmcp_agents.domain import (
     AgentInstance,
     ConcurrencyError,
     IntegrityError,
+    InvalidTransition,
     Message,
     NotFound,
     StoreUnavailable,
@@ -137,13 +138,13 @@ async def test_two_clients_append_concurrently_without_gaps(store: MongoStore) -
     assert [m.sequence_number for m in stored] == numbers
 
 
-async def test_a_single_append_makes_three_round_trips_and_the_remembered_top_is_a_hint(
+async def test_a_single_append_is_one_command_and_the_remembered_top_is_a_hint(
     store: MongoStore,
 ) -> None:
-    """Issue 15: once a store has appended to an execution, its next single append reads the
-    execution, inserts the head and reads the execution again; the chain's top it remembers
-    is only a hint, corrected by the unique ``(execution_id, first)`` when another client
-    appended meanwhile."""
+    """Issue 15: once a store has appended to an execution, its next single append is one
+    command (the upsert of the head that would find the execution's closing entry); the
+    chain's top it remembers is only a hint, corrected by the unique ``(execution_id,
+    first)`` when another client appended meanwhile."""
     commands: list[str] = []
 
     class Listener(monitoring.CommandListener):
@@ -171,12 +172,12 @@ async def test_a_single_append_makes_three_round_trips_and_the_remembered_top_is
             m.sequence_number
             for m in await counted.messages.append(execution_id, [message(world.instance.id)])
         ] == [2]
-        assert commands == ["find qmcp_executions", "insert qmcp_messages", "find qmcp_executions"]
+        assert commands == ["update qmcp_messages"]
         await store.messages.append(execution_id, [message(world.instance.id) for _ in range(3)])  # 3..5
         commands.clear()
         (late,) = await counted.messages.append(execution_id, [message(world.instance.id)])
         assert late.sequence_number == 6  # collided with 3..5, read the top, chained after it
-        assert commands.count("insert qmcp_messages") == 2
+        assert commands == ["update qmcp_messages", "find qmcp_messages", "update qmcp_messages"]
         (next_,) = await counted.messages.append(execution_id, [message(world.instance.id)])
         assert next_.sequence_number == 7
     finally:
@@ -257,26 +258,262 @@ async def test_parts_without_their_head_are_invisible_and_go_with_the_execution(
     assert [m.sequence_number for m in more] == list(range(2, 1502))
     await store.executions.delete(world.execution.id)
     assert await _raw(store, "message_parts") == []
-    assert await _raw(store, "messages") == []
+    # What stays is the deleted incarnation's closing entry, with no message in it.
+    (tombstone,) = await _raw(store, "messages")
+    assert tombstone["closing"] == "deleted"
+    assert tombstone["items"] == [{"id": tombstone["_id"]}]
 
 
-async def test_an_append_that_finds_its_execution_deleted_removes_itself(store: MongoStore) -> None:
+class _Commands(monitoring.CommandListener):
+    """The commands a client sends, as "<name> <collection>"."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.seen.append(f"{event.command_name} {event.command.get(event.command_name)}")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest_asyncio.fixture
+async def other(store: MongoStore) -> AsyncIterator[tuple[MongoStore, _Commands]]:
+    """A second store on the same database (another process), its commands recorded."""
+    commands = _Commands()
+    second = MongoStore.from_url(with_database(MONGODB_URL, store.database.name), event_listeners=[commands])
+    yield second, commands
+    await second.close()
+
+
+async def _complete(store: MongoStore, execution_id: uuid.UUID) -> None:
+    current = await store.executions.get(execution_id)
+    current.mark_complete({"done": True})
+    await store.executions.update(current)
+
+
+async def test_a_remembered_top_meets_the_closing_entry_of_a_final_execution(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """Issue 15: another process completed the execution; this store's next append is still
+    one write, which finds the closing entry instead of inserting, and then the refusal
+    every backend gives."""
+    second, commands = other
+    world = await World(store).build()
+    for _ in range(2):
+        await second.messages.append(world.execution.id, [message(world.instance.id)])
+    await _complete(store, world.execution.id)
+    commands.seen.clear()
+    with pytest.raises(InvalidTransition, match="is completed; it takes no more messages"):
+        await second.messages.append(world.execution.id, [message(world.instance.id)])
+    assert commands.seen == ["update qmcp_messages", "find qmcp_executions"]
+    assert await store.messages.count(world.execution.id) == 2
+    assert await store.messages.count() == 2
+
+
+async def test_a_remembered_top_meets_the_closing_entry_of_a_deleted_then_restored_execution(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """Issue 15: after a delete no chain is left to collide with, but the closing entry of
+    the deleted incarnation is: a remembered top is refused (NotFound, nothing written),
+    and once the execution is restored (a new incarnation) it is read again, so the append
+    follows the restored messages without a gap."""
+    second, _ = other
+    world = await World(store).build()
+    first = await second.messages.append(world.execution.id, [message(world.instance.id)])
+    await second.messages.append(world.execution.id, [message(world.instance.id) for _ in range(3)])
+    exported = await store.executions.get(world.execution.id)
+    instance = await store.agent_instances.get(world.instance.id)
+    await store.executions.delete(world.execution.id)
+    with pytest.raises(NotFound):
+        await second.messages.append(world.execution.id, [message(world.instance.id)])
+    assert await store.messages.count() == 0
+    await store.executions.restore_many([exported])
+    await store.agent_instances.restore_many([instance])
+    await store.messages.restore_many(first)
+    (after,) = await second.messages.append(world.execution.id, [message(world.instance.id)])
+    assert after.sequence_number == 2
+    stored = await all_pages(lambda a: store.messages.list(world.execution.id, limit=50, after=a))
+    assert [m.sequence_number for m in stored] == [1, 2]
+
+
+async def test_a_closing_entry_a_cut_short_delete_left_in_place_does_not_hold_the_restored_chain(
+    store: MongoStore,
+) -> None:
+    """A delete that stopped before retiring its closing entry (crash) leaves it at the
+    chain's next position; after a restore, the append that collides with it retires it."""
+    world = await World(store).build()
+    appended = await store.messages.append(world.execution.id, [message(world.instance.id) for _ in range(3)])
+    exported = await store.executions.get(world.execution.id)
+    instance = await store.agent_instances.get(world.instance.id)
+    await store.executions.delete(world.execution.id)
+    (tombstone,) = await _raw(store, "messages")
+    await store.collection("messages").update_one({"_id": tombstone["_id"]}, {"$set": {"first": 4}})
+    await store.executions.restore_many([exported])
+    await store.agent_instances.restore_many([instance])
+    await store.messages.restore_many(appended)
+    fresh = MongoStore.from_url(with_database(MONGODB_URL, store.database.name))
+    try:
+        (after,) = await asyncio.wait_for(
+            fresh.messages.append(world.execution.id, [message(world.instance.id)]), 10
+        )
+    finally:
+        await fresh.close()
+    assert after.sequence_number == 4
+    assert await store.messages.count(world.execution.id) == 4
+
+
+async def test_an_append_racing_a_delete_writes_nothing(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """The delete (by another process) runs between this append's reads and its write, and
+    sweeps before the write lands: the write finds the closing entry, the append's parts are
+    removed, and nothing of it is stored."""
+    second, _ = other
     world = await World(store).build()
     original = store.messages._write
 
-    async def write_then_lose_the_race(*args: Any, **kwargs: Any) -> list[Message]:
-        out = await original(*args, **kwargs)
-        # executions.delete ran between this append's check and its write, and swept first.
-        await store.collection("executions").delete_one({"_id": world.execution.id})
-        return out
+    async def lose_the_race(*args: Any, **kwargs: Any) -> list[Message]:
+        await second.executions.delete(world.execution.id)
+        return await original(*args, **kwargs)
 
-    store.messages._write = write_then_lose_the_race  # type: ignore[method-assign]
-    with pytest.raises(NotFound, match="deleted while the messages were appended"):
+    store.messages._write = lose_the_race  # type: ignore[method-assign]
+    with pytest.raises(NotFound):
         await store.messages.append(
             world.execution.id, [message(world.instance.id, {"i": i}) for i in range(1500)]
         )
-    assert await _raw(store, "messages") == []
     assert await _raw(store, "message_parts") == []
+    (tombstone,) = await _raw(store, "messages")
+    assert tombstone["closing"] == "deleted"
+    assert await store.messages.count() == 0
+
+
+async def test_an_append_racing_a_final_transition_is_refused(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """The transition (by another process) completes between this append's read of the
+    status and its write: the write collides with the closing entry on top of the chain."""
+    second, _ = other
+    world = await World(store).build()
+    await store.messages.append(world.execution.id, [message(world.instance.id)])
+    fresh = MongoStore.from_url(with_database(MONGODB_URL, store.database.name))  # no remembered top
+    original = fresh.messages._write
+
+    async def lose_the_race(*args: Any, **kwargs: Any) -> list[Message]:
+        await _complete(second, world.execution.id)
+        return await original(*args, **kwargs)
+
+    fresh.messages._write = lose_the_race  # type: ignore[method-assign]
+    try:
+        with pytest.raises(InvalidTransition, match="is completed"):
+            await fresh.messages.append(world.execution.id, [message(world.instance.id)])
+    finally:
+        await fresh.close()
+    assert await store.messages.count(world.execution.id) == 1
+
+
+async def test_two_stores_with_remembered_tops_racing_a_completion_stop_at_it(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """Two processes keep appending (each after its own remembered top, so one command per
+    append) while a third completes the execution: the chain stays gap-free and nothing
+    lands after ``update`` has returned."""
+    second, _ = other
+    world = await World(store).build()
+    for trial in range(3):
+        execution = await world.new_execution()
+        instance = await world.new_instance(execution.id)
+        for target in (store, second):  # both remember the top
+            await target.messages.append(execution.id, [message(instance.id)])
+        completer = MongoStore.from_url(with_database(MONGODB_URL, store.database.name))
+        counted: list[int] = []
+
+        async def appender(target: MongoStore, execution_id: uuid.UUID, sender: uuid.UUID) -> None:
+            for i in range(10):
+                try:
+                    await target.messages.append(execution_id, [message(sender, {"i": i})])
+                except InvalidTransition:
+                    return
+
+        async def complete(by: MongoStore, execution_id: uuid.UUID, delay: int, counts: list[int]) -> None:
+            for _ in range(delay):
+                await asyncio.sleep(0.002)
+            await _complete(by, execution_id)
+            counts.append(await by.messages.count(execution_id))
+
+        try:
+            await asyncio.gather(
+                appender(store, execution.id, instance.id),
+                appender(second, execution.id, instance.id),
+                complete(completer, execution.id, trial * 3, counted),
+            )
+        finally:
+            await completer.close()
+        stored = await all_pages(lambda a, e=execution.id: store.messages.list(e, limit=100, after=a))  # type: ignore[misc]
+        assert [m.sequence_number for m in stored] == list(range(1, len(stored) + 1))
+        assert len(stored) == counted[0], (trial, len(stored), counted)
+
+
+async def test_a_transition_cut_short_is_waited_for_then_killed(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transition that wrote its closing entry but not its status (crashed, or slow): an
+    append waits for it, then kills it (its status update can no longer match) and
+    appends; a closing entry whose revision is already outdated is removed at once."""
+    monkeypatch.setattr(closing, "PENDING_WAIT", 0.05)
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])
+    current = await store.executions.get(execution_id)
+    closed = await closing.close(store, execution_id, "completed", current.revision, None)
+    assert closed is not None
+    (appended,) = await asyncio.wait_for(
+        store.messages.append(execution_id, [message(world.instance.id)]), 10
+    )
+    assert appended.sequence_number == 2
+    late = await store.collection("executions").update_one(
+        {"_id": execution_id, "revision": current.revision, closing.KILLED: {"$ne": closed[1]}},
+        {"$set": {"status": "completed"}},
+    )
+    assert late.matched_count == 0  # the killed transition cannot complete any more
+    assert await store.collection("messages").find_one({"_id": closed[0]}) is None
+    # A transition whose update was refused and that crashed before removing its entry.
+    dead = await closing.close(store, execution_id, "completed", current.revision - 1, None)
+    assert dead is not None
+    monkeypatch.setattr(closing, "PENDING_WAIT", 60.0)
+    (third,) = await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 10)
+    assert third.sequence_number == 3
+    assert (await store.executions.get(execution_id)).status.value == "running"
+
+
+async def test_a_transition_killed_by_an_append_is_a_concurrency_error(
+    store: MongoStore, other: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other side of the kill: the transition's status update is refused, its closing
+    entry gone, the execution still running with the append stored."""
+    monkeypatch.setattr(closing, "PENDING_WAIT", 0.0)
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    original = closing.close
+
+    async def stall(*args: Any, **kwargs: Any) -> Any:
+        closed = await original(*args, **kwargs)
+        await second.messages.append(execution_id, [message(world.instance.id)])  # kills it
+        return closed
+
+    monkeypatch.setattr(closing, "close", stall)
+    with pytest.raises(ConcurrencyError, match="changed by someone else"):
+        await _complete(store, execution_id)
+    monkeypatch.setattr(closing, "close", original)
+    assert (await store.executions.get(execution_id)).status.value == "running"
+    assert await store.messages.count(execution_id) == 1
+    await _complete(store, execution_id)  # a retry completes it
+    with pytest.raises(InvalidTransition):
+        await second.messages.append(execution_id, [message(world.instance.id)])
 
 
 async def test_a_result_that_finds_its_execution_deleted_removes_itself(store: MongoStore) -> None:

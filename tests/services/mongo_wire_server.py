@@ -222,7 +222,13 @@ class TransactionGate:
                 self._abandon(owner, "its session started another")
             owner = _Owner(session, command.txn, connection, 0.0)
             await self._wait(_Waiter(owner))
-        elif owner is None or (owner.session, owner.txn) != (session, command.txn):
+        elif (
+            owner is not None
+            and (owner.session, owner.txn) == (session, command.txn)
+            and not self._active(session)
+        ):  # its start failed: mongoeco would run this command outside any transaction
+            self._abandon(owner, "it never started")
+        if owner is None or self._owner is not owner or (owner.session, owner.txn) != (session, command.txn):
             committed = self._committed.get(session, -1) == command.txn
             if command.name == "abortTransaction" or (command.name == "commitTransaction" and committed):
                 return await execute()  # nothing left to end (mongoeco answers ok)
@@ -308,17 +314,23 @@ class TransactionGate:
         """Abort ``owner``'s transaction (if it still holds the gate) and let the next in."""
         if self._owner is not owner:
             return
-        context = self._sessions._sessions.get(owner.session)
-        if context is not None and context.session.transaction_active:
-            context.session.abort_transaction()
-        self.stats["aborted"] += 1
-        print(
-            f"mongo_wire_server: aborted transaction {owner.txn} after "
-            f"{time.monotonic() - owner.since:.2f}s: {why}",
-            file=sys.stderr,
-            flush=True,
-        )
-        self._release(owner)
+        try:
+            if self._active(owner.session):
+                self._sessions._sessions[owner.session].session.abort_transaction()
+        finally:  # the gate opens whatever mongoeco does
+            self.stats["aborted"] += 1
+            print(
+                f"mongo_wire_server: aborted transaction {owner.txn} after "
+                f"{time.monotonic() - owner.since:.2f}s: {why}",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._release(owner)
+
+    def _active(self, session: str) -> bool:
+        """Whether mongoeco has a transaction open on ``session``."""
+        context = self._sessions._sessions.get(session)
+        return context is not None and bool(context.session.transaction_active)
 
     def connection_closed(self, connection: int) -> None:
         if self._owner is not None and self._owner.connection == connection:

@@ -105,8 +105,8 @@ async def check_transcript(store: Store, execution_id: UUID) -> None:
 # MongoDB runs on the tests' wire server (mongoeco), which serialises transactions with the
 # writes around them (tests/services/mongo_wire_server.py): one transaction of the whole
 # fleet at a time, each several round trips to a single-threaded Python server, so the run
-# takes three to four times longer there (60-105 s on the shared 2-core machine under
-# load, against 25-35 s on SQL).
+# takes two to four times longer there (on the shared 2-core machine: 28 s quiet, up to
+# 105 s at load 7; SQL 7-35 s).
 # On that server a takeover cannot land between a fenced write's lease check and its
 # commit, so this run does not exercise that window (docs/decisions.md, issue 16).
 @pytest.mark.parametrize(

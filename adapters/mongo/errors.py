@@ -9,11 +9,12 @@ from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
     NetworkTimeout,
+    OperationFailure,
     ServerSelectionTimeoutError,
 )
 
 from qmcp_agents.adapters.store_errors import short
-from qmcp_agents.domain import AlreadyExists, StoreUnavailable
+from qmcp_agents.domain import AlreadyExists, ConcurrencyError, StoreUnavailable
 
 _UNAVAILABLE = (
     ConnectionFailure,
@@ -35,6 +36,13 @@ def translate(error: BaseException) -> BaseException:
         )
     if isinstance(error, _UNAVAILABLE):
         return StoreUnavailable(f"MongoDB is unavailable: {short(repr(error))}")
+    if isinstance(error, OperationFailure) and error.has_error_label("TransientTransactionError"):
+        # A write conflict inside a transaction, or a transaction the server aborted (its
+        # lifetime limit): the whole transaction may be run again, which ConcurrencyError says.
+        return ConcurrencyError(
+            f"the transaction met a concurrent write or was aborted by the server; retry it "
+            f"({short(str(error))})"
+        )
     return error
 
 

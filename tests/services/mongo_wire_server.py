@@ -1,9 +1,14 @@
 """A MongoDB wire-protocol server for the tests: mongoeco's proxy over its memory engine.
 
 Runs under Python 3.13 in its own virtual environment (mongoeco needs 3.13; the library
-and its tests do not). Usage: ``python mongo_wire_server.py URI_FILE``. It listens on a
-free loopback port, writes its ``mongodb://`` URI to URI_FILE once it accepts connections,
-and serves until it receives SIGTERM or SIGINT.
+and its tests do not). Usage: ``python mongo_wire_server.py URI_FILE [LIFETIME_SECONDS]``.
+It listens on a free loopback port, writes its ``mongodb://`` URI to URI_FILE once it
+accepts connections, and serves until it receives SIGTERM or SIGINT. LIFETIME_SECONDS is
+the transaction lifetime limit (see :class:`TransactionGate`; default 5).
+
+Two changes to mongoeco 4.11, both so that the server behaves as MongoDB does where the
+library depends on it: a refused commit ends its transaction (:func:`_commit_or_abort`), and
+transactions are serialised with the writes around them (:class:`TransactionGate`).
 """
 
 from __future__ import annotations
@@ -11,11 +16,22 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bson
 from mongoeco.wire import AsyncMongoEcoProxyServer
+from mongoeco.wire._session_identity import wire_session_key
+from mongoeco.wire.bson_bridge import decode_wire_value
+from mongoeco.wire.connections import WireConnectionContext, WireConnectionRegistry
+from mongoeco.wire.protocol import OP_MSG, encode_op_msg_response
 from mongoeco.wire.sessions import WireSessionStore
+
+LIFETIME_SECONDS = 5.0
 
 _commit_transaction = WireSessionStore.commit_transaction
 
@@ -40,13 +56,338 @@ def _commit_or_abort(self: WireSessionStore, body: dict[str, Any]) -> dict[str, 
 
 WireSessionStore.commit_transaction = _commit_or_abort
 
+# Commands that write nothing: they never wait for a transaction. Any other command
+# outside a transaction is taken as a write (an unknown one only waits, it is not refused);
+# an aggregate with $out or $merge is a write.
+READS = frozenset(
+    {
+        "find", "aggregate", "getMore", "count", "distinct", "listCollections", "listIndexes",
+        "listDatabases", "dbStats", "collStats", "ping", "buildInfo", "buildinfo", "hello",
+        "isMaster", "ismaster", "serverStatus", "connectionStatus", "whatsmyuri",
+        "getParameter", "hostInfo", "killCursors", "endSessions", "saslStart",
+        "saslContinue", "authenticate", "logout", "listCommands", "explain",
+    }
+)  # fmt: skip
+ENDS = ("commitTransaction", "abortTransaction")
 
-async def serve(uri_file: Path) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """What the gate needs to know of one request, read from its OP_MSG body."""
+
+    name: str
+    session: str | None  # mongoeco's key for the lsid
+    txn: int | None
+    in_transaction: bool  # autocommit: false
+    starts: bool  # startTransaction: true
+    writes: bool
+    ended: frozenset[str] = frozenset()  # endSessions: the sessions it ends
+
+    @classmethod
+    def peek(cls, header: Any, payload: bytes) -> Command | None:
+        """The command of an OP_MSG request (its body section only; the documents of an
+        insert travel in sequences, not decoded here), or None if it cannot be read: the
+        proxy then answers it as it would anyway."""
+        if header.op_code != OP_MSG:
+            return None
+        try:
+            position, end = 4, len(payload) - (4 if payload[0] & 1 else 0)
+            while position < end:
+                kind, size = payload[position], int.from_bytes(payload[position + 1 : position + 5], "little")
+                if kind == 0:
+                    return cls._of(bson.decode(payload[position + 1 : position + 1 + size]))
+                position += 1 + size
+        except Exception:
+            return None
+        return None
+
+    @classmethod
+    def _of(cls, body: dict[str, Any]) -> Command:
+        name = next(iter(body))
+        lsid = body.get("lsid")
+        pipeline = body.get("pipeline") if name == "aggregate" else None
+        writes = name not in READS or any(
+            isinstance(stage, dict) and ("$out" in stage or "$merge" in stage) for stage in pipeline or ()
+        )
+        ended = body.get("endSessions") if name == "endSessions" else None
+        return cls(
+            name=name,
+            session=None if lsid is None else _key(lsid),
+            txn=body.get("txnNumber"),
+            in_transaction=body.get("autocommit") is False,
+            starts=body.get("startTransaction") is True,
+            writes=writes,
+            ended=frozenset(_key(s) for s in ended) if isinstance(ended, list) else frozenset(),
+        )
+
+
+def _key(lsid: Any) -> str:
+    """mongoeco's session key (``WireSessionStore``) for an lsid as decoded here."""
+    key: str = wire_session_key(decode_wire_value(lsid))
+    return key
+
+
+@dataclass(slots=True)
+class _Owner:
+    session: str
+    txn: int | None
+    connection: int
+    since: float
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True)
+class _Waiter:
+    owner: _Owner | None  # None: a non-transactional write
+    granted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class TransactionGate:
+    """One transaction at a time, and no non-transactional write while it is open.
+
+    Why: mongoeco keeps one version for the whole engine, and a transaction's commit fails
+    if *any* write was committed since the transaction started (then the commit replaces
+    the collections the transaction touched with its copies). Several processes writing at
+    once, each in short transactions beside non-transactional writes (a worker fleet's
+    fenced writes and heartbeats), then fail nearly every commit and retry forever. MongoDB
+    itself fails a transaction only on a conflicting write to the same *document*, and makes
+    a non-transactional write to a document an open transaction has written wait until the
+    transaction ends. This gate is that waiting with the whole database as the document:
+
+    - a command starting a transaction waits until no other transaction is open and no
+      non-transactional write is running; it then owns the gate until its commit or abort;
+    - a non-transactional write waits while a transaction is open (reads never wait);
+    - when a transaction ends, the writes that waited for it run, then the next transaction
+      (in arrival order), so neither kind starves the other;
+    - a transaction is aborted when it outlives ``lifetime`` (MongoDB's
+      ``transactionLifetimeLimitSeconds``, 60 by default there) or when the connection of
+      its latest command closes (its client died: a SIGKILLed worker would otherwise hold
+      the gate until the limit); its later commands, its commit included, are refused with
+      ``NoSuchTransaction`` (labelled ``TransientTransactionError``), as MongoDB refuses
+      those of a transaction it aborted. Without that, mongoeco would run them outside any
+      transaction and answer the commit "ok".
+
+    Two transactions of one client that wait for each other wait until the limit (the first
+    is then aborted), where MongoDB fails the second one's conflicting write at once.
+    """
+
+    def __init__(self, sessions: WireSessionStore, lifetime: float) -> None:
+        self._sessions = sessions
+        self._lifetime = lifetime
+        self._owner: _Owner | None = None
+        self._writes = 0  # non-transactional writes running
+        self._transactions: deque[_Waiter] = deque()  # waiting to start, in arrival order
+        self._writers: deque[_Waiter] = deque()  # waiting for the open transaction to end
+        self._making_way = False  # the first waiting transaction waits for the writes running
+        self._committed: dict[str, int | None] = {}  # session -> its last committed txnNumber
+        # Printed when the server stops: counts, and seconds (held in all, the longest held,
+        # the longest waits of a write and of a transaction).
+        self.stats: dict[str, float] = {"transactions": 0, "aborted": 0, "held": 0.0, "longest": 0.0}
+        self.stats |= {"write_wait": 0.0, "transaction_wait": 0.0}
+
+    async def run(
+        self,
+        command: Command,
+        connection: int,
+        execute: Callable[[], Awaitable[bytes | None]],
+        refuse: Callable[[dict[str, Any]], bytes],
+    ) -> bytes | None:
+        if command.in_transaction and command.session is not None:
+            return await self._in_transaction(command, command.session, connection, execute, refuse)
+        if command.name == "endSessions":  # mongoeco aborts the transactions of ended sessions
+            response = await execute()
+            if self._owner is not None and self._owner.session in command.ended:
+                self._abandon(self._owner, "its session ended")
+            return response
+        if not command.writes:
+            return await execute()
+        await self._wait(_Waiter(None))
+        try:
+            return await execute()
+        finally:
+            self._writes -= 1
+            self._grant()
+
+    async def _in_transaction(
+        self,
+        command: Command,
+        session: str,
+        connection: int,
+        execute: Callable[[], Awaitable[bytes | None]],
+        refuse: Callable[[dict[str, Any]], bytes],
+    ) -> bytes | None:
+        owner = self._owner
+        if command.starts:
+            if owner is not None and owner.session == session:  # its client moved on
+                self._abandon(owner, "its session started another")
+            owner = _Owner(session, command.txn, connection, 0.0)
+            await self._wait(_Waiter(owner))
+        elif (
+            owner is not None
+            and (owner.session, owner.txn) == (session, command.txn)
+            and not self._active(session)
+        ):  # its start failed: mongoeco would run this command outside any transaction
+            self._abandon(owner, "it never started")
+        if owner is None or self._owner is not owner or (owner.session, owner.txn) != (session, command.txn):
+            committed = self._committed.get(session, -1) == command.txn
+            if command.name == "abortTransaction" or (command.name == "commitTransaction" and committed):
+                return await execute()  # nothing left to end (mongoeco answers ok)
+            return refuse(
+                {
+                    "ok": 0.0,
+                    "code": 251,
+                    "codeName": "NoSuchTransaction",
+                    "errmsg": f"Transaction with {{ txnNumber: {command.txn} }} has been aborted.",
+                    "errorLabels": ["TransientTransactionError"],
+                }
+            )
+        owner.connection = connection
+        response = await execute()
+        if command.name in ENDS and self._owner is owner:
+            if command.name == "commitTransaction" and _ok(response):
+                self._committed[session] = command.txn
+            self._release(owner)
+        return response
+
+    async def _wait(self, waiter: _Waiter) -> None:
+        """Take the gate for ``waiter`` (its transaction, or one more write), in turn."""
+        started = time.monotonic()
+        (self._writers if waiter.owner is None else self._transactions).append(waiter)
+        self._grant()
+        try:
+            await waiter.granted
+        except asyncio.CancelledError:
+            if waiter.granted.done() and not waiter.granted.cancelled():  # granted meanwhile
+                if waiter.owner is None:
+                    self._writes -= 1
+                else:
+                    self._abandon(waiter.owner, "its request was cancelled")
+            else:
+                waiter.granted.cancel()
+            self._grant()
+            raise
+        kind = "write_wait" if waiter.owner is None else "transaction_wait"  # the longest, in seconds
+        self.stats[kind] = max(self.stats[kind], time.monotonic() - started)
+
+    def _grant(self) -> None:
+        """With no transaction open: the writes that waited for the last one all run, then
+        the transaction that waited longest once they are done (writes coming meanwhile
+        wait for it). A heartbeat thus waits for one transaction at most, not for a queue
+        of them, and a stream of writes cannot keep a transaction out."""
+        if self._owner is not None:
+            return
+        while self._transactions and self._transactions[0].granted.done():  # cancelled
+            self._transactions.popleft()
+        if not self._transactions or not self._making_way:
+            while self._writers:
+                waiter = self._writers.popleft()
+                if not waiter.granted.done():
+                    self._writes += 1
+                    waiter.granted.set_result(None)
+            self._making_way = bool(self._transactions)
+        if self._transactions and not self._writes:
+            waiter = self._transactions.popleft()
+            assert waiter.owner is not None
+            self._making_way = False
+            self._own(waiter.owner)
+            waiter.granted.set_result(None)
+
+    def _own(self, owner: _Owner) -> None:
+        owner.since = time.monotonic()
+        loop = asyncio.get_running_loop()
+        owner.timer = loop.call_later(self._lifetime, self._abandon, owner, "it outlived the limit")
+        self._owner = owner
+        self.stats["transactions"] += 1
+
+    def _release(self, owner: _Owner) -> None:
+        if self._owner is not owner:
+            return
+        if owner.timer is not None:
+            owner.timer.cancel()
+        self._owner = None
+        held = time.monotonic() - owner.since
+        self.stats["longest"] = max(self.stats["longest"], held)
+        self.stats["held"] += held
+        self._grant()
+
+    def _abandon(self, owner: _Owner, why: str) -> None:
+        """Abort ``owner``'s transaction (if it still holds the gate) and let the next in."""
+        if self._owner is not owner:
+            return
+        try:
+            if self._active(owner.session):
+                self._sessions._sessions[owner.session].session.abort_transaction()
+        finally:  # the gate opens whatever mongoeco does
+            self.stats["aborted"] += 1
+            print(
+                f"mongo_wire_server: aborted transaction {owner.txn} after "
+                f"{time.monotonic() - owner.since:.2f}s: {why}",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._release(owner)
+
+    def _active(self, session: str) -> bool:
+        """Whether mongoeco has a transaction open on ``session``."""
+        context = self._sessions._sessions.get(session)
+        return context is not None and bool(context.session.transaction_active)
+
+    def connection_closed(self, connection: int) -> None:
+        if self._owner is not None and self._owner.connection == connection:
+            self._abandon(self._owner, "its connection closed")
+
+
+def _ok(response: bytes | None) -> bool:
+    """Whether an OP_MSG reply (16-byte header, flags, body section) says ``ok: 1``."""
+    return response is not None and bson.decode(response[21:]).get("ok") == 1
+
+
+class _Connections(WireConnectionRegistry):  # type: ignore[misc]  # mongoeco: not installed here
+    """The proxy's connection registry, telling the gate when a connection closes."""
+
+    def __init__(self, gate: TransactionGate) -> None:
+        super().__init__()
+        self._gate = gate
+
+    def close(self, context: WireConnectionContext) -> None:
+        super().close(context)
+        self._gate.connection_closed(context.connection_id)
+
+
+class GatedProxyServer(AsyncMongoEcoProxyServer):  # type: ignore[misc]  # (see _Connections)
+    """mongoeco's proxy with every request passing the :class:`TransactionGate`."""
+
+    def __init__(self, *, lifetime: float = LIFETIME_SECONDS, **options: Any) -> None:
+        super().__init__(**options)
+        self.gate = TransactionGate(self._session_store, lifetime)
+        self._connections = _Connections(self.gate)
+
+    async def _dispatch_wire_request(self, header: Any, payload: bytes, *, connection: Any) -> bytes | None:
+        command = Command.peek(header, payload)
+        dispatch = super()._dispatch_wire_request
+
+        async def execute() -> bytes | None:
+            response: bytes | None = await dispatch(header, payload, connection=connection)
+            return response
+
+        if command is None:
+            return await execute()
+
+        def refuse(document: dict[str, Any]) -> bytes:
+            reply: bytes = encode_op_msg_response(
+                document, request_id=next(self._request_ids), response_to=header.request_id
+            )
+            return reply
+
+        return await self.gate.run(command, connection.connection_id, execute, refuse)
+
+
+async def serve(uri_file: Path, lifetime: float = LIFETIME_SECONDS) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = AsyncMongoEcoProxyServer(host="127.0.0.1", port=0)
+    server = GatedProxyServer(host="127.0.0.1", port=0, lifetime=lifetime)
     address = await server.start()
     temporary = uri_file.with_suffix(".tmp")
     temporary.write_text(f"mongodb://{address.host}:{address.port}/?directConnection=true\n")
@@ -54,8 +395,10 @@ async def serve(uri_file: Path) -> None:
     try:
         await stop.wait()
     finally:
+        cpu = f"{time.process_time():.1f}s CPU"
+        print(f"mongo_wire_server: {cpu}, transactions {server.gate.stats}", file=sys.stderr, flush=True)
         await server.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1])))
+    asyncio.run(serve(Path(sys.argv[1]), *(float(a) for a in sys.argv[2:3])))

@@ -580,7 +580,8 @@ async def test_two_transactions_writing_one_document_one_wins_the_other_is_a_con
     """Two transactions update the same agent type: exactly one commits, the other raises
     ConcurrencyError and leaves nothing. Which one loses depends on the server: a real
     replica set refuses the second writer at once (write conflict on the locked document);
-    the test server refuses the first at commit (a write happened meanwhile). Both keep
+    the test server makes the second wait (one transaction at a time), aborts the first at
+    its lifetime limit (5 s: the first waits for the second) and refuses its commit. Both keep
     the port's promise, and what is stored is the winner's write, read back afterwards by
     the same client (whose pooled sessions include the loser's)."""
     assert store.capabilities.transactions

@@ -1,6 +1,6 @@
 """``submit``, ``worker``, ``workers`` and ``executions cancel`` on a SQLite file: refusals
 store nothing; a worker process runs what was submitted; a cancel from another process
-stops a running execution within one step."""
+stops a running execution within one step (on MongoDB too)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.cli.app import app
-from qmcp_agents.domain import ExecutionStatus, MessageType
+from qmcp_agents.adapters.mongo import MongoStore
+from qmcp_agents.domain import ExecutionStatus, MessageType, StoreUnavailable
 from qmcp_agents.domain.queries import MAX_LIMIT
+from tests.stores.servers import MONGODB_URL, unavailable, with_database
 
 runner = CliRunner()
 CLI = str(Path(sys.executable).parent / "qmcp-agents")
@@ -45,7 +49,34 @@ def agents_file(folder: Path, slots: list[str], delay: float = 0.0) -> Path:
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
-    store_url = f"sqlite:///{tmp_path / 'workers.db'}"
+    return prepared(f"sqlite:///{tmp_path / 'workers.db'}")
+
+
+async def _mongo(store_url: str, drop: bool = False) -> None:
+    async with MongoStore.from_url(store_url) as store:
+        if drop:
+            await store.drop_schema()
+
+
+@pytest.fixture(params=["sqlite", "mongodb"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A prepared store on SQLite or on MongoDB (a database of its own, dropped after)."""
+    if request.param == "sqlite":
+        yield prepared(f"sqlite:///{tmp_path / 'workers.db'}")
+        return
+    store_url = with_database(MONGODB_URL, f"qmcp_cli_{uuid4().hex[:10]}")
+    try:
+        asyncio.run(_mongo(store_url))
+    except StoreUnavailable as error:
+        unavailable("MongoDB", error)
+    try:
+        yield prepared(store_url)
+    finally:
+        asyncio.run(_mongo(store_url, drop=True))
+
+
+def prepared(store_url: str) -> str:
+    """``store_url`` initialised, with three agent types and the pipeline ``chain``."""
     ok(store_url, "init")
     for name in ("first", "second", "third"):
         ok(store_url, "agent-type", "add", name, "--role", "specialist", "--description", name)
@@ -133,7 +164,8 @@ async def _responses(url: str, execution_id: str) -> tuple[ExecutionStatus, int,
         return (await store.executions.get(ident)).status, answered, len(await store.leases.list())
 
 
-def test_a_cancel_from_another_process_stops_the_run_within_one_step(url: str, tmp_path: Path) -> None:
+def test_a_cancel_from_another_process_stops_the_run_within_one_step(any_url: str, tmp_path: Path) -> None:
+    url = any_url
     step = 1.5
     agents = str(agents_file(tmp_path, ["first", "second", "third"], delay=step))
     execution_id = ok(url, "submit", "chain", "--input", "{}")["execution_id"]

@@ -18,18 +18,19 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import text
 
+from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.domain import ExecutionStatus, MessageType, StoreUnavailable
 from qmcp_agents.domain.engine import Engine
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
-from tests.stores.servers import POSTGRES_URL, unavailable, unique_schema
+from tests.stores.servers import MONGODB_URL, POSTGRES_URL, unavailable, unique_schema, with_database
 from tests.workers.fleet import TOPOLOGIES, agents, register, start
 
 pytestmark = pytest.mark.asyncio
@@ -62,6 +63,20 @@ async def shared_store(kind: str, folder: Path) -> AsyncIterator[tuple[Store, st
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{postgres.schema}" CASCADE'))
             await postgres.close()
         return
+    if kind == "mongodb":
+        name = f"qmcp_fleet_{uuid4().hex[:10]}"
+        mongo = MongoStore.from_url(with_database(MONGODB_URL, name))
+        try:
+            await mongo.create_schema()
+        except StoreUnavailable as error:
+            await mongo.close()
+            unavailable("MongoDB", error)
+        try:
+            yield mongo, name
+        finally:
+            await mongo.drop_schema()
+            await mongo.close()
+        return
     raise ValueError(f"no shared store for {kind!r}")
 
 
@@ -87,13 +102,18 @@ async def check_transcript(store: Store, execution_id: UUID) -> None:
     assert calls, execution_id
 
 
-# MongoDB is not in this list: on the wire server the tests use (mongoeco), a transaction's
-# commit fails after *any* concurrent write to the database, and three worker processes
-# writing at once left executions stranded (see docs/decisions.md, issue 16). The lease port
-# itself passes LeaseConformance on MongoDB.
-@pytest.mark.parametrize(("kind", "concurrency"), [("sqlite", 10), ("postgresql", 10)])
+# MongoDB runs on the tests' wire server (mongoeco), which serialises transactions with the
+# writes around them (tests/services/mongo_wire_server.py): one transaction of the whole
+# fleet at a time, each several round trips to a single-threaded Python server, so the run
+# takes two to four times longer there (on the shared 2-core machine: 28 s quiet, up to
+# 105 s at load 7; SQL 7-35 s).
+# On that server a takeover cannot land between a fenced write's lease check and its
+# commit, so this run does not exercise that window (docs/decisions.md, issue 16).
+@pytest.mark.parametrize(
+    ("kind", "concurrency", "bound"), [("sqlite", 10, 60), ("postgresql", 10, 60), ("mongodb", 10, 180)]
+)
 async def test_a_killed_worker_s_executions_are_finished_by_the_others(
-    kind: str, concurrency: int, tmp_path: Path
+    kind: str, concurrency: int, bound: float, tmp_path: Path
 ) -> None:
     async with shared_store(kind, tmp_path) as (store, location):
         await register(store)
@@ -120,10 +140,8 @@ async def test_a_killed_worker_s_executions_are_finished_by_the_others(
                 lease.execution_id: lease.expires_at for lease in await store.leases.list(owner="victim")
             }
             assert victim_held, "the victim held nothing when it was killed"
-            counts: dict[ExecutionStatus, int] = {}
-            for _ in range(1200):
-                counts = await statuses(store)
-                if counts[ExecutionStatus.COMPLETED] == EXECUTIONS:
+            while time.monotonic() - started < bound + 10:  # one count a poll: the store is busy
+                if await store.executions.count(status=ExecutionStatus.COMPLETED) == EXECUTIONS:
                     break
                 await asyncio.sleep(0.1)
             elapsed = time.monotonic() - started
@@ -136,8 +154,9 @@ async def test_a_killed_worker_s_executions_are_finished_by_the_others(
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     process.kill()
+        counts = await statuses(store)
         assert counts[ExecutionStatus.COMPLETED] == EXECUTIONS, counts
-        assert elapsed < 60, elapsed
+        assert elapsed < bound, elapsed
         for execution_id in ids:
             await check_transcript(store, execution_id)
         for execution_id, expired_at in victim_held.items():

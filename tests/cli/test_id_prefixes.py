@@ -3,9 +3,7 @@ below the prefix finds exactly the ids that start with it (ids chosen to sit on 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -13,12 +11,10 @@ from uuid import UUID
 import pytest
 import pytest_asyncio
 
-from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.cli.ids import AmbiguousId, resolve_execution_id
-from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.domain import AgentTypeCreate, Execution, TopologyCreate, services
 from qmcp_agents.domain.ports import Store
-from tests.stores.servers import MONGODB_URL, backend_store, unavailable, with_database
+from tests.stores.servers import backend_store, mongo_store
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,23 +26,6 @@ IDS = [
     "0abd0000-0000-7000-8000-000000000000",
     "ffffffff-ffff-7fff-bfff-fffffffffff0",
 ]
-
-
-@asynccontextmanager
-async def mongo_store() -> AsyncIterator[Store]:
-    store = open_store(with_database(MONGODB_URL, f"qmcp_test_{uuid.uuid4().hex[:10]}"))
-    assert isinstance(store, MongoStore)
-    try:
-        await store.connect()
-        await store.create_schema()
-    except Exception as error:  # the server is missing: skipped here, a failure under CI
-        await store.close()
-        unavailable("MongoDB", error)
-    try:
-        yield store
-    finally:
-        await store.drop_schema()
-        await store.close()
 
 
 @pytest_asyncio.fixture(params=["memory", "sqlite", "postgresql", "mongodb"])

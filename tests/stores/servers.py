@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from qmcp_agents.adapters import open_store
+from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.domain import StoreUnavailable
 from qmcp_agents.domain.ports import Store
@@ -52,6 +53,26 @@ async def postgres_store() -> AsyncIterator[SqlStore]:
     finally:
         async with store.engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
+        await store.close()
+
+
+@asynccontextmanager
+async def mongo_store(database: str | None = None, *, standalone: bool = False) -> AsyncIterator[MongoStore]:
+    """A MongoDB store in a database of its own (``database``, or a new name), dropped
+    afterwards; ``standalone`` makes it act as on a server without transactions."""
+    store = MongoStore.from_url(with_database(MONGODB_URL, database or f"qmcp_test_{uuid.uuid4().hex[:10]}"))
+    try:
+        await store.connect()
+        await store.create_schema()
+    except StoreUnavailable as error:
+        await store.close()
+        unavailable("MongoDB", error)
+    if standalone:  # the test server has transactions; a standalone server's probe finds none
+        store._transactions = False
+    try:
+        yield store
+    finally:
+        await store.drop_schema()
         await store.close()
 
 

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from qmcp_agents.adapters.mongo import MongoStore
-from qmcp_agents.domain import StoreUnavailable
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import all_pages
 from qmcp_agents.testing.builders import World
 
-from .servers import MONGODB_URL, POSTGRES_URL, backend_store, unavailable, with_database
+from .servers import MONGODB_URL, POSTGRES_URL, backend_store, mongo_store, with_database
 
 pytestmark = pytest.mark.asyncio
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,18 +31,9 @@ PROCESSES, TASKS, APPENDS, LARGEST = 3, 3, 2, 1500
 async def _store(backend: str, folder: Path) -> AsyncIterator[tuple[Store, str, str]]:
     """The store under test, and the URL and schema a worker process opens it with."""
     if backend in ("mongodb", "motor"):
-        url = with_database(MONGODB_URL, f"qmcp_test_{uuid.uuid4().hex[:10]}")
-        mongo = MongoStore.from_url(url)
-        try:
-            await mongo.create_schema()
-        except StoreUnavailable as error:
-            await mongo.close()
-            unavailable("MongoDB", error)
-        try:
-            yield mongo, url, "-"
-        finally:
-            await mongo.drop_schema()
-            await mongo.close()
+        database = f"qmcp_test_{uuid.uuid4().hex[:10]}"
+        async with mongo_store(database) as mongo:
+            yield mongo, with_database(MONGODB_URL, database), "-"
         return
     async with backend_store(backend, folder) as store:
         url = f"sqlite:///{folder / 'store.db'}" if backend == "sqlite" else POSTGRES_URL

@@ -4,7 +4,6 @@ stores, and again after being interrupted half-way."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,14 +17,13 @@ from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.adapters.transfer import ExportRefused, copy_store, fingerprint
-from qmcp_agents.domain import StoreUnavailable
 from qmcp_agents.domain.engine import Engine, ScriptedAgent, reply
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.testing.builders import agent_type
 from qmcp_agents.testing.builders import register_topology as build
 from qmcp_agents.testing.inspect import dump_store
 
-from .servers import MONGODB_URL, backend_store, postgres_store, unavailable
+from .servers import backend_store, mongo_store, postgres_store
 
 pytestmark = pytest.mark.asyncio
 
@@ -55,23 +53,6 @@ async def populated() -> AsyncIterator[Store]:
 async def postgres() -> AsyncIterator[SqlStore]:
     async with postgres_store() as store:
         yield store
-
-
-@asynccontextmanager
-async def mongo_store(standalone: bool = False) -> AsyncIterator[MongoStore]:
-    store = MongoStore.from_url(MONGODB_URL, database=f"qmcp_test_{uuid.uuid4().hex[:10]}")
-    try:
-        await store.create_schema()
-    except StoreUnavailable as error:
-        await store.close()
-        unavailable("MongoDB", error)
-    if standalone:  # the test server has transactions; a standalone server's probe finds none
-        store._transactions = False
-    try:
-        yield store
-    finally:
-        await store.drop_schema()
-        await store.close()
 
 
 @pytest_asyncio.fixture

@@ -11,7 +11,6 @@ error says so, and rerunning completes it (docs/backends.md).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 
 from qmcp_agents.adapters import open_store
-from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.adapters.transfer import ExportRefused, export_store, fingerprint, import_store
 from qmcp_agents.domain import IntegrityError, StoreUnavailable
 from qmcp_agents.domain.engine import Engine, ScriptedAgent, reply
@@ -28,7 +26,7 @@ from qmcp_agents.domain.ports import Store
 from qmcp_agents.testing.builders import agent_type
 from qmcp_agents.testing.builders import register_topology as build
 
-from .servers import MONGODB_URL, backend_store, unavailable
+from .servers import backend_store, mongo_store
 
 pytestmark = pytest.mark.asyncio
 BACKENDS = ["sqlite", "postgresql", "mongodb", "mongodb-standalone"]
@@ -42,19 +40,8 @@ async def target_store(kind: str, folder: Path) -> AsyncIterator[Store]:
         async with backend_store(kind, folder) as store:
             yield store
         return
-    mongo = MongoStore.from_url(MONGODB_URL, database=f"qmcp_test_{uuid.uuid4().hex[:10]}")
-    try:
-        await mongo.create_schema()
-    except StoreUnavailable as error:
-        await mongo.close()
-        unavailable("MongoDB", error)
-    if kind == "mongodb-standalone":
-        mongo._transactions = False
-    try:
+    async with mongo_store(standalone=kind == "mongodb-standalone") as mongo:
         yield mongo
-    finally:
-        await mongo.drop_schema()
-        await mongo.close()
 
 
 async def populate(store: Store, prefix: str = "", runs: int = 2) -> None:

@@ -21,16 +21,14 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import text
 
-from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.adapters.sql import SqlStore
-from qmcp_agents.domain import ExecutionStatus, MessageType, StoreUnavailable
+from qmcp_agents.domain import ExecutionStatus, MessageType
 from qmcp_agents.domain.engine import Engine
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT, all_pages
-from tests.stores.servers import MONGODB_URL, POSTGRES_URL, unavailable, unique_schema, with_database
+from tests.stores.servers import mongo_store, postgres_store
 from tests.workers.fleet import TOPOLOGIES, agents, register, start
 
 pytestmark = pytest.mark.asyncio
@@ -49,33 +47,14 @@ async def shared_store(kind: str, folder: Path) -> AsyncIterator[tuple[Store, st
             yield sqlite, path
         return
     if kind == "postgresql":
-        postgres = SqlStore(POSTGRES_URL, schema=unique_schema())
-        try:
-            await postgres.create_schema()
-        except StoreUnavailable as error:
-            await postgres.close()
-            unavailable("PostgreSQL", error)
-        try:
+        async with postgres_store() as postgres:
             assert postgres.schema is not None
             yield postgres, postgres.schema
-        finally:
-            async with postgres.engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{postgres.schema}" CASCADE'))
-            await postgres.close()
         return
     if kind == "mongodb":
         name = f"qmcp_fleet_{uuid4().hex[:10]}"
-        mongo = MongoStore.from_url(with_database(MONGODB_URL, name))
-        try:
-            await mongo.create_schema()
-        except StoreUnavailable as error:
-            await mongo.close()
-            unavailable("MongoDB", error)
-        try:
+        async with mongo_store(name) as mongo:
             yield mongo, name
-        finally:
-            await mongo.drop_schema()
-            await mongo.close()
         return
     raise ValueError(f"no shared store for {kind!r}")
 

@@ -133,9 +133,19 @@ async def clear(store: MongoStore, execution_id: UUID, incarnation: UUID, sessio
             return False
         if entry.get("closing") == DELETED:
             raise NotFound(f"execution {execution_id} was deleted while the messages were appended")
-        if entry.get("revision") != execution.get("revision"):  # its status update can never match
-            await _remove(store, entry, session)
-            return True
+        if entry.get("revision") != execution.get("revision"):
+            # Judged "dead" only against the execution read *after* the entry: an entry is
+            # written after its transition read the revision it names, so that read is at
+            # the entry's revision or later. The read above may be older than an entry
+            # written in between, and removing that (pending) entry would let its
+            # transition complete with no closing entry, and appends land after it.
+            execution = await read_execution(store, execution_id, session)
+            refuse(execution_id, execution)
+            if execution.get("incarnation") != incarnation:
+                raise Stale(execution_id)
+            if entry.get("revision") != execution.get("revision"):  # its status update can never match
+                await _remove(store, entry, session)
+                return True
         if session is not None:  # a snapshot cannot watch the transition finish
             raise ConcurrencyError(
                 f"execution {execution_id} is being moved to {entry.get('closing')}; retry the transaction"

@@ -45,6 +45,7 @@ from qmcp_agents.domain import (
     AlreadyExists,
     ConcurrencyError,
     IntegrityError,
+    InvalidTransition,
     Message,
     MessageCreate,
     NotFound,
@@ -225,12 +226,22 @@ class MongoMessages:
             start += size
         try:
             await self._store.call(self._parts.insert_many(documents_, ordered=True, session=session))
-            return await self._chain(execution_id, out, sizes[0], part_ids, incarnation, last, session)
         except BaseException:
-            if session is None:  # unreferenced parts are invisible; remove them anyway
-                with contextlib.suppress(Exception):
-                    await self._store.call(self._parts.delete_many({"_id": {"$in": part_ids}}))
+            await self._drop_parts(part_ids, session)
             raise
+        try:
+            return await self._chain(execution_id, out, sizes[0], part_ids, incarnation, last, session)
+        except (AlreadyExists, ConcurrencyError, IntegrityError, InvalidTransition, NotFound, closing.Stale):
+            # Refused: no head names the parts. Unreferenced parts are invisible; remove them.
+            await self._drop_parts(part_ids, session)
+            raise
+        # Any other error (a cancellation, a lost connection) may have come after the head
+        # was applied: its parts stay (invisible if it was not; removed with the execution).
+
+    async def _drop_parts(self, part_ids: builtins.list[UUID], session: Any) -> None:
+        if session is None:  # inside a transaction the rollback removes them
+            with contextlib.suppress(Exception):
+                await self._store.call(self._parts.delete_many({"_id": {"$in": part_ids}}))
 
     async def _chain(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -248,8 +249,9 @@ async def test_parts_without_their_head_are_invisible_and_go_with_the_execution(
     with pytest.raises(StoreUnavailable):
         await store.messages.append(world.execution.id, drafts)
     store.messages._chain = original  # type: ignore[method-assign]
-    # The clean-up after the failure removed the parts; a real crash would leave them, unread.
-    assert await _raw(store, "message_parts") == []
+    # The lost connection may have come after the head was applied, so the parts stay
+    # (removing them could cut a stored append short); no head names them: unread.
+    assert len(await _raw(store, "message_parts")) == 1
     orphan = {"_id": uuid.uuid4(), "execution_id": world.execution.id, "head": uuid.uuid4(), "offset": 1}
     await store.collection("message_parts").insert_one({**orphan, "items": []})
     assert await store.messages.count(world.execution.id) == 1
@@ -615,3 +617,95 @@ async def test_two_transactions_writing_one_document_one_wins_the_other_is_a_con
         assert stored_now.revision == (stored.revision or 0) + 1  # one update, not two
     await store.agent_types.update(stored_now)  # and a later write is committed, not lost
     assert (await store.agent_types.get(stored.id)).revision == (stored.revision or 0) + 2  # type: ignore[arg-type]
+
+
+# --- hostile probe of the closing entries (issue 15) ---------------------------------------
+
+
+async def test_a_large_append_cancelled_after_its_head_landed_keeps_its_parts(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head's write reached the server and was applied, and then the caller's
+    cancellation arrived (Motor's settled calls deliver it exactly there; PyMongo's client
+    can too, once the command is sent). The append's clean-up must not remove the parts a
+    stored head names: ``list`` would skip their numbers (a gap) and ``get`` lose them."""
+    world = await World(store).build()
+    execution_id = world.execution.id
+    original = store.settled
+
+    async def landed_then_cancelled(operation: Any) -> Any:
+        await original(operation)
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(store, "settled", landed_then_cancelled)
+    drafts = [message(world.instance.id, {"i": i}) for i in range(1500)]
+    with pytest.raises(asyncio.CancelledError):
+        await store.messages.append(execution_id, drafts)
+    monkeypatch.setattr(store, "settled", original)
+    count = await store.messages.count(execution_id)
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=500, after=a))
+    assert [m.sequence_number for m in stored] == list(range(1, count + 1))
+    (after,) = await store.messages.append(execution_id, [message(world.instance.id)])
+    assert after.sequence_number == count + 1
+
+
+async def test_an_entry_read_after_a_stale_status_is_not_taken_for_dead(
+    store: MongoStore, other: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append resolving a dead closing entry read the execution (revision r, running),
+    and before it read the entry: the dead entry was removed, the execution paused (r+1)
+    and a transition to "failed" wrote its entry (revision r+1) and stalled before its
+    status update. The append must not judge that fresh entry against the revision it read
+    before it existed: removing it lets the transition complete with no closing entry, and
+    every append with a remembered top then lands after "failed"."""
+    monkeypatch.setattr(closing, "PENDING_WAIT", 5.0)
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])  # remembers the top
+    current = await store.executions.get(execution_id)
+    dead = await closing.close(store, execution_id, "completed", current.revision - 1, None)
+    assert dead is not None
+    entry_written = asyncio.Event()
+    go = asyncio.Event()
+    original_close = closing.close
+    original_read = closing.read_execution
+    armed = [True]
+    transition: list[asyncio.Task[None]] = []
+
+    async def stalled_close(*args: Any, **kwargs: Any) -> Any:
+        closed = await original_close(*args, **kwargs)
+        entry_written.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(go.wait(), 0.5)
+        return closed
+
+    async def fail(by: MongoStore) -> None:
+        execution = await by.executions.get(execution_id)
+        execution.mark_failed("stopped")
+        await by.executions.update(execution)
+
+    async def stale_read(*args: Any, **kwargs: Any) -> Any:
+        execution = await original_read(*args, **kwargs)
+        if armed[0] and args[0] is store:
+            armed[0] = False
+            await store.collection("messages").delete_one({"_id": dead[0]})  # another appender
+            paused = await second.executions.get(execution_id)
+            paused.pause()
+            await second.executions.update(paused)
+            transition.append(asyncio.ensure_future(fail(second)))
+            await entry_written.wait()
+        return execution
+
+    monkeypatch.setattr(closing, "close", stalled_close)
+    monkeypatch.setattr(closing, "read_execution", stale_read)
+    with contextlib.suppress(InvalidTransition):
+        await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 10)
+    go.set()
+    await asyncio.wait_for(transition[0], 10)
+    monkeypatch.setattr(closing, "read_execution", original_read)
+    assert (await store.executions.get(execution_id)).status.value == "failed"
+    counted = await store.messages.count(execution_id)
+    with pytest.raises(InvalidTransition):
+        await store.messages.append(execution_id, [message(world.instance.id)])
+    assert await store.messages.count(execution_id) == counted

@@ -25,13 +25,14 @@ removed, so removing one leaves no gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
-from qmcp_agents.domain import ConcurrencyError, ExecutionStatus, InvalidTransition, NotFound
+from qmcp_agents.domain import FINAL_STATUSES, ConcurrencyError, ExecutionStatus, InvalidTransition, NotFound
 from qmcp_agents.domain.integrity import refuse_if_final
 
 if TYPE_CHECKING:
@@ -232,6 +233,31 @@ async def unclose(store: MongoStore, closed: tuple[UUID, UUID], session: Any) ->
     """Remove a closing entry whose status update did not happen (if still this attempt's)."""
     incarnation, token = closed
     await store.call(_messages(store).delete_one({"_id": incarnation, "token": token}, session=session))
+
+
+async def abandon(
+    store: MongoStore, execution_id: UUID, closed: tuple[UUID, UUID], revision: int | None
+) -> None:
+    """A transition stopped (cancelled, connection lost) after writing its closing entry,
+    its status update perhaps sent, perhaps applied: leave the entry only if the status may
+    still be or already is final. The kill (see :func:`clear`) makes a status update still
+    in flight unable to match, and then the entry is removed; if the kill does not match,
+    the revision moved on: the entry stays if the execution is final (the update was
+    applied), else it is dead and removed. Best effort: what it cannot do is left to
+    :func:`clear`, which waits for and kills a pending entry."""
+    incarnation, token = closed
+    with contextlib.suppress(Exception):
+        killed = await store.call(
+            _executions(store).update_one(
+                {"_id": execution_id, "revision": revision, "incarnation": incarnation},
+                {"$set": {KILLED: token}},
+            )
+        )
+        if killed.matched_count != 1:
+            execution = await read_execution(store, execution_id, None)
+            if execution is not None and ExecutionStatus(execution["status"]) in FINAL_STATUSES:
+                return
+        await unclose(store, closed, None)
 
 
 async def unblock(

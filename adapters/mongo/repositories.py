@@ -547,7 +547,15 @@ class MongoExecutions(_UuidRepository[Execution]):
             )
             if closed is not None:
                 query[closing.KILLED] = {"$ne": closed[1]}
-        done = await self._store.call(self._c.update_one(query, {"$set": document}, session=session))
+        try:
+            done = await self._store.call(self._c.update_one(query, {"$set": document}, session=session))
+        except BaseException:
+            # Cancelled or cut off with the update's outcome unknown: a pending entry left
+            # here would hold every append (and this transition's retry) for PENDING_WAIT.
+            # Inside a transaction the rollback removes it.
+            if closed is not None and session is None:
+                await closing.abandon(self._store, stored.id, closed, current.revision)
+            raise
         if done.matched_count != 1:
             if closed is not None:
                 await closing.unclose(self._store, closed, session)

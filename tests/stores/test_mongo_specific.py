@@ -709,3 +709,56 @@ async def test_an_entry_read_after_a_stale_status_is_not_taken_for_dead(
     with pytest.raises(InvalidTransition):
         await store.messages.append(execution_id, [message(world.instance.id)])
     assert await store.messages.count(execution_id) == counted
+
+
+class _CancelAfter:
+    """A collection whose first ``update_one`` is applied and then the caller is cancelled
+    (the reply lost to a cancellation), or cancelled before it is sent; all else passes."""
+
+    def __init__(self, inner: Any, applied: bool) -> None:
+        self._inner = inner
+        self._applied = applied
+        self._done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        if self._done:  # once: the clean-up after the cancellation runs as usual
+            return await self._inner.update_one(*args, **kwargs)
+        self._done = True
+        if self._applied:
+            await self._inner.update_one(*args, **kwargs)
+        raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["before-the-status", "after-the-status"])
+async def test_a_transition_cancelled_at_its_status_update_leaves_no_pending_entry(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch, applied: bool
+) -> None:
+    """A transition cancelled after writing its closing entry: if its status update did not
+    happen, the entry must not stay pending (every append and the transition's own retry
+    would wait ``PENDING_WAIT`` and then kill it); if it did, the entry must stay (appends
+    after "completed" are refused)."""
+    monkeypatch.setattr(closing, "PENDING_WAIT", 60.0)
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])
+    executions = store._collections["executions"]
+    monkeypatch.setitem(store._collections, "executions", _CancelAfter(executions, applied))
+    with pytest.raises(asyncio.CancelledError):
+        await _complete(store, execution_id)
+    monkeypatch.setitem(store._collections, "executions", executions)
+    if applied:
+        assert (await store.executions.get(execution_id)).status.value == "completed"
+        with pytest.raises(InvalidTransition):
+            await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 10)
+        assert await store.messages.count(execution_id) == 1
+        return
+    assert (await store.executions.get(execution_id)).status.value == "running"
+    (appended,) = await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 5)
+    assert appended.sequence_number == 2
+    await asyncio.wait_for(_complete(store, execution_id), 5)  # the retry
+    with pytest.raises(InvalidTransition):
+        await store.messages.append(execution_id, [message(world.instance.id)])
+    assert await store.messages.count(execution_id) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -18,6 +19,7 @@ from pymongo import AsyncMongoClient, monitoring
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore, closing
 from qmcp_agents.adapters.mongo.messages import MAX_BATCH_BYTES
+from qmcp_agents.adapters.transfer import copy_store
 from qmcp_agents.domain import (
     AgentInstance,
     ConcurrencyError,
@@ -30,6 +32,7 @@ from qmcp_agents.domain import (
 )
 from qmcp_agents.domain.queries import all_pages
 from qmcp_agents.testing.builders import World, agent_type, message, topology
+from qmcp_agents.testing.inspect import dump_store
 
 from .servers import MONGODB_URL, unavailable, with_database
 
@@ -762,3 +765,147 @@ async def test_a_transition_cancelled_at_its_status_update_leaves_no_pending_ent
     with pytest.raises(InvalidTransition):
         await store.messages.append(execution_id, [message(world.instance.id)])
     assert await store.messages.count(execution_id) == 2
+
+
+async def test_closing_entries_stay_out_of_copies_counts_and_reads(store: MongoStore) -> None:
+    """A store holding every kind of closing entry (a completed execution's, a deleted one's
+    tombstone, a dead entry of a refused transition, a killed one's mark on the execution)
+    copies to memory and back to MongoDB equal, with equal counts; no read shows an entry;
+    and the copies refuse and number appends as the source does."""
+    world = await World(store).build()
+    sender = world.instance.id
+    running = world.execution
+    await store.messages.append(running.id, [message(sender, {"i": i}) for i in range(3)])
+    done = await world.new_execution()
+    done_sender = (await world.new_instance(done.id)).id
+    await store.messages.append(done.id, [message(done_sender) for _ in range(2)])
+    await _complete(store, done.id)
+    gone = await world.new_execution()
+    await store.messages.append(gone.id, [message((await world.new_instance(gone.id)).id)])
+    await store.executions.delete(gone.id)
+    current = await store.executions.get(running.id)
+    dead = await closing.close(store, running.id, "completed", current.revision - 1, None)
+    assert dead is not None
+    entries = [d for d in await _raw(store, "messages") if "closing" in d]
+    assert len(entries) == 3
+    assert await store.messages.count() == 5
+    assert await store.messages.count(running.id) == 3
+    assert len(await store.messages.last(running.id, 10)) == 3
+    assert await store.messages.find(dead[0]) is None
+    source = await dump_store(store)
+    assert len(source["messages"]) == 5
+    async with open_store("memory://") as memory:
+        await memory.create_schema()
+        await copy_store(store, memory)
+        assert await dump_store(memory) == source
+        back = MongoStore.from_url(with_database(MONGODB_URL, f"qmcp_test_{uuid.uuid4().hex[:10]}"))
+        try:
+            await back.create_schema()
+            await copy_store(memory, back)
+            assert await dump_store(back) == source
+            assert await back.messages.count() == 5
+            assert [d for d in await _raw(back, "messages") if "closing" in d] == []
+            with pytest.raises(InvalidTransition):
+                await back.messages.append(done.id, [message(done_sender)])
+            (next_,) = await back.messages.append(running.id, [message(sender)])
+            assert next_.sequence_number == 4
+            await _complete(back, running.id)
+            with pytest.raises(InvalidTransition):
+                await back.messages.append(running.id, [message(sender)])
+        finally:
+            await back.drop_schema()
+            await back.close()
+    # The source goes on as before: the dead entry is removed by the next append.
+    (fourth,) = await store.messages.append(running.id, [message(sender)])
+    assert fourth.sequence_number == 4
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_random_schedules_of_stale_appenders_against_transitions_deletes_and_restores(
+    store: MongoStore, seed: int
+) -> None:
+    """Three stores (three processes), each with a remembered top, append in random batches
+    and at random moments while a fourth completes the execution, pauses then fails it,
+    deletes it, or deletes and restores it. Afterwards: numbers 1..N with no gap or
+    duplicate, the counts agree, nothing stored after a final status was written, every
+    append that returned is stored as returned (unless its execution was deleted)."""
+    rng = random.Random(seed)
+    world = await World(store).build()
+    execution_id = world.execution.id
+    sender = world.instance.id
+    url = with_database(MONGODB_URL, store.database.name)
+    appenders = [MongoStore.from_url(url) for _ in range(3)]
+    admin = MongoStore.from_url(url)
+    action = ("complete", "fail", "delete", "restore")[seed % 4]
+    returned: list[Message] = []
+    final_count: list[int] = []
+    try:
+        for target in appenders:  # each remembers the top
+            returned.extend(await target.messages.append(execution_id, [message(sender)]))
+
+        async def append(target: MongoStore, who: int) -> None:
+            for i in range(12):
+                await asyncio.sleep(rng.uniform(0, 0.004))
+                drafts = [message(sender, {"who": who, "i": i, "k": k}) for k in range(rng.randint(1, 3))]
+                try:
+                    returned.extend(await target.messages.append(execution_id, drafts))
+                except InvalidTransition:
+                    return
+                except (NotFound, IntegrityError):  # deleted; restored but its instance not yet
+                    continue
+
+        async def act() -> None:
+            await asyncio.sleep(rng.uniform(0, 0.03))
+            if action in ("complete", "fail"):
+                current = await admin.executions.get(execution_id)
+                if action == "fail":
+                    current.pause()
+                    current = await admin.executions.update(current)
+                    current.mark_failed("stopped")
+                else:
+                    current.mark_complete({"done": True})
+                for _ in range(20):  # a concurrent append may kill the transition: retry
+                    try:
+                        await admin.executions.update(current)
+                        break
+                    except ConcurrencyError:
+                        current = await admin.executions.get(execution_id)
+                        if action == "complete":
+                            current.mark_complete({"done": True})
+                        else:
+                            current.mark_failed("stopped")
+                final_count.append(await admin.messages.count(execution_id))
+                return
+            execution = await admin.executions.get(execution_id)
+            instance = await admin.agent_instances.get(sender)
+            snapshot = await all_pages(lambda a: admin.messages.list(execution_id, limit=500, after=a))
+            await admin.executions.delete(execution_id)
+            if action == "restore":
+                await asyncio.sleep(rng.uniform(0, 0.01))
+                await admin.executions.restore_many([execution])
+                await admin.agent_instances.restore_many([instance])
+                with contextlib.suppress(ConcurrencyError):  # appends to the restored execution came first
+                    await admin.messages.restore_many(snapshot)
+
+        await asyncio.wait_for(asyncio.gather(*(append(t, n) for n, t in enumerate(appenders)), act()), 60)
+    finally:
+        for opened in (*appenders, admin):
+            await opened.close()
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=500, after=a))
+    numbers = [m.sequence_number for m in stored]
+    assert numbers == list(range(1, len(numbers) + 1)), (seed, action)
+    assert await store.messages.count(execution_id) == len(numbers)
+    assert len({m.id for m in stored}) == len(stored)
+    if action == "delete":
+        assert stored == []
+        assert await store.messages.count() == 0
+        return
+    if action in ("complete", "fail"):
+        assert final_count == [len(stored)], (seed, action, final_count, len(stored))
+        by_id = {m.id: m for m in stored}
+        assert all(by_id.get(m.id) == m for m in returned), (seed, action)
+        with pytest.raises(InvalidTransition):
+            await store.messages.append(execution_id, [message(sender)])
+    else:
+        (after,) = await store.messages.append(execution_id, [message(sender)])
+        assert after.sequence_number == len(stored) + 1

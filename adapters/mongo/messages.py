@@ -508,15 +508,24 @@ class MongoMessages:
         """How many stored messages name ``instance_id`` as sender or recipient (heads and
         parts, read in the open transaction if any)."""
         query = {"$or": [{"items.sender_id": instance_id}, {"items.recipient_id": instance_id}]}
-        total = 0
-        for collection in (self._c, self._parts):
-            found = await self._store.call(
-                collection.find(query, {"items": 1}, session=self._store.session()).to_list(None)
+        session = self._store.session()
+        heads = await self._store.call(self._c.find(query, {"items": 1}, session=session).to_list(None))
+        parts = await self._store.call(
+            self._parts.find(query, {"items": 1, "head": 1}, session=session).to_list(None)
+        )
+        if parts:  # only parts a stored head names: an append cut short may leave others
+            named = {p["head"] for p in parts}
+            stored = await self._store.call(
+                self._c.find({"_id": {"$in": builtins.list(named)}}, {"_id": 1}, session=session).to_list(None)
             )
-            total += sum(
-                1 for d in found for m in d["items"] if instance_id in (m["sender_id"], m.get("recipient_id"))
-            )
-        return total
+            kept = {d["_id"] for d in stored}
+            parts = [p for p in parts if p["head"] in kept]
+        return sum(
+            1
+            for d in (*heads, *parts)
+            for m in d["items"]
+            if instance_id in (m["sender_id"], m.get("recipient_id"))
+        )
 
 
 def _wanted(drafts: Sequence[MessageCreate | Message]) -> builtins.list[UUID]:

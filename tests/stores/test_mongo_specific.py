@@ -909,3 +909,27 @@ async def test_random_schedules_of_stale_appenders_against_transitions_deletes_a
     else:
         (after,) = await store.messages.append(execution_id, [message(sender)])
         assert after.sequence_number == len(stored) + 1
+
+
+async def test_parts_an_append_left_behind_do_not_keep_an_instance_from_being_deleted(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large append cancelled before its head was written leaves its parts (its head may
+    have been applied, as far as it knows): they name its sender, but no stored message
+    does, so the instance can be deleted as on every other backend."""
+    world = await World(store).build()
+    execution_id = world.execution.id
+    instance = await world.new_instance(execution_id)
+
+    async def cancelled(operation: Any) -> Any:
+        operation.close()  # never sent
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(store, "settled", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await store.messages.append(execution_id, [message(instance.id, {"i": i}) for i in range(1500)])
+    monkeypatch.undo()
+    assert await store.messages.count(execution_id) == 0
+    assert len(await _raw(store, "message_parts")) == 1
+    await store.agent_instances.delete(instance.id)
+    assert await store.agent_instances.find(instance.id) is None

@@ -124,6 +124,7 @@ async def clear(store: MongoStore, execution_id: UUID, incarnation: UUID, sessio
     remembered is void)."""
     waited = 0.0
     pause = 0.005
+    waiting_for = None
     while True:
         execution = await read_execution(store, execution_id, session)
         refuse(execution_id, execution)
@@ -151,6 +152,8 @@ async def clear(store: MongoStore, execution_id: UUID, incarnation: UUID, sessio
             raise ConcurrencyError(
                 f"execution {execution_id} is being moved to {entry.get('closing')}; retry the transaction"
             )
+        if entry["token"] != waiting_for:  # a new attempt (a retry): it gets a wait of its own
+            waiting_for, waited, pause = entry["token"], 0.0, 0.005
         if waited < PENDING_WAIT:
             await asyncio.sleep(pause)
             waited += pause

@@ -516,7 +516,9 @@ class MongoMessages:
         if parts:  # only parts a stored head names: an append cut short may leave others
             named = {p["head"] for p in parts}
             stored = await self._store.call(
-                self._c.find({"_id": {"$in": builtins.list(named)}}, {"_id": 1}, session=session).to_list(None)
+                self._c.find({"_id": {"$in": builtins.list(named)}}, {"_id": 1}, session=session).to_list(
+                    None
+                )
             )
             kept = {d["_id"] for d in stored}
             parts = [p for p in parts if p["head"] in kept]

@@ -17,7 +17,7 @@ from bson.binary import Binary
 from pymongo import AsyncMongoClient, monitoring
 
 from qmcp_agents.adapters import open_store
-from qmcp_agents.adapters.mongo import MongoStore, closing
+from qmcp_agents.adapters.mongo import MongoStore, closing, documents
 from qmcp_agents.adapters.mongo.messages import MAX_BATCH_BYTES
 from qmcp_agents.adapters.transfer import copy_store
 from qmcp_agents.domain import (
@@ -933,3 +933,48 @@ async def test_parts_an_append_left_behind_do_not_keep_an_instance_from_being_de
     assert len(await _raw(store, "message_parts")) == 1
     await store.agent_instances.delete(instance.id)
     assert await store.agent_instances.find(instance.id) is None
+
+
+async def test_a_waiter_gives_a_new_pending_entry_its_own_wait(
+    store: MongoStore, other: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append waited out a crashed transition's entry; meanwhile another process killed
+    that entry and the transition was retried, writing a new one. The waiter must give the
+    new entry a wait of its own, not kill it at once because it has already waited (the
+    retry would fail again, and again, while waiters remain)."""
+    monkeypatch.setattr(closing, "PENDING_WAIT", 0.005)
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])
+    current = await store.executions.get(execution_id)
+    crashed = await closing.close(store, execution_id, "completed", current.revision, None)
+    assert crashed is not None
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 1:  # another process kills the crashed entry; the retry writes its own
+            executions = second.collection("executions")
+            await executions.update_one({"_id": execution_id}, {"$set": {closing.KILLED: crashed[1]}})
+            await closing.unclose(second, crashed, None)
+            retry = await closing.close(second, execution_id, "completed", current.revision, None)
+            assert retry is not None
+            retries.append(retry)
+        elif len(sleeps) == 2:  # the retry's status update, a moment later
+            done = current.model_copy()
+            done.mark_complete({"done": True})
+            document = {**documents.execution_document(done), "revision": current.revision + 1}
+            await second.collection("executions").update_one(
+                {"_id": execution_id, "revision": current.revision, closing.KILLED: {"$ne": retries[0][1]}},
+                {"$set": document},
+            )
+        await real_sleep(seconds)
+
+    retries: list[tuple[uuid.UUID, uuid.UUID]] = []
+    monkeypatch.setattr(closing, "asyncio", type("Shim", (), {"sleep": staticmethod(sleep)}))
+    with pytest.raises(InvalidTransition):
+        await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 10)
+    assert (await store.executions.get(execution_id)).status.value == "completed"
+    assert await store.messages.count(execution_id) == 1

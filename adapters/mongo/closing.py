@@ -298,6 +298,30 @@ async def make_room(store: MongoStore, incarnation: UUID, last: int, session: An
         )
 
 
+async def retire_foreign(store: MongoStore, execution_id: UUID, incarnation: Any, session: Any) -> None:
+    """Before a restore writes into the execution's chain: retire the closing entries of its
+    earlier incarnations that a delete cut short left in the chain (see :func:`unblock`),
+    so restored batches neither collide with them nor enclose them."""
+    found = await store.call(
+        _messages(store)
+        .find(
+            {"execution_id": execution_id, "closing": {"$exists": True}, "_id": {"$ne": incarnation}},
+            {"first": 1},
+            session=session,
+        )
+        .to_list(None)
+    )
+    for entry in found:
+        if isinstance(entry["first"], int):
+            await store.call(
+                _messages(store).update_one(
+                    {"_id": entry["_id"], "first": entry["first"]},
+                    {"$set": {"first": entry["_id"], "closing": DELETED}},
+                    session=session,
+                )
+            )
+
+
 async def retire(store: MongoStore, tree: list[UUID], session: Any) -> None:
     """After a delete: move the deleted executions' closing entries out of the chain's
     number space (``first`` = their own id), so a restored execution's chain can grow past

@@ -351,6 +351,8 @@ class MongoMessages:
         refuse_taken_message_ids(every, await self._taken([m.id for m in every]))
         written = 0
         for execution_id, incarnation, fresh in planned:
+            if fresh:
+                await closing.retire_foreign(self._store, execution_id, incarnation, session)
             if fresh and incarnation is not None:
                 await closing.make_room(self._store, incarnation, fresh[-1].sequence_number, session)
             for batch in _batches_of(fresh):

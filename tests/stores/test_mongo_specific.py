@@ -978,3 +978,28 @@ async def test_a_waiter_gives_a_new_pending_entry_its_own_wait(
         await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 10)
     assert (await store.executions.get(execution_id)).status.value == "completed"
     assert await store.messages.count(execution_id) == 1
+
+
+async def test_a_restore_meets_the_closing_entry_a_cut_short_delete_left_in_the_chain(
+    store: MongoStore,
+) -> None:
+    """A delete that stopped before retiring its closing entry left it at the chain's next
+    position (4); the execution is then restored with more messages than it had (an export
+    taken later elsewhere): the restore retires the old incarnation's entry instead of
+    saying "messages were appended while restoring" on every rerun."""
+    world = await World(store).build()
+    execution_id = world.execution.id
+    appended = await store.messages.append(execution_id, [message(world.instance.id) for _ in range(3)])
+    appended += await store.messages.append(execution_id, [message(world.instance.id) for _ in range(2)])
+    exported = await store.executions.get(execution_id)
+    instance = await store.agent_instances.get(world.instance.id)
+    await store.executions.delete(execution_id)
+    (tombstone,) = await _raw(store, "messages")
+    await store.collection("messages").update_one({"_id": tombstone["_id"]}, {"$set": {"first": 4}})
+    await store.executions.restore_many([exported])
+    await store.agent_instances.restore_many([instance])
+    assert await store.messages.restore_many(appended) == 5
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=50, after=a))
+    assert stored == appended
+    (after,) = await store.messages.append(execution_id, [message(world.instance.id)])
+    assert after.sequence_number == 6

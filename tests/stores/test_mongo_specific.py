@@ -1003,3 +1003,43 @@ async def test_a_restore_meets_the_closing_entry_a_cut_short_delete_left_in_the_
     assert stored == appended
     (after,) = await store.messages.append(execution_id, [message(world.instance.id)])
     assert after.sequence_number == 6
+
+
+async def test_an_append_in_a_transaction_meeting_a_pending_transition_is_retried_not_waited(
+    store: MongoStore, other: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's transition has written its closing entry and not yet its status: an
+    append inside a transaction cannot watch it finish (its snapshot), so it is a prompt
+    ConcurrencyError and writes nothing; once the status is written, the retried
+    transaction gets the refusal every backend gives."""
+    assert store.capabilities.transactions
+    monkeypatch.setattr(closing, "PENDING_WAIT", 60.0)
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])
+    entry_written = asyncio.Event()
+    go = asyncio.Event()
+    original = closing.close
+
+    async def stalled(*args: Any, **kwargs: Any) -> Any:
+        closed = await original(*args, **kwargs)
+        entry_written.set()
+        await go.wait()
+        return closed
+
+    monkeypatch.setattr(closing, "close", stalled)
+    transition = asyncio.ensure_future(_complete(second, execution_id))
+    await entry_written.wait()
+
+    async def in_transaction() -> None:
+        async with store.transaction():
+            await store.messages.append(execution_id, [message(world.instance.id)])
+
+    with pytest.raises(ConcurrencyError, match="retry the transaction"):
+        await asyncio.wait_for(in_transaction(), 5)
+    go.set()
+    await asyncio.wait_for(transition, 10)
+    with pytest.raises(InvalidTransition):
+        await asyncio.wait_for(in_transaction(), 5)
+    assert await store.messages.count(execution_id) == 1

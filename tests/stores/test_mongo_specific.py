@@ -1043,3 +1043,30 @@ async def test_an_append_in_a_transaction_meeting_a_pending_transition_is_retrie
     with pytest.raises(InvalidTransition):
         await asyncio.wait_for(in_transaction(), 5)
     assert await store.messages.count(execution_id) == 1
+
+
+async def test_a_final_execution_updated_again_still_refuses_remembered_tops_then_deletes_clean(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """A completed execution whose other fields are updated afterwards (its closing entry's
+    revision is then outdated) still refuses an append after a remembered top, and is not
+    taken for a dead entry; deleted, the same append is NotFound and one tombstone stays."""
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await second.messages.append(execution_id, [message(world.instance.id) for _ in range(2)])
+    await _complete(store, execution_id)
+    done = await store.executions.get(execution_id)
+    done.metadata = {"note": "reviewed"}
+    await store.executions.update(done)
+    assert (await store.executions.get(execution_id)).revision == done.revision + 1
+    with pytest.raises(InvalidTransition):
+        await asyncio.wait_for(second.messages.append(execution_id, [message(world.instance.id)]), 5)
+    entries = [d for d in await _raw(store, "messages") if "closing" in d]
+    assert [e["closing"] for e in entries] == ["completed"]
+    await store.executions.delete(execution_id)
+    with pytest.raises(NotFound):
+        await second.messages.append(execution_id, [message(world.instance.id)])
+    (tombstone,) = await _raw(store, "messages")
+    assert tombstone["closing"] == "deleted"
+    assert await store.messages.count() == 0

@@ -23,6 +23,7 @@ from qmcp_agents.adapters.transfer import copy_store
 from qmcp_agents.domain import (
     AgentInstance,
     ConcurrencyError,
+    ExecutionStatus,
     IntegrityError,
     InvalidTransition,
     Message,
@@ -1070,3 +1071,42 @@ async def test_a_final_execution_updated_again_still_refuses_remembered_tops_the
     (tombstone,) = await _raw(store, "messages")
     assert tombstone["closing"] == "deleted"
     assert await store.messages.count() == 0
+
+
+async def test_refused_transitions_leave_the_messages_collection_as_it_was(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """A move to "completed" with an outdated revision (ConcurrencyError) and a move out of
+    a final status (InvalidTransition) leave ``qmcp_messages`` byte for byte as it was: no
+    closing entry added or left behind, the final one kept; appends after a remembered top
+    go on after the first refusal in one command."""
+    second, commands = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await second.messages.append(execution_id, [message(world.instance.id)])
+    stale = await store.executions.get(execution_id)
+    paused = await store.executions.get(execution_id)
+    paused.pause()
+    await store.executions.update(paused)
+    before = await _raw(store, "messages")
+    stale.mark_complete({"done": True})
+    with pytest.raises(ConcurrencyError):
+        await store.executions.update(stale)
+    assert await _raw(store, "messages") == before
+    commands.seen.clear()
+    (appended,) = await second.messages.append(execution_id, [message(world.instance.id)])
+    assert appended.sequence_number == 2
+    assert commands.seen == ["update qmcp_messages"]
+    resumed = await store.executions.get(execution_id)
+    resumed.resume()
+    await store.executions.update(resumed)
+    await _complete(store, execution_id)
+    before = await _raw(store, "messages")
+    reopened = (await store.executions.get(execution_id)).model_copy(
+        update={"status": ExecutionStatus.RUNNING}
+    )
+    with pytest.raises(InvalidTransition):
+        await store.executions.update(reopened)
+    assert await _raw(store, "messages") == before
+    with pytest.raises(InvalidTransition):
+        await second.messages.append(execution_id, [message(world.instance.id)])

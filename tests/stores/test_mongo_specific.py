@@ -7,7 +7,7 @@ import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bson
@@ -1110,3 +1110,53 @@ async def test_refused_transitions_leave_the_messages_collection_as_it_was(
     assert await _raw(store, "messages") == before
     with pytest.raises(InvalidTransition):
         await second.messages.append(execution_id, [message(world.instance.id)])
+
+
+async def test_a_purge_racing_stale_appenders_leaves_only_tombstones(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """Completed executions purged while another process keeps appending after remembered
+    tops to them (refused: final) and to a running one (kept): afterwards the purged ones
+    have no message, the stale appends say NotFound, each purged incarnation left exactly
+    one retired tombstone (outside the numbers), and the running chain is intact."""
+    second, _ = other
+    world = await World(store).build()
+    live = world.execution
+    finished = []
+    for _ in range(4):
+        execution = await world.new_execution()
+        instance = await world.new_instance(execution.id)
+        await second.messages.append(execution.id, [message(instance.id) for _ in range(2)])
+        await _complete(store, execution.id)
+        finished.append((execution.id, instance.id))
+    await second.messages.append(live.id, [message(world.instance.id)])
+    stop = asyncio.Event()
+
+    async def keep_appending() -> int:
+        written = 0
+        while not stop.is_set():
+            for execution_id, sender in finished:
+                with contextlib.suppress(InvalidTransition, NotFound):
+                    await second.messages.append(execution_id, [message(sender)])
+                    written += 1_000  # never: each is final or gone
+            await second.messages.append(live.id, [message(world.instance.id)])
+            written += 1
+        return written
+
+    appender = asyncio.ensure_future(keep_appending())
+    await asyncio.sleep(0.01)
+    purged = await store.executions.purge(older_than=datetime.now(UTC) + timedelta(seconds=1))
+    stop.set()
+    written = await appender
+    assert purged == 4
+    assert written < 1_000
+    for execution_id, sender in finished:
+        with pytest.raises(NotFound):
+            await second.messages.append(execution_id, [message(sender)])
+        assert await store.messages.count(execution_id) == 0
+    stored = await all_pages(lambda a: store.messages.list(live.id, limit=500, after=a))
+    assert [m.sequence_number for m in stored] == list(range(1, written + 2))
+    assert await store.messages.count() == written + 1
+    tombstones = [d for d in await _raw(store, "messages") if "closing" in d]
+    assert len(tombstones) == 4
+    assert all(t["closing"] == "deleted" and t["first"] == t["_id"] for t in tombstones)

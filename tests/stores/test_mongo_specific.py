@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import bson
@@ -38,6 +42,7 @@ from qmcp_agents.testing.inspect import dump_store
 from .servers import MONGODB_URL, unavailable, with_database
 
 pytestmark = pytest.mark.asyncio
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest_asyncio.fixture
@@ -1160,3 +1165,58 @@ async def test_a_purge_racing_stale_appenders_leaves_only_tombstones(
     tombstones = [d for d in await _raw(store, "messages") if "closing" in d]
     assert len(tombstones) == 4
     assert all(t["closing"] == "deleted" and t["first"] == t["_id"] for t in tombstones)
+
+
+@pytest.mark.parametrize("action", ["complete", "delete"])
+async def test_worker_processes_appending_after_remembered_tops_stop_at_a_completion_or_delete(
+    store: MongoStore, action: str
+) -> None:
+    """Three processes append (one command each, after their remembered tops) while this
+    one completes or deletes the execution: every process stops with the refusal every
+    backend gives; completed, the chain is 1..N with N the count read right after
+    ``update`` returned, and every block a process was given is stored as given;
+    deleted, nothing of the execution is left but its tombstone."""
+    world = await World(store).build()
+    execution_id = world.execution.id
+    url = with_database(MONGODB_URL, store.database.name)
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.stores.closing_worker",
+            url,
+            str(execution_id),
+            str(world.instance.id),
+            str(seed),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for seed in range(3)
+    ]
+    for worker in workers:  # each has appended once and remembers the top
+        assert worker.stderr is not None
+        line = await asyncio.wait_for(worker.stderr.readline(), 60)
+        assert line.strip() == b"ready", line
+    await asyncio.sleep(0.2)  # they append meanwhile
+    if action == "complete":
+        await _complete(store, execution_id)
+        counted = await store.messages.count(execution_id)
+    else:
+        await store.executions.delete(execution_id)
+    outputs = [await asyncio.wait_for(worker.communicate(), 60) for worker in workers]
+    assert all(w.returncode == 0 for w in workers), [err.decode()[-2000:] for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    expected = "InvalidTransition" if action == "complete" else "NotFound"
+    assert [r["stopped"] for r in results] == [expected] * 3
+    blocks = [b for r in results for b in r["blocks"]]
+    assert all(b == list(range(b[0], b[0] + len(b))) for b in blocks)
+    if action == "delete":
+        assert await store.messages.count() == 0
+        (tombstone,) = await _raw(store, "messages")
+        assert tombstone["closing"] == "deleted"
+        return
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=500, after=a))
+    assert [m.sequence_number for m in stored] == list(range(1, counted + 1))
+    assert sorted(n for b in blocks for n in b) == list(range(1, counted + 1))
+    assert len(blocks) > 3  # they did append after their first

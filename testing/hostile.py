@@ -472,11 +472,55 @@ class HostileConformance:
         more = await asyncio.wait_for(store.messages.append(execution_id, [message(sender)]), timeout=5)
         assert more[0].sequence_number == len(numbers) + 1
 
+    async def test_cancelled_deletes_and_final_transitions_are_all_or_nothing(self, world: World) -> None:
+        """Issue 15 (the MongoDB closing entries): a delete or a move to "completed" cancelled
+        at any moment leaves the execution whole or gone, final or not; and whichever it
+        is, the next calls behave at once: no append waits for a transition that will never
+        finish, none is refused as "not found" while the execution is there."""
+        store = world.store
+        rng = random.Random(15)
+        for attempt in range(30):
+            execution = await world.new_execution()
+            instance = await world.new_instance(execution.id)
+            await store.messages.append(execution.id, [message(instance.id, {"a": i}) for i in range(3)])
+            kind = rng.choice(("delete", "complete"))
+            job: Any = (
+                store.executions.delete(execution.id) if kind == "delete" else _complete(store, execution.id)
+            )
+            with suppress(TimeoutError):
+                await asyncio.wait_for(job, timeout=rng.uniform(0.0, 0.08))
+            found = await store.executions.find(execution.id)
+            seen = (attempt, kind, None if found is None else found.status.value)
+            if found is None:
+                assert kind == "delete", seen
+                assert await store.messages.count(execution.id) == 0, seen
+                assert await store.agent_instances.find(instance.id) is None, seen
+                with pytest.raises(NotFound):
+                    await asyncio.wait_for(store.messages.append(execution.id, [message(instance.id)]), 5)
+                continue
+            assert await store.messages.count(execution.id) == 3, seen
+            if found.is_final:
+                with pytest.raises(InvalidTransition):
+                    await asyncio.wait_for(store.messages.append(execution.id, [message(instance.id)]), 5)
+                assert await store.messages.count(execution.id) == 3, seen
+                continue
+            (more,) = await asyncio.wait_for(store.messages.append(execution.id, [message(instance.id)]), 1.5)
+            assert more.sequence_number == 4, seen
+            await asyncio.wait_for(_complete(store, execution.id), 1.5)
+            with pytest.raises(InvalidTransition):
+                await store.messages.append(execution.id, [message(instance.id)])
+
     # --- the differential property test ---------------------------------------------------------
 
     async def test_hostile_calls_match_the_memory_store(self) -> None:
         examples = getattr(self, "hypothesis_examples", 20)
         await asyncio.to_thread(run_differential, self.make_store, examples)
+
+
+async def _complete(store: Store, execution_id: UUID) -> None:
+    current = await store.executions.get(execution_id)
+    current.mark_complete({"done": True})
+    await store.executions.update(current)
 
 
 async def _two_step(store: Store, execution_id: UUID, sender: UUID, size: int) -> None:

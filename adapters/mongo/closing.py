@@ -25,13 +25,14 @@ removed, so removing one leaves no gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
-from qmcp_agents.domain import ConcurrencyError, ExecutionStatus, InvalidTransition, NotFound
+from qmcp_agents.domain import FINAL_STATUSES, ConcurrencyError, ExecutionStatus, InvalidTransition, NotFound
 from qmcp_agents.domain.integrity import refuse_if_final
 
 if TYPE_CHECKING:
@@ -123,6 +124,7 @@ async def clear(store: MongoStore, execution_id: UUID, incarnation: UUID, sessio
     remembered is void)."""
     waited = 0.0
     pause = 0.005
+    waiting_for = None
     while True:
         execution = await read_execution(store, execution_id, session)
         refuse(execution_id, execution)
@@ -133,13 +135,25 @@ async def clear(store: MongoStore, execution_id: UUID, incarnation: UUID, sessio
             return False
         if entry.get("closing") == DELETED:
             raise NotFound(f"execution {execution_id} was deleted while the messages were appended")
-        if entry.get("revision") != execution.get("revision"):  # its status update can never match
-            await _remove(store, entry, session)
-            return True
+        if entry.get("revision") != execution.get("revision"):
+            # Judged "dead" only against the execution read *after* the entry: an entry is
+            # written after its transition read the revision it names, so that read is at
+            # the entry's revision or later. The read above may be older than an entry
+            # written in between, and removing that (pending) entry would let its
+            # transition complete with no closing entry, and appends land after it.
+            execution = await read_execution(store, execution_id, session)
+            refuse(execution_id, execution)
+            if execution.get("incarnation") != incarnation:
+                raise Stale(execution_id)
+            if entry.get("revision") != execution.get("revision"):  # its status update can never match
+                await _remove(store, entry, session)
+                return True
         if session is not None:  # a snapshot cannot watch the transition finish
             raise ConcurrencyError(
                 f"execution {execution_id} is being moved to {entry.get('closing')}; retry the transaction"
             )
+        if entry["token"] != waiting_for:  # a new attempt (a retry): it gets a wait of its own
+            waiting_for, waited, pause = entry["token"], 0.0, 0.005
         if waited < PENDING_WAIT:
             await asyncio.sleep(pause)
             waited += pause
@@ -224,6 +238,31 @@ async def unclose(store: MongoStore, closed: tuple[UUID, UUID], session: Any) ->
     await store.call(_messages(store).delete_one({"_id": incarnation, "token": token}, session=session))
 
 
+async def abandon(
+    store: MongoStore, execution_id: UUID, closed: tuple[UUID, UUID], revision: int | None
+) -> None:
+    """A transition stopped (cancelled, connection lost) after writing its closing entry,
+    its status update perhaps sent, perhaps applied: leave the entry only if the status may
+    still be or already is final. The kill (see :func:`clear`) makes a status update still
+    in flight unable to match, and then the entry is removed; if the kill does not match,
+    the revision moved on: the entry stays if the execution is final (the update was
+    applied), else it is dead and removed. Best effort: what it cannot do is left to
+    :func:`clear`, which waits for and kills a pending entry."""
+    incarnation, token = closed
+    with contextlib.suppress(Exception):
+        killed = await store.call(
+            _executions(store).update_one(
+                {"_id": execution_id, "revision": revision, "incarnation": incarnation},
+                {"$set": {KILLED: token}},
+            )
+        )
+        if killed.matched_count != 1:
+            execution = await read_execution(store, execution_id, None)
+            if execution is not None and ExecutionStatus(execution["status"]) in FINAL_STATUSES:
+                return
+        await unclose(store, closed, None)
+
+
 async def unblock(
     store: MongoStore, execution_id: UUID, position: int, incarnation: UUID, session: Any
 ) -> None:
@@ -257,6 +296,30 @@ async def make_room(store: MongoStore, incarnation: UUID, last: int, session: An
         await store.call(
             _messages(store).update_one({"_id": incarnation}, {"$set": {"first": last + 1}}, session=session)
         )
+
+
+async def retire_foreign(store: MongoStore, execution_id: UUID, incarnation: Any, session: Any) -> None:
+    """Before a restore writes into the execution's chain: retire the closing entries of its
+    earlier incarnations that a delete cut short left in the chain (see :func:`unblock`),
+    so restored batches neither collide with them nor enclose them."""
+    found = await store.call(
+        _messages(store)
+        .find(
+            {"execution_id": execution_id, "closing": {"$exists": True}, "_id": {"$ne": incarnation}},
+            {"first": 1},
+            session=session,
+        )
+        .to_list(None)
+    )
+    for entry in found:
+        if isinstance(entry["first"], int):
+            await store.call(
+                _messages(store).update_one(
+                    {"_id": entry["_id"], "first": entry["first"]},
+                    {"$set": {"first": entry["_id"], "closing": DELETED}},
+                    session=session,
+                )
+            )
 
 
 async def retire(store: MongoStore, tree: list[UUID], session: Any) -> None:

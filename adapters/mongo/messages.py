@@ -45,6 +45,7 @@ from qmcp_agents.domain import (
     AlreadyExists,
     ConcurrencyError,
     IntegrityError,
+    InvalidTransition,
     Message,
     MessageCreate,
     NotFound,
@@ -225,12 +226,22 @@ class MongoMessages:
             start += size
         try:
             await self._store.call(self._parts.insert_many(documents_, ordered=True, session=session))
-            return await self._chain(execution_id, out, sizes[0], part_ids, incarnation, last, session)
         except BaseException:
-            if session is None:  # unreferenced parts are invisible; remove them anyway
-                with contextlib.suppress(Exception):
-                    await self._store.call(self._parts.delete_many({"_id": {"$in": part_ids}}))
+            await self._drop_parts(part_ids, session)
             raise
+        try:
+            return await self._chain(execution_id, out, sizes[0], part_ids, incarnation, last, session)
+        except (AlreadyExists, ConcurrencyError, IntegrityError, InvalidTransition, NotFound, closing.Stale):
+            # Refused: no head names the parts. Unreferenced parts are invisible; remove them.
+            await self._drop_parts(part_ids, session)
+            raise
+        # Any other error (a cancellation, a lost connection) may have come after the head
+        # was applied: its parts stay (invisible if it was not; removed with the execution).
+
+    async def _drop_parts(self, part_ids: builtins.list[UUID], session: Any) -> None:
+        if session is None:  # inside a transaction the rollback removes them
+            with contextlib.suppress(Exception):
+                await self._store.call(self._parts.delete_many({"_id": {"$in": part_ids}}))
 
     async def _chain(
         self,
@@ -340,6 +351,8 @@ class MongoMessages:
         refuse_taken_message_ids(every, await self._taken([m.id for m in every]))
         written = 0
         for execution_id, incarnation, fresh in planned:
+            if fresh:
+                await closing.retire_foreign(self._store, execution_id, incarnation, session)
             if fresh and incarnation is not None:
                 await closing.make_room(self._store, incarnation, fresh[-1].sequence_number, session)
             for batch in _batches_of(fresh):
@@ -497,15 +510,26 @@ class MongoMessages:
         """How many stored messages name ``instance_id`` as sender or recipient (heads and
         parts, read in the open transaction if any)."""
         query = {"$or": [{"items.sender_id": instance_id}, {"items.recipient_id": instance_id}]}
-        total = 0
-        for collection in (self._c, self._parts):
-            found = await self._store.call(
-                collection.find(query, {"items": 1}, session=self._store.session()).to_list(None)
+        session = self._store.session()
+        heads = await self._store.call(self._c.find(query, {"items": 1}, session=session).to_list(None))
+        parts = await self._store.call(
+            self._parts.find(query, {"items": 1, "head": 1}, session=session).to_list(None)
+        )
+        if parts:  # only parts a stored head names: an append cut short may leave others
+            named = {p["head"] for p in parts}
+            stored = await self._store.call(
+                self._c.find({"_id": {"$in": builtins.list(named)}}, {"_id": 1}, session=session).to_list(
+                    None
+                )
             )
-            total += sum(
-                1 for d in found for m in d["items"] if instance_id in (m["sender_id"], m.get("recipient_id"))
-            )
-        return total
+            kept = {d["_id"] for d in stored}
+            parts = [p for p in parts if p["head"] in kept]
+        return sum(
+            1
+            for d in (*heads, *parts)
+            for m in d["items"]
+            if instance_id in (m["sender_id"], m.get("recipient_id"))
+        )
 
 
 def _wanted(drafts: Sequence[MessageCreate | Message]) -> builtins.list[UUID]:

@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel
 from pymongo import ASCENDING, ReturnDocument
 
-from qmcp_agents.adapters.concurrency import taking_turns, wrap_verbs
+from qmcp_agents.adapters.concurrency import settle, taking_turns, wrap_verbs
 from qmcp_agents.domain import (
     FINAL_STATUSES,
     AgentInstance,
@@ -536,7 +536,16 @@ class MongoExecutions(_UuidRepository[Execution]):
         """A conditional update of the fields (the message counter and incarnation stay).
         A move to a final status first closes the message chain (``closing.close``), so no
         message can be appended after the status is written; the update then also requires
-        that no append killed that closing entry meanwhile, and removes it if refused."""
+        that no append killed that closing entry meanwhile, and removes it if refused.
+
+        Outside a transaction that move runs to its end even if the caller is cancelled
+        (the cancellation is delivered afterwards, as on SQL): cut between the entry and
+        the status, it left a pending entry that every append waited on for PENDING_WAIT."""
+        if self._store.session() is None and stored.is_final and not current.is_final:
+            return await settle(self._write_status(current, stored))
+        return await self._write_status(current, stored)
+
+    async def _write_status(self, current: Execution, stored: Execution) -> Execution:
         document = self._document(stored)
         session = self._store.session()
         query: Filter = {"_id": stored.id, "revision": current.revision}
@@ -547,7 +556,15 @@ class MongoExecutions(_UuidRepository[Execution]):
             )
             if closed is not None:
                 query[closing.KILLED] = {"$ne": closed[1]}
-        done = await self._store.call(self._c.update_one(query, {"$set": document}, session=session))
+        try:
+            done = await self._store.call(self._c.update_one(query, {"$set": document}, session=session))
+        except BaseException:
+            # Cancelled or cut off with the update's outcome unknown: a pending entry left
+            # here would hold every append (and this transition's retry) for PENDING_WAIT.
+            # Inside a transaction the rollback removes it.
+            if closed is not None and session is None:
+                await closing.abandon(self._store, stored.id, closed, current.revision)
+            raise
         if done.matched_count != 1:
             if closed is not None:
                 await closing.unclose(self._store, closed, session)
@@ -623,7 +640,16 @@ class MongoExecutions(_UuidRepository[Execution]):
                 tree = await self._tree([id])
                 if len(tree) == 1 and not await self._owns_anything(tree):
                     raise NotFound(f"{self.label} {id} does not exist")
-            await self._cascade([id])
+            await self._settled_cascade([id])
+
+    async def _settled_cascade(self, roots: builtins.list[UUID]) -> int:
+        """:meth:`_cascade`, run to its end outside a transaction even if the caller is
+        cancelled (delivered afterwards, as on SQL): cut short, it left an execution that
+        was still there but half swept, or whose appends said "deleted"; a crash still can
+        (a second delete finishes it). Inside a transaction the rollback undoes it."""
+        if self._store.session() is None:
+            return await settle(self._cascade(roots))
+        return await self._cascade(roots)
 
     def _query(self, flt: ExecutionFilter) -> Filter:
         query = _eq(
@@ -722,7 +748,7 @@ class MongoExecutions(_UuidRepository[Execution]):
                     else:
                         roots.append(document["_id"])
                 if roots:
-                    deleted += await self._cascade(roots)
+                    deleted += await self._settled_cascade(roots)
             if len(found) < request.batch_size:
                 return deleted
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import random
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import bson
@@ -15,11 +21,13 @@ from bson.binary import Binary
 from pymongo import AsyncMongoClient, monitoring
 
 from qmcp_agents.adapters import open_store
-from qmcp_agents.adapters.mongo import MongoStore, closing
+from qmcp_agents.adapters.mongo import MongoStore, closing, documents
 from qmcp_agents.adapters.mongo.messages import MAX_BATCH_BYTES
+from qmcp_agents.adapters.transfer import copy_store
 from qmcp_agents.domain import (
     AgentInstance,
     ConcurrencyError,
+    ExecutionStatus,
     IntegrityError,
     InvalidTransition,
     Message,
@@ -29,10 +37,12 @@ from qmcp_agents.domain import (
 )
 from qmcp_agents.domain.queries import all_pages
 from qmcp_agents.testing.builders import World, agent_type, message, topology
+from qmcp_agents.testing.inspect import dump_store
 
 from .servers import MONGODB_URL, unavailable, with_database
 
 pytestmark = pytest.mark.asyncio
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest_asyncio.fixture
@@ -248,8 +258,9 @@ async def test_parts_without_their_head_are_invisible_and_go_with_the_execution(
     with pytest.raises(StoreUnavailable):
         await store.messages.append(world.execution.id, drafts)
     store.messages._chain = original  # type: ignore[method-assign]
-    # The clean-up after the failure removed the parts; a real crash would leave them, unread.
-    assert await _raw(store, "message_parts") == []
+    # The lost connection may have come after the head was applied, so the parts stay
+    # (removing them could cut a stored append short); no head names them: unread.
+    assert len(await _raw(store, "message_parts")) == 1
     orphan = {"_id": uuid.uuid4(), "execution_id": world.execution.id, "head": uuid.uuid4(), "offset": 1}
     await store.collection("message_parts").insert_one({**orphan, "items": []})
     assert await store.messages.count(world.execution.id) == 1
@@ -615,3 +626,597 @@ async def test_two_transactions_writing_one_document_one_wins_the_other_is_a_con
         assert stored_now.revision == (stored.revision or 0) + 1  # one update, not two
     await store.agent_types.update(stored_now)  # and a later write is committed, not lost
     assert (await store.agent_types.get(stored.id)).revision == (stored.revision or 0) + 2  # type: ignore[arg-type]
+
+
+# --- hostile probe of the closing entries (issue 15) ---------------------------------------
+
+
+async def test_a_large_append_cancelled_after_its_head_landed_keeps_its_parts(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head's write reached the server and was applied, and then the caller's
+    cancellation arrived (Motor's settled calls deliver it exactly there; PyMongo's client
+    can too, once the command is sent). The append's clean-up must not remove the parts a
+    stored head names: ``list`` would skip their numbers (a gap) and ``get`` lose them."""
+    world = await World(store).build()
+    execution_id = world.execution.id
+    original = store.settled
+
+    async def landed_then_cancelled(operation: Any) -> Any:
+        await original(operation)
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(store, "settled", landed_then_cancelled)
+    drafts = [message(world.instance.id, {"i": i}) for i in range(1500)]
+    with pytest.raises(asyncio.CancelledError):
+        await store.messages.append(execution_id, drafts)
+    monkeypatch.setattr(store, "settled", original)
+    count = await store.messages.count(execution_id)
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=500, after=a))
+    assert [m.sequence_number for m in stored] == list(range(1, count + 1))
+    (after,) = await store.messages.append(execution_id, [message(world.instance.id)])
+    assert after.sequence_number == count + 1
+
+
+async def test_an_entry_read_after_a_stale_status_is_not_taken_for_dead(
+    store: MongoStore, other: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append resolving a dead closing entry read the execution (revision r, running),
+    and before it read the entry: the dead entry was removed, the execution paused (r+1)
+    and a transition to "failed" wrote its entry (revision r+1) and stalled before its
+    status update. The append must not judge that fresh entry against the revision it read
+    before it existed: removing it lets the transition complete with no closing entry, and
+    every append with a remembered top then lands after "failed"."""
+    monkeypatch.setattr(closing, "PENDING_WAIT", 5.0)
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])  # remembers the top
+    current = await store.executions.get(execution_id)
+    dead = await closing.close(store, execution_id, "completed", current.revision - 1, None)
+    assert dead is not None
+    entry_written = asyncio.Event()
+    go = asyncio.Event()
+    original_close = closing.close
+    original_read = closing.read_execution
+    armed = [True]
+    transition: list[asyncio.Task[None]] = []
+
+    async def stalled_close(*args: Any, **kwargs: Any) -> Any:
+        closed = await original_close(*args, **kwargs)
+        entry_written.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(go.wait(), 0.5)
+        return closed
+
+    async def fail(by: MongoStore) -> None:
+        execution = await by.executions.get(execution_id)
+        execution.mark_failed("stopped")
+        await by.executions.update(execution)
+
+    async def stale_read(*args: Any, **kwargs: Any) -> Any:
+        execution = await original_read(*args, **kwargs)
+        if armed[0] and args[0] is store:
+            armed[0] = False
+            await store.collection("messages").delete_one({"_id": dead[0]})  # another appender
+            paused = await second.executions.get(execution_id)
+            paused.pause()
+            await second.executions.update(paused)
+            transition.append(asyncio.ensure_future(fail(second)))
+            await entry_written.wait()
+        return execution
+
+    monkeypatch.setattr(closing, "close", stalled_close)
+    monkeypatch.setattr(closing, "read_execution", stale_read)
+    with contextlib.suppress(InvalidTransition):
+        await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 10)
+    go.set()
+    await asyncio.wait_for(transition[0], 10)
+    monkeypatch.setattr(closing, "read_execution", original_read)
+    assert (await store.executions.get(execution_id)).status.value == "failed"
+    counted = await store.messages.count(execution_id)
+    with pytest.raises(InvalidTransition):
+        await store.messages.append(execution_id, [message(world.instance.id)])
+    assert await store.messages.count(execution_id) == counted
+
+
+class _CancelAfter:
+    """A collection whose first ``update_one`` is applied and then the caller is cancelled
+    (the reply lost to a cancellation), or cancelled before it is sent; all else passes."""
+
+    def __init__(self, inner: Any, applied: bool) -> None:
+        self._inner = inner
+        self._applied = applied
+        self._done = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        if self._done:  # once: the clean-up after the cancellation runs as usual
+            return await self._inner.update_one(*args, **kwargs)
+        self._done = True
+        if self._applied:
+            await self._inner.update_one(*args, **kwargs)
+        raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["before-the-status", "after-the-status"])
+async def test_a_transition_cancelled_at_its_status_update_leaves_no_pending_entry(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch, applied: bool
+) -> None:
+    """A transition cancelled after writing its closing entry: if its status update did not
+    happen, the entry must not stay pending (every append and the transition's own retry
+    would wait ``PENDING_WAIT`` and then kill it); if it did, the entry must stay (appends
+    after "completed" are refused)."""
+    monkeypatch.setattr(closing, "PENDING_WAIT", 60.0)
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])
+    executions = store._collections["executions"]
+    monkeypatch.setitem(store._collections, "executions", _CancelAfter(executions, applied))
+    with pytest.raises(asyncio.CancelledError):
+        await _complete(store, execution_id)
+    monkeypatch.setitem(store._collections, "executions", executions)
+    if applied:
+        assert (await store.executions.get(execution_id)).status.value == "completed"
+        with pytest.raises(InvalidTransition):
+            await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 10)
+        assert await store.messages.count(execution_id) == 1
+        return
+    assert (await store.executions.get(execution_id)).status.value == "running"
+    (appended,) = await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 5)
+    assert appended.sequence_number == 2
+    await asyncio.wait_for(_complete(store, execution_id), 5)  # the retry
+    with pytest.raises(InvalidTransition):
+        await store.messages.append(execution_id, [message(world.instance.id)])
+    assert await store.messages.count(execution_id) == 2
+
+
+async def test_closing_entries_stay_out_of_copies_counts_and_reads(store: MongoStore) -> None:
+    """A store holding every kind of closing entry (a completed execution's, a deleted one's
+    tombstone, a dead entry of a refused transition, a killed one's mark on the execution)
+    copies to memory and back to MongoDB equal, with equal counts; no read shows an entry;
+    and the copies refuse and number appends as the source does."""
+    world = await World(store).build()
+    sender = world.instance.id
+    running = world.execution
+    await store.messages.append(running.id, [message(sender, {"i": i}) for i in range(3)])
+    done = await world.new_execution()
+    done_sender = (await world.new_instance(done.id)).id
+    await store.messages.append(done.id, [message(done_sender) for _ in range(2)])
+    await _complete(store, done.id)
+    gone = await world.new_execution()
+    await store.messages.append(gone.id, [message((await world.new_instance(gone.id)).id)])
+    await store.executions.delete(gone.id)
+    current = await store.executions.get(running.id)
+    dead = await closing.close(store, running.id, "completed", current.revision - 1, None)
+    assert dead is not None
+    entries = [d for d in await _raw(store, "messages") if "closing" in d]
+    assert len(entries) == 3
+    assert await store.messages.count() == 5
+    assert await store.messages.count(running.id) == 3
+    assert len(await store.messages.last(running.id, 10)) == 3
+    assert await store.messages.find(dead[0]) is None
+    source = await dump_store(store)
+    assert len(source["messages"]) == 5
+    async with open_store("memory://") as memory:
+        await memory.create_schema()
+        await copy_store(store, memory)
+        assert await dump_store(memory) == source
+        back = MongoStore.from_url(with_database(MONGODB_URL, f"qmcp_test_{uuid.uuid4().hex[:10]}"))
+        try:
+            await back.create_schema()
+            await copy_store(memory, back)
+            assert await dump_store(back) == source
+            assert await back.messages.count() == 5
+            assert [d for d in await _raw(back, "messages") if "closing" in d] == []
+            with pytest.raises(InvalidTransition):
+                await back.messages.append(done.id, [message(done_sender)])
+            (next_,) = await back.messages.append(running.id, [message(sender)])
+            assert next_.sequence_number == 4
+            await _complete(back, running.id)
+            with pytest.raises(InvalidTransition):
+                await back.messages.append(running.id, [message(sender)])
+        finally:
+            await back.drop_schema()
+            await back.close()
+    # The source goes on as before: the dead entry is removed by the next append.
+    (fourth,) = await store.messages.append(running.id, [message(sender)])
+    assert fourth.sequence_number == 4
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_random_schedules_of_stale_appenders_against_transitions_deletes_and_restores(
+    store: MongoStore, seed: int
+) -> None:
+    """Three stores (three processes), each with a remembered top, append in random batches
+    and at random moments while a fourth completes the execution, pauses then fails it,
+    deletes it, or deletes and restores it. Afterwards: numbers 1..N with no gap or
+    duplicate, the counts agree, nothing stored after a final status was written, every
+    append that returned is stored as returned (unless its execution was deleted)."""
+    rng = random.Random(seed)
+    world = await World(store).build()
+    execution_id = world.execution.id
+    sender = world.instance.id
+    url = with_database(MONGODB_URL, store.database.name)
+    appenders = [MongoStore.from_url(url) for _ in range(3)]
+    admin = MongoStore.from_url(url)
+    action = ("complete", "fail", "delete", "restore")[seed % 4]
+    returned: list[Message] = []
+    final_count: list[int] = []
+    try:
+        for target in appenders:  # each remembers the top
+            returned.extend(await target.messages.append(execution_id, [message(sender)]))
+
+        async def append(target: MongoStore, who: int) -> None:
+            for i in range(12):
+                await asyncio.sleep(rng.uniform(0, 0.004))
+                drafts = [message(sender, {"who": who, "i": i, "k": k}) for k in range(rng.randint(1, 3))]
+                try:
+                    returned.extend(await target.messages.append(execution_id, drafts))
+                except InvalidTransition:
+                    return
+                except (NotFound, IntegrityError):  # deleted; restored but its instance not yet
+                    continue
+
+        async def act() -> None:
+            await asyncio.sleep(rng.uniform(0, 0.03))
+            if action in ("complete", "fail"):
+                current = await admin.executions.get(execution_id)
+                if action == "fail":
+                    current.pause()
+                    current = await admin.executions.update(current)
+                    current.mark_failed("stopped")
+                else:
+                    current.mark_complete({"done": True})
+                for _ in range(20):  # a concurrent append may kill the transition: retry
+                    try:
+                        await admin.executions.update(current)
+                        break
+                    except ConcurrencyError:
+                        current = await admin.executions.get(execution_id)
+                        if action == "complete":
+                            current.mark_complete({"done": True})
+                        else:
+                            current.mark_failed("stopped")
+                final_count.append(await admin.messages.count(execution_id))
+                return
+            execution = await admin.executions.get(execution_id)
+            instance = await admin.agent_instances.get(sender)
+            snapshot = await all_pages(lambda a: admin.messages.list(execution_id, limit=500, after=a))
+            await admin.executions.delete(execution_id)
+            if action == "restore":
+                await asyncio.sleep(rng.uniform(0, 0.01))
+                await admin.executions.restore_many([execution])
+                await admin.agent_instances.restore_many([instance])
+                with contextlib.suppress(ConcurrencyError):  # appends to the restored execution came first
+                    await admin.messages.restore_many(snapshot)
+
+        await asyncio.wait_for(asyncio.gather(*(append(t, n) for n, t in enumerate(appenders)), act()), 60)
+    finally:
+        for opened in (*appenders, admin):
+            await opened.close()
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=500, after=a))
+    numbers = [m.sequence_number for m in stored]
+    assert numbers == list(range(1, len(numbers) + 1)), (seed, action)
+    assert await store.messages.count(execution_id) == len(numbers)
+    assert len({m.id for m in stored}) == len(stored)
+    if action == "delete":
+        assert stored == []
+        assert await store.messages.count() == 0
+        return
+    if action in ("complete", "fail"):
+        assert final_count == [len(stored)], (seed, action, final_count, len(stored))
+        by_id = {m.id: m for m in stored}
+        assert all(by_id.get(m.id) == m for m in returned), (seed, action)
+        with pytest.raises(InvalidTransition):
+            await store.messages.append(execution_id, [message(sender)])
+    else:
+        (after,) = await store.messages.append(execution_id, [message(sender)])
+        assert after.sequence_number == len(stored) + 1
+
+
+async def test_parts_an_append_left_behind_do_not_keep_an_instance_from_being_deleted(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large append cancelled before its head was written leaves its parts (its head may
+    have been applied, as far as it knows): they name its sender, but no stored message
+    does, so the instance can be deleted as on every other backend."""
+    world = await World(store).build()
+    execution_id = world.execution.id
+    instance = await world.new_instance(execution_id)
+
+    async def cancelled(operation: Any) -> Any:
+        operation.close()  # never sent
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(store, "settled", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await store.messages.append(execution_id, [message(instance.id, {"i": i}) for i in range(1500)])
+    monkeypatch.undo()
+    assert await store.messages.count(execution_id) == 0
+    assert len(await _raw(store, "message_parts")) == 1
+    await store.agent_instances.delete(instance.id)
+    assert await store.agent_instances.find(instance.id) is None
+
+
+async def test_a_waiter_gives_a_new_pending_entry_its_own_wait(
+    store: MongoStore, other: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append waited out a crashed transition's entry; meanwhile another process killed
+    that entry and the transition was retried, writing a new one. The waiter must give the
+    new entry a wait of its own, not kill it at once because it has already waited (the
+    retry would fail again, and again, while waiters remain)."""
+    monkeypatch.setattr(closing, "PENDING_WAIT", 0.005)
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])
+    current = await store.executions.get(execution_id)
+    crashed = await closing.close(store, execution_id, "completed", current.revision, None)
+    assert crashed is not None
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 1:  # another process kills the crashed entry; the retry writes its own
+            executions = second.collection("executions")
+            await executions.update_one({"_id": execution_id}, {"$set": {closing.KILLED: crashed[1]}})
+            await closing.unclose(second, crashed, None)
+            retry = await closing.close(second, execution_id, "completed", current.revision, None)
+            assert retry is not None
+            retries.append(retry)
+        elif len(sleeps) == 2:  # the retry's status update, a moment later
+            done = current.model_copy()
+            done.mark_complete({"done": True})
+            document = {**documents.execution_document(done), "revision": current.revision + 1}
+            await second.collection("executions").update_one(
+                {"_id": execution_id, "revision": current.revision, closing.KILLED: {"$ne": retries[0][1]}},
+                {"$set": document},
+            )
+        await real_sleep(seconds)
+
+    retries: list[tuple[uuid.UUID, uuid.UUID]] = []
+    monkeypatch.setattr(closing, "asyncio", type("Shim", (), {"sleep": staticmethod(sleep)}))
+    with pytest.raises(InvalidTransition):
+        await asyncio.wait_for(store.messages.append(execution_id, [message(world.instance.id)]), 10)
+    assert (await store.executions.get(execution_id)).status.value == "completed"
+    assert await store.messages.count(execution_id) == 1
+
+
+async def test_a_restore_meets_the_closing_entry_a_cut_short_delete_left_in_the_chain(
+    store: MongoStore,
+) -> None:
+    """A delete that stopped before retiring its closing entry left it at the chain's next
+    position (4); the execution is then restored with more messages than it had (an export
+    taken later elsewhere): the restore retires the old incarnation's entry instead of
+    saying "messages were appended while restoring" on every rerun."""
+    world = await World(store).build()
+    execution_id = world.execution.id
+    appended = await store.messages.append(execution_id, [message(world.instance.id) for _ in range(3)])
+    appended += await store.messages.append(execution_id, [message(world.instance.id) for _ in range(2)])
+    exported = await store.executions.get(execution_id)
+    instance = await store.agent_instances.get(world.instance.id)
+    await store.executions.delete(execution_id)
+    (tombstone,) = await _raw(store, "messages")
+    await store.collection("messages").update_one({"_id": tombstone["_id"]}, {"$set": {"first": 4}})
+    await store.executions.restore_many([exported])
+    await store.agent_instances.restore_many([instance])
+    assert await store.messages.restore_many(appended) == 5
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=50, after=a))
+    assert stored == appended
+    (after,) = await store.messages.append(execution_id, [message(world.instance.id)])
+    assert after.sequence_number == 6
+
+
+async def test_an_append_in_a_transaction_meeting_a_pending_transition_is_retried_not_waited(
+    store: MongoStore, other: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's transition has written its closing entry and not yet its status: an
+    append inside a transaction cannot watch it finish (its snapshot), so it is a prompt
+    ConcurrencyError and writes nothing; once the status is written, the retried
+    transaction gets the refusal every backend gives."""
+    assert store.capabilities.transactions
+    monkeypatch.setattr(closing, "PENDING_WAIT", 60.0)
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await store.messages.append(execution_id, [message(world.instance.id)])
+    entry_written = asyncio.Event()
+    go = asyncio.Event()
+    original = closing.close
+
+    async def stalled(*args: Any, **kwargs: Any) -> Any:
+        closed = await original(*args, **kwargs)
+        entry_written.set()
+        await go.wait()
+        return closed
+
+    monkeypatch.setattr(closing, "close", stalled)
+    transition = asyncio.ensure_future(_complete(second, execution_id))
+    await entry_written.wait()
+
+    async def in_transaction() -> None:
+        async with store.transaction():
+            await store.messages.append(execution_id, [message(world.instance.id)])
+
+    with pytest.raises(ConcurrencyError, match="retry the transaction"):
+        await asyncio.wait_for(in_transaction(), 5)
+    go.set()
+    await asyncio.wait_for(transition, 10)
+    with pytest.raises(InvalidTransition):
+        await asyncio.wait_for(in_transaction(), 5)
+    assert await store.messages.count(execution_id) == 1
+
+
+async def test_a_final_execution_updated_again_still_refuses_remembered_tops_then_deletes_clean(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """A completed execution whose other fields are updated afterwards (its closing entry's
+    revision is then outdated) still refuses an append after a remembered top, and is not
+    taken for a dead entry; deleted, the same append is NotFound and one tombstone stays."""
+    second, _ = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await second.messages.append(execution_id, [message(world.instance.id) for _ in range(2)])
+    await _complete(store, execution_id)
+    done = await store.executions.get(execution_id)
+    done.metadata = {"note": "reviewed"}
+    await store.executions.update(done)
+    assert (await store.executions.get(execution_id)).revision == done.revision + 1
+    with pytest.raises(InvalidTransition):
+        await asyncio.wait_for(second.messages.append(execution_id, [message(world.instance.id)]), 5)
+    entries = [d for d in await _raw(store, "messages") if "closing" in d]
+    assert [e["closing"] for e in entries] == ["completed"]
+    await store.executions.delete(execution_id)
+    with pytest.raises(NotFound):
+        await second.messages.append(execution_id, [message(world.instance.id)])
+    (tombstone,) = await _raw(store, "messages")
+    assert tombstone["closing"] == "deleted"
+    assert await store.messages.count() == 0
+
+
+async def test_refused_transitions_leave_the_messages_collection_as_it_was(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """A move to "completed" with an outdated revision (ConcurrencyError) and a move out of
+    a final status (InvalidTransition) leave ``qmcp_messages`` byte for byte as it was: no
+    closing entry added or left behind, the final one kept; appends after a remembered top
+    go on after the first refusal in one command."""
+    second, commands = other
+    world = await World(store).build()
+    execution_id = world.execution.id
+    await second.messages.append(execution_id, [message(world.instance.id)])
+    stale = await store.executions.get(execution_id)
+    paused = await store.executions.get(execution_id)
+    paused.pause()
+    await store.executions.update(paused)
+    before = await _raw(store, "messages")
+    stale.mark_complete({"done": True})
+    with pytest.raises(ConcurrencyError):
+        await store.executions.update(stale)
+    assert await _raw(store, "messages") == before
+    commands.seen.clear()
+    (appended,) = await second.messages.append(execution_id, [message(world.instance.id)])
+    assert appended.sequence_number == 2
+    assert commands.seen == ["update qmcp_messages"]
+    resumed = await store.executions.get(execution_id)
+    resumed.resume()
+    await store.executions.update(resumed)
+    await _complete(store, execution_id)
+    before = await _raw(store, "messages")
+    reopened = (await store.executions.get(execution_id)).model_copy(
+        update={"status": ExecutionStatus.RUNNING}
+    )
+    with pytest.raises(InvalidTransition):
+        await store.executions.update(reopened)
+    assert await _raw(store, "messages") == before
+    with pytest.raises(InvalidTransition):
+        await second.messages.append(execution_id, [message(world.instance.id)])
+
+
+async def test_a_purge_racing_stale_appenders_leaves_only_tombstones(
+    store: MongoStore, other: tuple[MongoStore, _Commands]
+) -> None:
+    """Completed executions purged while another process keeps appending after remembered
+    tops to them (refused: final) and to a running one (kept): afterwards the purged ones
+    have no message, the stale appends say NotFound, each purged incarnation left exactly
+    one retired tombstone (outside the numbers), and the running chain is intact."""
+    second, _ = other
+    world = await World(store).build()
+    live = world.execution
+    finished = []
+    for _ in range(4):
+        execution = await world.new_execution()
+        instance = await world.new_instance(execution.id)
+        await second.messages.append(execution.id, [message(instance.id) for _ in range(2)])
+        await _complete(store, execution.id)
+        finished.append((execution.id, instance.id))
+    await second.messages.append(live.id, [message(world.instance.id)])
+    stop = asyncio.Event()
+
+    async def keep_appending() -> int:
+        written = 0
+        while not stop.is_set():
+            for execution_id, sender in finished:
+                with contextlib.suppress(InvalidTransition, NotFound):
+                    await second.messages.append(execution_id, [message(sender)])
+                    written += 1_000  # never: each is final or gone
+            await second.messages.append(live.id, [message(world.instance.id)])
+            written += 1
+        return written
+
+    appender = asyncio.ensure_future(keep_appending())
+    await asyncio.sleep(0.01)
+    purged = await store.executions.purge(older_than=datetime.now(UTC) + timedelta(seconds=1))
+    stop.set()
+    written = await appender
+    assert purged == 4
+    assert written < 1_000
+    for execution_id, sender in finished:
+        with pytest.raises(NotFound):
+            await second.messages.append(execution_id, [message(sender)])
+        assert await store.messages.count(execution_id) == 0
+    stored = await all_pages(lambda a: store.messages.list(live.id, limit=500, after=a))
+    assert [m.sequence_number for m in stored] == list(range(1, written + 2))
+    assert await store.messages.count() == written + 1
+    tombstones = [d for d in await _raw(store, "messages") if "closing" in d]
+    assert len(tombstones) == 4
+    assert all(t["closing"] == "deleted" and t["first"] == t["_id"] for t in tombstones)
+
+
+@pytest.mark.parametrize("action", ["complete", "delete"])
+async def test_worker_processes_appending_after_remembered_tops_stop_at_a_completion_or_delete(
+    store: MongoStore, action: str
+) -> None:
+    """Three processes append (one command each, after their remembered tops) while this
+    one completes or deletes the execution: every process stops with the refusal every
+    backend gives; completed, the chain is 1..N with N the count read right after
+    ``update`` returned, and every block a process was given is stored as given;
+    deleted, nothing of the execution is left but its tombstone."""
+    world = await World(store).build()
+    execution_id = world.execution.id
+    url = with_database(MONGODB_URL, store.database.name)
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.stores.closing_worker",
+            url,
+            str(execution_id),
+            str(world.instance.id),
+            str(seed),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for seed in range(3)
+    ]
+    for worker in workers:  # each has appended once and remembers the top
+        assert worker.stderr is not None
+        line = await asyncio.wait_for(worker.stderr.readline(), 60)
+        assert line.strip() == b"ready", line
+    await asyncio.sleep(0.2)  # they append meanwhile
+    if action == "complete":
+        await _complete(store, execution_id)
+        counted = await store.messages.count(execution_id)
+    else:
+        await store.executions.delete(execution_id)
+    outputs = [await asyncio.wait_for(worker.communicate(), 60) for worker in workers]
+    assert all(w.returncode == 0 for w in workers), [err.decode()[-2000:] for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    expected = "InvalidTransition" if action == "complete" else "NotFound"
+    assert [r["stopped"] for r in results] == [expected] * 3
+    blocks = [b for r in results for b in r["blocks"]]
+    assert all(b == list(range(b[0], b[0] + len(b))) for b in blocks)
+    if action == "delete":
+        assert await store.messages.count() == 0
+        (tombstone,) = await _raw(store, "messages")
+        assert tombstone["closing"] == "deleted"
+        return
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=500, after=a))
+    assert [m.sequence_number for m in stored] == list(range(1, counted + 1))
+    assert sorted(n for b in blocks for n in b) == list(range(1, counted + 1))
+    assert len(blocks) > 3  # they did append after their first

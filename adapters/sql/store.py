@@ -311,6 +311,11 @@ class SqlStore:
                     await _begun(pooled.dbapi_connection)
                     yield pooled.driver_connection
                 except BaseException as error:
+                    # No savepoint here: a failed statement leaves a PostgreSQL transaction
+                    # aborted (its COMMIT would roll back silently); in a whole transaction a
+                    # failed call may have written half of its work.
+                    if undone_whole() or self.dialect == "postgresql":
+                        _spoil(frame, error)
                     raise self._translate(error) from error
             return
         shared = self._writer is not None and not self.capabilities.multi_process
@@ -381,7 +386,11 @@ class SqlStore:
         async with frame.lock:
             try:
                 if undone_whole():  # a failure undoes the whole transaction: no savepoint
-                    yield frame.handle
+                    try:
+                        yield frame.handle
+                    except BaseException as error:  # maybe half-way: only a rollback is left
+                        _spoil(frame, error)
+                        raise
                     return
                 async with frame.handle.begin_nested():
                     yield frame.handle
@@ -401,6 +410,7 @@ class SqlStore:
                 try:
                     async with frame.handle.begin_nested():
                         yield
+                        inner.check_unspoiled()  # rolls the savepoint back
                 except BaseException as error:
                     raise self._translate(error) from error
                 finally:
@@ -412,6 +422,7 @@ class SqlStore:
             token = self._current.set(outer)
             try:
                 yield
+                outer.check_unspoiled()  # rolls the transaction back
             finally:
                 outer.open = False
                 self._current.reset(token)
@@ -497,6 +508,13 @@ def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
         # Reads begin deferred: in WAL mode they take no lock and never block a writer.
         read = conn.get_execution_options().get("qmcp_read", False)
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+
+def _spoil(frame: Frame[AsyncConnection], error: BaseException) -> None:
+    """Mark ``frame`` as one that may only be rolled back, after a call without a savepoint
+    failed in it (a cancellation too: it may have cut the call short)."""
+    if frame.spoiled is None:
+        frame.spoiled = error
 
 
 async def _begun(adapted: Any) -> None:

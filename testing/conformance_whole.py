@@ -1,0 +1,125 @@
+"""Conformance: ``domain.transactions.whole`` transactions (issue 16's fast path) keep the
+store's promise however their body behaves. A mixin of
+:class:`~qmcp_agents.testing.conformance.StoreConformance`: every test runs on every backend.
+
+A store may skip its per-call protection inside a whole transaction (SQL: no savepoint), on
+the word that any failure leaves the block. These tests hold it to what that word cannot
+guarantee: a failure that leaves the block undoes everything, and a body that catches a
+failure and goes on anyway (the misuse the word rules out) never commits half a call: the
+failed call left nothing, or the transaction is refused as a whole
+(``TransactionRolledBack``), never a counter bumped without its messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from qmcp_agents.domain import (
+    AgentInstance,
+    ConcurrencyError,
+    IntegrityError,
+    NotFound,
+    TransactionRolledBack,
+)
+from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.transactions import whole
+
+from .builders import World, agent_type, message
+from .inspect import dump_store
+
+
+def _numbers(dump: dict[str, list[dict[str, Any]]], execution_id: Any) -> list[int]:
+    return [m["sequence_number"] for m in dump["messages"] if m["execution_id"] == str(execution_id)]
+
+
+class WholeConformance:
+    """Whole transactions; mixed into the suite. Needs ``store``/``world`` fixtures."""
+
+    async def test_a_failure_leaving_a_whole_transaction_undoes_every_write(self, world: World) -> None:
+        store, sender = world.store, world.instance.id
+        await store.messages.append(world.execution.id, [message(sender)])
+        before = await dump_store(store)
+
+        async def body() -> None:
+            async with whole(store):
+                await store.messages.append(world.execution.id, [message(sender)])
+                await store.messages.append(world.execution.id, [message(sender), message(sender)])
+                await store.results.add(world.result())
+                await store.agent_instances.add(AgentInstance(agent_type_id=world.agent_type.id))
+                await store.messages.append(world.execution.id, [message(uuid.uuid4())])
+
+        with pytest.raises(IntegrityError):
+            await body()
+        assert await dump_store(store) == before
+        stored = await store.messages.append(world.execution.id, [message(sender)])
+        assert stored[0].sequence_number == 2  # no number was taken by the undone appends
+
+    @pytest.mark.parametrize("drafts", [1, 2])
+    async def test_a_refusal_caught_inside_a_whole_transaction_never_commits_half(
+        self, world: World, drafts: int
+    ) -> None:
+        store, sender = world.store, world.instance.id
+        await store.messages.append(world.execution.id, [message(sender)])
+        before = await dump_store(store)
+        refused = [message(sender) for _ in range(drafts - 1)] + [message(uuid.uuid4())]
+        try:
+            async with whole(store):
+                await store.messages.append(world.execution.id, [message(sender)])
+                with pytest.raises(IntegrityError):
+                    await store.messages.append(world.execution.id, refused)
+                await store.messages.append(world.execution.id, [message(sender)])
+        except TransactionRolledBack:  # refused as a whole: nothing of it is stored
+            assert await dump_store(store) == before
+            assert (await store.messages.append(world.execution.id, [message(sender)]))[
+                0
+            ].sequence_number == 2
+            return
+        after = await dump_store(store)
+        assert _numbers(after, world.execution.id) == [1, 2, 3]  # the refused append left no gap
+        assert (await store.messages.append(world.execution.id, [message(sender)]))[0].sequence_number == 4
+
+    async def test_a_read_failure_caught_inside_a_whole_transaction(self, store: Store) -> None:
+        """A body that catches a failed read and goes on: its writes are either committed
+        (the read wrote nothing) or refused as a whole, never half."""
+        before = await dump_store(store)
+        try:
+            async with whole(store):
+                with pytest.raises(NotFound):
+                    await store.executions.get(uuid.uuid4())
+                await store.agent_types.add(agent_type("after-a-miss"))
+        except TransactionRolledBack:
+            assert await dump_store(store) == before
+            return
+        assert [t.name for t in (await store.agent_types.list()).items] == ["after-a-miss"]
+
+    async def test_concurrent_whole_appends_some_refused_leave_no_gap(self, world: World) -> None:
+        """Writers racing, each in a whole transaction of its own (a message and a result,
+        as the engine records an answer); every fourth names a sender that is no instance
+        and is undone whole: the numbers taken are exactly 1..n for the n that committed."""
+        store, sender = world.store, world.instance.id
+
+        async def writer(i: int) -> bool:
+            while True:  # a store may refuse a transaction that met a concurrent write: retried
+                try:
+                    async with whole(store):
+                        await store.messages.append(world.execution.id, [message(sender, {"i": i})])
+                        await store.results.add(world.result(output={"i": i}))
+                        if i % 4 == 3:
+                            await store.messages.append(world.execution.id, [message(uuid.uuid4())])
+                except IntegrityError:
+                    return False
+                except ConcurrencyError:
+                    continue
+                return True
+
+        outcomes = await asyncio.gather(*(writer(i) for i in range(24)))
+        committed = sorted(i for i, done in enumerate(outcomes) if done)
+        assert committed == [i for i in range(24) if i % 4 != 3]
+        stored = await dump_store(store)
+        assert _numbers(stored, world.execution.id) == list(range(1, len(committed) + 1))
+        assert sorted(m["content"]["i"] for m in stored["messages"]) == committed
+        assert sorted(r["output"]["i"] for r in stored["results"]) == committed

@@ -19,12 +19,13 @@ from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.adapters.sql.migrate import current_revision
 from qmcp_agents.adapters.sql.schema import VERSION_TABLE, metadata
+from qmcp_agents.adapters.sql.schema import leases as leases_table
 from qmcp_agents.adapters.sql.store import async_url
-from qmcp_agents.domain import StoreUnavailable
+from qmcp_agents.domain import StoreUnavailable, TransactionRolledBack
 from qmcp_agents.testing.builders import World, agent_type, message
 from qmcp_agents.testing.inspect import dump_store
 
-from .servers import POSTGRES_URL, unavailable, unique_schema
+from .servers import POSTGRES_URL, postgres_store, unavailable, unique_schema
 
 pytestmark = pytest.mark.asyncio
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +194,33 @@ async def test_urls_pick_the_async_drivers() -> None:
         async_url("postgresql+psycopg2://u@h/db")
     with pytest.raises(ValueError, match="sqlite:// and postgresql://"):
         async_url("mysql://u@h/db")
+
+
+async def test_a_caught_driver_level_failure_never_commits_a_postgres_transaction_silently_empty() -> None:
+    """A driver-level statement in a PostgreSQL transaction runs without a savepoint, so its
+    failure aborts the transaction, and PostgreSQL answers a COMMIT of an aborted
+    transaction by rolling back without an error. A body that catches that failure and
+    ends normally must then hear that nothing was committed, not lose its writes silently."""
+    async with postgres_store() as store:
+        world = await World(store).build()
+        await store.leases.enqueue(world.execution.id)
+        assert await store.leases.claim("w1", limit=1, lease_seconds=60)
+        async with store.engine.connect() as other:  # holds the lease row's lock
+            await other.execute(text("BEGIN"))
+            await other.execute(
+                text(f"SELECT 1 FROM {leases_table.name} WHERE execution_id = :e FOR UPDATE"),
+                {"e": world.execution.id},
+            )
+            try:
+                async with store.transaction():
+                    await store.agent_types.add(agent_type("before-the-failure"))
+                    frame = store._current.get()
+                    assert frame is not None
+                    await frame.handle.execute(text("SET LOCAL lock_timeout = '100ms'"))
+                    with pytest.raises(Exception):  # noqa: B017, PT011  # the lock wait times out
+                        await store.leases.hold(world.execution.id, "w1")
+            except TransactionRolledBack:
+                assert await store.agent_types.find_by_name("before-the-failure") is None
+            else:
+                assert await store.agent_types.find_by_name("before-the-failure") is not None
+            await other.rollback()

@@ -17,10 +17,13 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from qmcp_agents.domain import (
     AgentInstance,
     ConcurrencyError,
+    Execution,
     IntegrityError,
     NotFound,
     TransactionRolledBack,
@@ -30,6 +33,7 @@ from qmcp_agents.domain.transactions import whole
 
 from .builders import World, agent_type, message
 from .inspect import dump_store
+from .runner import StoreSession, with_store_session
 
 
 def _numbers(dump: dict[str, list[dict[str, Any]]], execution_id: Any) -> list[int]:
@@ -123,3 +127,88 @@ class WholeConformance:
         assert _numbers(stored, world.execution.id) == list(range(1, len(committed) + 1))
         assert sorted(m["content"]["i"] for m in stored["messages"]) == committed
         assert sorted(r["output"]["i"] for r in stored["results"]) == committed
+
+    async def test_add_many_instances_is_add_one_by_one_or_nothing(self) -> None:
+        """``agent_instances.add_many`` (SQL: checked in three queries, one insert) against
+        ``add`` one by one: a batch mixing new instances, ids repeated in the batch, an id
+        already stored, an unknown agent type or execution, an instance bound to a final
+        execution: the same error as the first ``add`` that fails, and nothing written; or
+        all of them written."""
+        examples: int = getattr(self, "hypothesis_examples", 20)
+        make_store = self.make_store  # type: ignore[attr-defined]
+
+        def body(session: StoreSession) -> None:
+            world = session.run(World(session.store).build())
+            store = world.store
+
+            async def finished() -> Execution:
+                done = await world.new_execution()
+                done.mark_complete({"answer": 1})
+                return await store.executions.update(done)
+
+            final = session.run(finished())
+            kinds = ("new", "free", "again", "taken", "no_type", "no_execution", "final")
+
+            def build(picked: list[str]) -> list[AgentInstance]:
+                assert world.agent_type.id is not None
+                batch: list[AgentInstance] = []
+                for kind in picked:
+                    fields: dict[str, Any] = {"agent_type_id": world.agent_type.id}
+                    if kind == "again" and batch:
+                        batch.append(batch[-1].model_copy())
+                        continue
+                    if kind == "new":
+                        fields["execution_id"] = world.execution.id
+                    elif kind == "taken":
+                        fields["id"] = world.instance.id
+                    elif kind == "no_type":
+                        fields["agent_type_id"] = world.agent_type.id + 1000
+                    elif kind == "no_execution":
+                        fields["execution_id"] = uuid.uuid4()
+                    elif kind == "final":
+                        fields["execution_id"] = final.id
+                    batch.append(AgentInstance(**fields))
+                return batch
+
+            async def one_by_one(batch: list[AgentInstance]) -> BaseException | None:
+                class Undo(Exception):
+                    pass
+
+                failure: BaseException | None = None
+                try:
+                    async with store.transaction():
+                        for entity in batch:
+                            try:
+                                await store.agent_instances.add(entity)
+                            except Exception as error:  # the answer to compare
+                                failure = error
+                                break
+                        raise Undo
+                except Undo:
+                    pass
+                return failure
+
+            @settings(max_examples=examples, suppress_health_check=list(HealthCheck), deadline=None)
+            @given(picked=st.lists(st.sampled_from(kinds), max_size=6))
+            def check(picked: list[str]) -> None:
+                batch = build(picked)
+                expected = session.run(one_by_one(batch))
+                before = session.run(dump_store(store))
+                refused: Exception | None = None
+                try:
+                    added = session.run(store.agent_instances.add_many(batch))
+                except Exception as error:  # compared below
+                    refused = error
+                if refused is not None:
+                    assert expected is not None, f"add_many refused what add accepts: {refused!r}"
+                    assert (type(refused), str(refused)) == (type(expected), str(expected))
+                    assert session.run(dump_store(store)) == before
+                    return
+                assert expected is None, f"add_many accepted what add refuses: {expected!r}"
+                assert [a.id for a in added] == [b.id for b in batch]
+                for entity in added:
+                    assert session.run(store.agent_instances.get(entity.id)) == entity
+
+            check()
+
+        await asyncio.to_thread(with_store_session, make_store, body)

@@ -13,7 +13,9 @@ failed call left nothing, or the transaction is refused as a whole
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -45,21 +47,21 @@ class WholeConformance:
 
     async def test_a_failure_leaving_a_whole_transaction_undoes_every_write(self, world: World) -> None:
         store, sender = world.store, world.instance.id
-        await store.messages.append(world.execution.id, [message(sender)])
+        await store.messages.append(world.execution_id, [message(sender)])
         before = await dump_store(store)
 
         async def body() -> None:
             async with whole(store):
-                await store.messages.append(world.execution.id, [message(sender)])
-                await store.messages.append(world.execution.id, [message(sender), message(sender)])
+                await store.messages.append(world.execution_id, [message(sender)])
+                await store.messages.append(world.execution_id, [message(sender), message(sender)])
                 await store.results.add(world.result())
                 await store.agent_instances.add(AgentInstance(agent_type_id=world.agent_type.id))
-                await store.messages.append(world.execution.id, [message(uuid.uuid4())])
+                await store.messages.append(world.execution_id, [message(uuid.uuid4())])
 
         with pytest.raises(IntegrityError):
             await body()
         assert await dump_store(store) == before
-        stored = await store.messages.append(world.execution.id, [message(sender)])
+        stored = await store.messages.append(world.execution_id, [message(sender)])
         assert stored[0].sequence_number == 2  # no number was taken by the undone appends
 
     @pytest.mark.parametrize("drafts", [1, 2])
@@ -67,24 +69,24 @@ class WholeConformance:
         self, world: World, drafts: int
     ) -> None:
         store, sender = world.store, world.instance.id
-        await store.messages.append(world.execution.id, [message(sender)])
+        await store.messages.append(world.execution_id, [message(sender)])
         before = await dump_store(store)
         refused = [message(sender) for _ in range(drafts - 1)] + [message(uuid.uuid4())]
         try:
             async with whole(store):
-                await store.messages.append(world.execution.id, [message(sender)])
+                await store.messages.append(world.execution_id, [message(sender)])
                 with pytest.raises(IntegrityError):
-                    await store.messages.append(world.execution.id, refused)
-                await store.messages.append(world.execution.id, [message(sender)])
+                    await store.messages.append(world.execution_id, refused)
+                await store.messages.append(world.execution_id, [message(sender)])
         except TransactionRolledBack:  # refused as a whole: nothing of it is stored
             assert await dump_store(store) == before
-            assert (await store.messages.append(world.execution.id, [message(sender)]))[
+            assert (await store.messages.append(world.execution_id, [message(sender)]))[
                 0
             ].sequence_number == 2
             return
         after = await dump_store(store)
-        assert _numbers(after, world.execution.id) == [1, 2, 3]  # the refused append left no gap
-        assert (await store.messages.append(world.execution.id, [message(sender)]))[0].sequence_number == 4
+        assert _numbers(after, world.execution_id) == [1, 2, 3]  # the refused append left no gap
+        assert (await store.messages.append(world.execution_id, [message(sender)]))[0].sequence_number == 4
 
     async def test_a_read_failure_caught_inside_a_whole_transaction(self, store: Store) -> None:
         """A body that catches a failed read and goes on: its writes are either committed
@@ -110,10 +112,10 @@ class WholeConformance:
             while True:  # a store may refuse a transaction that met a concurrent write: retried
                 try:
                     async with whole(store):
-                        await store.messages.append(world.execution.id, [message(sender, {"i": i})])
+                        await store.messages.append(world.execution_id, [message(sender, {"i": i})])
                         await store.results.add(world.result(output={"i": i}))
                         if i % 4 == 3:
-                            await store.messages.append(world.execution.id, [message(uuid.uuid4())])
+                            await store.messages.append(world.execution_id, [message(uuid.uuid4())])
                 except IntegrityError:
                     return False
                 except ConcurrencyError:
@@ -124,7 +126,7 @@ class WholeConformance:
         committed = sorted(i for i, done in enumerate(outcomes) if done)
         assert committed == [i for i in range(24) if i % 4 != 3]
         stored = await dump_store(store)
-        assert _numbers(stored, world.execution.id) == list(range(1, len(committed) + 1))
+        assert _numbers(stored, world.execution_id) == list(range(1, len(committed) + 1))
         assert sorted(m["content"]["i"] for m in stored["messages"]) == committed
         assert sorted(r["output"]["i"] for r in stored["results"]) == committed
 
@@ -158,7 +160,7 @@ class WholeConformance:
                         batch.append(batch[-1].model_copy())
                         continue
                     if kind == "new":
-                        fields["execution_id"] = world.execution.id
+                        fields["execution_id"] = world.execution_id
                     elif kind == "taken":
                         fields["id"] = world.instance.id
                     elif kind == "no_type":
@@ -212,3 +214,57 @@ class WholeConformance:
             check()
 
         await asyncio.to_thread(with_store_session, make_store, body)
+
+    async def test_a_whole_transaction_cancelled_part_way_is_all_or_nothing(self, world: World) -> None:
+        """A task cancelled at once, then at 40 points spread over the time the transaction
+        takes uncancelled, and after it ended, anywhere in a whole transaction
+        (in a call, between calls, in the commit): the store has all of it or none of it,
+        no number taken, and the next writer is not held up (no lock or transaction left on
+        a connection)."""
+        store = world.store
+
+        async def fresh() -> tuple[uuid.UUID, uuid.UUID]:
+            execution = await world.new_execution()
+            return execution.id, (await world.new_instance(execution.id)).id
+
+        def writing(execution_id: uuid.UUID, sender: uuid.UUID) -> Coroutine[Any, Any, None]:
+            async def body() -> None:
+                async with whole(store):
+                    for i in range(3):
+                        await store.messages.append(execution_id, [message(sender, {"i": i})])
+                    await store.results.add(world.result(execution_id=execution_id, agent_instance_id=sender))
+                    await store.messages.append(execution_id, [message(sender), message(sender)])
+
+            return body()
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await writing(*await fresh())
+        took = loop.time() - started
+        seen = set()
+        for point in range(46):
+            execution_id, sender = await fresh()
+            before = (await store.messages.count(), await store.results.count())
+            task = asyncio.ensure_future(writing(execution_id, sender))
+            if point == 45:  # too late: done by now
+                await asyncio.wait({task})
+            elif point:
+                await asyncio.sleep(took * (point - 1) / 40)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            numbers = [m.sequence_number for m in (await store.messages.list(execution_id)).items]
+            written = len(numbers)
+            results = await store.results.count(execution_id=execution_id)
+            assert (written, results) in ((0, 0), (5, 1)), point
+            assert (await store.messages.count(), await store.results.count()) == (
+                before[0] + written,
+                before[1] + results,
+            )
+            seen.add(written)
+            assert numbers == list(range(1, written + 1))
+            following = await asyncio.wait_for(
+                store.messages.append(execution_id, [message(sender)]), timeout=10
+            )
+            assert following[0].sequence_number == written + 1
+        assert seen == {0, 5}  # cancelled before it began, and too late

@@ -47,21 +47,21 @@ class WholeConformance:
 
     async def test_a_failure_leaving_a_whole_transaction_undoes_every_write(self, world: World) -> None:
         store, sender = world.store, world.instance.id
-        await store.messages.append(world.execution_id, [message(sender)])
+        await store.messages.append(world.execution.id, [message(sender)])
         before = await dump_store(store)
 
         async def body() -> None:
             async with whole(store):
-                await store.messages.append(world.execution_id, [message(sender)])
-                await store.messages.append(world.execution_id, [message(sender), message(sender)])
+                await store.messages.append(world.execution.id, [message(sender)])
+                await store.messages.append(world.execution.id, [message(sender), message(sender)])
                 await store.results.add(world.result())
                 await store.agent_instances.add(AgentInstance(agent_type_id=world.agent_type.id))
-                await store.messages.append(world.execution_id, [message(uuid.uuid4())])
+                await store.messages.append(world.execution.id, [message(uuid.uuid4())])
 
         with pytest.raises(IntegrityError):
             await body()
         assert await dump_store(store) == before
-        stored = await store.messages.append(world.execution_id, [message(sender)])
+        stored = await store.messages.append(world.execution.id, [message(sender)])
         assert stored[0].sequence_number == 2  # no number was taken by the undone appends
 
     @pytest.mark.parametrize("drafts", [1, 2])
@@ -69,24 +69,24 @@ class WholeConformance:
         self, world: World, drafts: int
     ) -> None:
         store, sender = world.store, world.instance.id
-        await store.messages.append(world.execution_id, [message(sender)])
+        await store.messages.append(world.execution.id, [message(sender)])
         before = await dump_store(store)
         refused = [message(sender) for _ in range(drafts - 1)] + [message(uuid.uuid4())]
         try:
             async with whole(store):
-                await store.messages.append(world.execution_id, [message(sender)])
+                await store.messages.append(world.execution.id, [message(sender)])
                 with pytest.raises(IntegrityError):
-                    await store.messages.append(world.execution_id, refused)
-                await store.messages.append(world.execution_id, [message(sender)])
+                    await store.messages.append(world.execution.id, refused)
+                await store.messages.append(world.execution.id, [message(sender)])
         except TransactionRolledBack:  # refused as a whole: nothing of it is stored
             assert await dump_store(store) == before
-            assert (await store.messages.append(world.execution_id, [message(sender)]))[
+            assert (await store.messages.append(world.execution.id, [message(sender)]))[
                 0
             ].sequence_number == 2
             return
         after = await dump_store(store)
-        assert _numbers(after, world.execution_id) == [1, 2, 3]  # the refused append left no gap
-        assert (await store.messages.append(world.execution_id, [message(sender)]))[0].sequence_number == 4
+        assert _numbers(after, world.execution.id) == [1, 2, 3]  # the refused append left no gap
+        assert (await store.messages.append(world.execution.id, [message(sender)]))[0].sequence_number == 4
 
     async def test_a_read_failure_caught_inside_a_whole_transaction(self, store: Store) -> None:
         """A body that catches a failed read and goes on: its writes are either committed
@@ -112,10 +112,10 @@ class WholeConformance:
             while True:  # a store may refuse a transaction that met a concurrent write: retried
                 try:
                     async with whole(store):
-                        await store.messages.append(world.execution_id, [message(sender, {"i": i})])
+                        await store.messages.append(world.execution.id, [message(sender, {"i": i})])
                         await store.results.add(world.result(output={"i": i}))
                         if i % 4 == 3:
-                            await store.messages.append(world.execution_id, [message(uuid.uuid4())])
+                            await store.messages.append(world.execution.id, [message(uuid.uuid4())])
                 except IntegrityError:
                     return False
                 except ConcurrencyError:
@@ -126,7 +126,7 @@ class WholeConformance:
         committed = sorted(i for i, done in enumerate(outcomes) if done)
         assert committed == [i for i in range(24) if i % 4 != 3]
         stored = await dump_store(store)
-        assert _numbers(stored, world.execution_id) == list(range(1, len(committed) + 1))
+        assert _numbers(stored, world.execution.id) == list(range(1, len(committed) + 1))
         assert sorted(m["content"]["i"] for m in stored["messages"]) == committed
         assert sorted(r["output"]["i"] for r in stored["results"]) == committed
 
@@ -160,7 +160,7 @@ class WholeConformance:
                         batch.append(batch[-1].model_copy())
                         continue
                     if kind == "new":
-                        fields["execution_id"] = world.execution_id
+                        fields["execution_id"] = world.execution.id
                     elif kind == "taken":
                         fields["id"] = world.instance.id
                     elif kind == "no_type":

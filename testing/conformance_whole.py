@@ -31,7 +31,7 @@ from qmcp_agents.domain import (
     TransactionRolledBack,
 )
 from qmcp_agents.domain.ports import Store
-from qmcp_agents.domain.transactions import whole
+from qmcp_agents.domain.transactions import guarded, whole
 
 from .builders import World, agent_type, message
 from .inspect import dump_store
@@ -268,3 +268,18 @@ class WholeConformance:
             )
             assert following[0].sequence_number == written + 1
         assert seen == {0, 5}  # cancelled before it began, and too late
+
+    async def test_a_refusal_caught_under_guarded_inside_a_whole_transaction_is_undone_alone(
+        self, world: World
+    ) -> None:
+        """Code that may catch a store call's failure and go on (a capability hook) runs
+        ``guarded()`` inside a whole transaction: its failed call is undone on its own (SQL:
+        a savepoint again), and the rest of the transaction commits, without a gap."""
+        store, sender = world.store, world.instance.id
+        await store.messages.append(world.execution.id, [message(sender)])
+        async with whole(store):
+            await store.messages.append(world.execution.id, [message(sender)])
+            with guarded(), pytest.raises(IntegrityError):
+                await store.messages.append(world.execution.id, [message(sender), message(uuid.uuid4())])
+            await store.messages.append(world.execution.id, [message(sender)])
+        assert _numbers(await dump_store(store), world.execution.id) == [1, 2, 3]

@@ -241,6 +241,11 @@ class SqlStore:
                     await conn.invalidate()
             raise
         finally:
+            if conn.engine is not self._engine and not conn.invalidated:
+                # The store was closed meanwhile: the pool it came from is disposed of and
+                # would keep it open (a server backend, a SQLite thread and file) for good.
+                with suppress(Exception):
+                    await conn.invalidate()
             await conn.close()
 
     @asynccontextmanager
@@ -323,11 +328,12 @@ class SqlStore:
         async with lock:
             # Straight from the pool (its events run as for engine.connect()): a Connection
             # would add two greenlet switches and a task to every call.
+            engine = self.engine
             if self._spare:
                 pooled = self._spare.pop()
             else:
                 try:
-                    pooled = await greenlet_spawn(self.engine.sync_engine.pool.connect)
+                    pooled = await greenlet_spawn(engine.sync_engine.pool.connect)
                 except BaseException as error:
                     raise self._translate(error) from error
             done = False
@@ -339,7 +345,11 @@ class SqlStore:
                     await greenlet_spawn(pooled.invalidate, error)
                 raise self._translate(error) from error
             finally:
-                if done and self._keeps_spare(pooled):
+                if self._engine is not engine:
+                    # The store was closed meanwhile: the pool it came from is disposed of
+                    # and would keep it open (a server backend, a SQLite thread and file).
+                    await greenlet_spawn(pooled.invalidate)
+                elif done and self._keeps_spare(pooled):
                     self._spare.append(pooled)
                 else:
                     await greenlet_spawn(pooled.close)

@@ -8,12 +8,13 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.sql import SqlStore
@@ -224,3 +225,41 @@ async def test_a_caught_driver_level_failure_never_commits_a_postgres_transactio
             else:
                 assert await store.agent_types.find_by_name("before-the-failure") is not None
             await other.rollback()
+
+
+async def test_closing_the_store_while_calls_run_leaves_no_connection_open(store: SqlStore) -> None:
+    """``close()`` while calls are running: a connection they had checked out goes back to a
+    pool the store has disposed of, which nothing closes (on SQLite a driver thread and an
+    open file per connection, on PostgreSQL a server backend each). Each must be closed
+    when its call ends; the calls themselves end normally."""
+    world = await World(store).build()
+    execution_id, sender = world.execution.id, world.instance.id
+    opened: list[Any] = []
+    event.listen(store.engine.sync_engine, "connect", lambda dbapi, _record: opened.append(dbapi))
+
+    async def call(i: int) -> object:
+        if i % 3 == 0:
+            return await store.messages.append(execution_id, [message(sender, {"i": i})])
+        if i % 3 == 1:
+            return await store.messages.last(execution_id, 5)
+        return await store.agent_types.count()
+
+    for pause in (0.0, 0.002, 0.005):
+        calls = [asyncio.ensure_future(call(i)) for i in range(45)]
+        await asyncio.sleep(pause)
+        await store.close()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    await store.close()
+    numbers = [m.sequence_number for m in (await store.messages.list(execution_id, limit=200)).items]
+    assert numbers == list(range(1, 46))
+    await store.close()
+    if store.dialect == "sqlite":
+        assert opened
+        assert [c for c in opened if c.driver_connection._connection is not None] == []
+    else:
+        async with postgres_store() as other, other.engine.connect() as conn:
+            left = await conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"), {"a": store.label}
+            )
+            assert left.scalar_one() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -263,3 +264,52 @@ async def test_closing_the_store_while_calls_run_leaves_no_connection_open(store
                 text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"), {"a": store.label}
             )
             assert left.scalar_one() == 0
+
+
+async def test_the_kept_sqlite_connection_under_concurrent_cancelled_calls(tmp_path: Path) -> None:
+    """Three hundred reads and appends at once on one SQLite file store, forty of them
+    cancelled at random moments: the connection kept between driver-level calls is taken
+    by one call at a time, is never left inside a transaction, the numbers have no gap, and
+    a second store (another connection pool) sees exactly what this one sees and can write
+    at once (no write lock left behind)."""
+    path = tmp_path / "kept.db"
+    store = SqlStore(f"sqlite:///{path}")
+    other = SqlStore(f"sqlite:///{path}")
+    await store.create_schema()
+    try:
+        world = await World(store).build()
+        execution_id, sender = world.execution.id, world.instance.id
+        original = store._keeps_spare
+
+        def keeps(pooled: Any) -> bool:
+            assert all(p is not pooled for p in store._spare)  # never kept twice
+            return original(pooled)
+
+        store._keeps_spare = keeps  # type: ignore[method-assign]
+
+        async def call(i: int) -> object:
+            if i % 3 == 0:
+                return await store.messages.append(execution_id, [message(sender, {"i": i})])
+            if i % 3 == 1:
+                return await store.messages.last(execution_id, 5)
+            return await store.messages.list(execution_id, limit=3)
+
+        rng = random.Random(7)
+        calls = [asyncio.ensure_future(call(i)) for i in range(300)]
+        for _ in range(40):
+            await asyncio.sleep(rng.random() * 0.002)
+            rng.choice(calls).cancel()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert [o for o in outcomes if isinstance(o, Exception)] == []
+        assert len(store._spare) <= 1
+        assert not any(p.driver_connection.in_transaction for p in store._spare)
+        numbers = [m.sequence_number for m in (await store.messages.list(execution_id, limit=500)).items]
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert len(numbers) >= 100 - sum(isinstance(o, asyncio.CancelledError) for o in outcomes[::3])
+        seen = [m.sequence_number for m in (await other.messages.list(execution_id, limit=500)).items]
+        assert seen == numbers
+        await asyncio.wait_for(other.messages.append(execution_id, [message(sender)]), timeout=5)
+        assert len(await store.messages.last(execution_id, 500)) == len(numbers) + 1
+    finally:
+        await store.close()
+        await other.close()

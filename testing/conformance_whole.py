@@ -27,6 +27,7 @@ from qmcp_agents.domain import (
     ConcurrencyError,
     Execution,
     IntegrityError,
+    InvalidTransition,
     NotFound,
     TransactionRolledBack,
 )
@@ -283,3 +284,32 @@ class WholeConformance:
                 await store.messages.append(world.execution.id, [message(sender), message(uuid.uuid4())])
             await store.messages.append(world.execution.id, [message(sender)])
         assert _numbers(await dump_store(store), world.execution.id) == [1, 2, 3]
+
+    @pytest.mark.parametrize("call", ["append", "append two", "result"])
+    async def test_a_write_to_a_final_execution_in_a_whole_transaction_undoes_it_all(
+        self, world: World, call: str
+    ) -> None:
+        """The one-statement append and result add (PostgreSQL) refuse a final execution
+        inside a whole transaction as outside one, after writes of the same transaction that
+        the refusal undoes too."""
+        store, sender = world.store, world.instance.id
+        done = await world.new_execution()
+        member = await world.new_instance(done.id)
+        await store.messages.append(done.id, [message(member.id)])
+        done.mark_complete({"answer": 1})
+        await store.executions.update(done)
+        before = await dump_store(store)
+
+        async def body() -> None:
+            async with whole(store):
+                await store.messages.append(world.execution.id, [message(sender)])
+                await store.results.add(world.result())
+                if call == "result":
+                    await store.results.add(world.result(execution_id=done.id, agent_instance_id=member.id))
+                else:
+                    drafts = [message(member.id) for _ in range(1 if call == "append" else 2)]
+                    await store.messages.append(done.id, drafts)
+
+        with pytest.raises(InvalidTransition):
+            await body()
+        assert await dump_store(store) == before

@@ -86,7 +86,8 @@ class WholeConformance:
             ].sequence_number == 2
             return
         after = await dump_store(store)
-        assert _numbers(after, world.execution.id) == [1, 2, 3]  # the refused append left no gap
+        numbers = _numbers(after, world.execution.id)
+        assert numbers == [1, 2, 3], numbers  # the refused append left no gap
         assert (await store.messages.append(world.execution.id, [message(sender)]))[0].sequence_number == 4
 
     async def test_a_read_failure_caught_inside_a_whole_transaction(self, store: Store) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from qmcp_agents.domain.errors import TransactionClosed
+from qmcp_agents.domain.errors import TransactionClosed, TransactionRolledBack
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -40,12 +40,26 @@ class Frame(Generic[C]):
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     open: bool = True
     failed: bool = False  # a nested block failed (MongoDB: no savepoints, so the whole is doomed)
+    spoiled: BaseException | None = None
+    """A call without per-call protection (the body of a ``whole`` transaction, SQL: no
+    savepoint) failed, maybe half-way: the transaction may only be rolled back."""
 
     def check_open(self) -> None:
         if not self.open:
             raise TransactionClosed(
                 "this call was made from a task started inside a store.transaction() that has "
                 "already ended; await such tasks before the transaction block exits"
+            )
+        self.check_unspoiled()
+
+    def check_unspoiled(self) -> None:
+        """Refuse to go on (a call, or the commit) after an unprotected call failed."""
+        if self.spoiled is not None:
+            raise TransactionRolledBack(
+                f"a store call failed inside a whole transaction ({type(self.spoiled).__name__}: "
+                f"{self.spoiled}) and the block went on; it may have written half of its work, so "
+                "the transaction is rolled back as a whole (let such errors leave a "
+                "domain.transactions.whole block, or catch them under domain.transactions.guarded())"
             )
 
 

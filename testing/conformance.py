@@ -50,6 +50,7 @@ from qmcp_agents.domain.transactions import whole
 from .builders import World, agent_type, message, topology
 from .conformance_appends import AppendConformance
 from .conformance_parts import TopologyPartsConformance
+from .conformance_whole import WholeConformance
 from .hostile import HostileConformance
 from .inspect import dump_store
 from .lease_conformance import LeaseConformance
@@ -58,7 +59,9 @@ from .stateful import run_state_machine
 from .strategies import json_objects
 
 
-class StoreConformance(HostileConformance, TopologyPartsConformance, AppendConformance, LeaseConformance):
+class StoreConformance(
+    HostileConformance, TopologyPartsConformance, AppendConformance, LeaseConformance, WholeConformance
+):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.asyncio]

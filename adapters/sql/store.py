@@ -241,6 +241,11 @@ class SqlStore:
                     await conn.invalidate()
             raise
         finally:
+            if conn.engine is not self._engine and not conn.invalidated:
+                # The store was closed meanwhile: the pool it came from is disposed of and
+                # would keep it open (a server backend, a SQLite thread and file) for good.
+                with suppress(Exception):
+                    await conn.invalidate()
             await conn.close()
 
     @asynccontextmanager
@@ -311,6 +316,11 @@ class SqlStore:
                     await _begun(pooled.dbapi_connection)
                     yield pooled.driver_connection
                 except BaseException as error:
+                    # No savepoint here: a failed statement leaves a PostgreSQL transaction
+                    # aborted (its COMMIT would roll back silently); in a whole transaction a
+                    # failed call may have written half of its work.
+                    if undone_whole() or self.dialect == "postgresql":
+                        _spoil(frame, error)
                     raise self._translate(error) from error
             return
         shared = self._writer is not None and not self.capabilities.multi_process
@@ -318,11 +328,12 @@ class SqlStore:
         async with lock:
             # Straight from the pool (its events run as for engine.connect()): a Connection
             # would add two greenlet switches and a task to every call.
+            engine = self.engine
             if self._spare:
                 pooled = self._spare.pop()
             else:
                 try:
-                    pooled = await greenlet_spawn(self.engine.sync_engine.pool.connect)
+                    pooled = await greenlet_spawn(engine.sync_engine.pool.connect)
                 except BaseException as error:
                     raise self._translate(error) from error
             done = False
@@ -334,7 +345,11 @@ class SqlStore:
                     await greenlet_spawn(pooled.invalidate, error)
                 raise self._translate(error) from error
             finally:
-                if done and self._keeps_spare(pooled):
+                if self._engine is not engine:
+                    # The store was closed meanwhile: the pool it came from is disposed of
+                    # and would keep it open (a server backend, a SQLite thread and file).
+                    await greenlet_spawn(pooled.invalidate)
+                elif done and self._keeps_spare(pooled):
                     self._spare.append(pooled)
                 else:
                     await greenlet_spawn(pooled.close)
@@ -381,7 +396,11 @@ class SqlStore:
         async with frame.lock:
             try:
                 if undone_whole():  # a failure undoes the whole transaction: no savepoint
-                    yield frame.handle
+                    try:
+                        yield frame.handle
+                    except BaseException as error:  # maybe half-way: only a rollback is left
+                        _spoil(frame, error)
+                        raise
                     return
                 async with frame.handle.begin_nested():
                     yield frame.handle
@@ -401,6 +420,7 @@ class SqlStore:
                 try:
                     async with frame.handle.begin_nested():
                         yield
+                        inner.check_unspoiled()  # rolls the savepoint back
                 except BaseException as error:
                     raise self._translate(error) from error
                 finally:
@@ -412,6 +432,7 @@ class SqlStore:
             token = self._current.set(outer)
             try:
                 yield
+                outer.check_unspoiled()  # rolls the transaction back
             finally:
                 outer.open = False
                 self._current.reset(token)
@@ -497,6 +518,13 @@ def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
         # Reads begin deferred: in WAL mode they take no lock and never block a writer.
         read = conn.get_execution_options().get("qmcp_read", False)
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+
+def _spoil(frame: Frame[AsyncConnection], error: BaseException) -> None:
+    """Mark ``frame`` as one that may only be rolled back, after a call without a savepoint
+    failed in it (a cancellation too: it may have cut the call short)."""
+    if frame.spoiled is None:
+        frame.spoiled = error
 
 
 async def _begun(adapted: Any) -> None:

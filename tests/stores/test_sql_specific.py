@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.adapters.sql.migrate import current_revision
 from qmcp_agents.adapters.sql.schema import VERSION_TABLE, metadata
+from qmcp_agents.adapters.sql.schema import leases as leases_table
 from qmcp_agents.adapters.sql.store import async_url
-from qmcp_agents.domain import StoreUnavailable
+from qmcp_agents.domain import StoreUnavailable, TransactionRolledBack
 from qmcp_agents.testing.builders import World, agent_type, message
 from qmcp_agents.testing.inspect import dump_store
 
-from .servers import POSTGRES_URL, unavailable, unique_schema
+from .servers import POSTGRES_URL, postgres_store, unavailable, unique_schema
 
 pytestmark = pytest.mark.asyncio
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,3 +196,120 @@ async def test_urls_pick_the_async_drivers() -> None:
         async_url("postgresql+psycopg2://u@h/db")
     with pytest.raises(ValueError, match="sqlite:// and postgresql://"):
         async_url("mysql://u@h/db")
+
+
+async def test_a_caught_driver_level_failure_never_commits_a_postgres_transaction_silently_empty() -> None:
+    """A driver-level statement in a PostgreSQL transaction runs without a savepoint, so its
+    failure aborts the transaction, and PostgreSQL answers a COMMIT of an aborted
+    transaction by rolling back without an error. A body that catches that failure and
+    ends normally must then hear that nothing was committed, not lose its writes silently."""
+    async with postgres_store() as store:
+        world = await World(store).build()
+        await store.leases.enqueue(world.execution.id)
+        assert await store.leases.claim("w1", limit=1, lease_seconds=60)
+        async with store.engine.connect() as other:  # holds the lease row's lock
+            await other.execute(text("BEGIN"))
+            await other.execute(
+                text(f"SELECT 1 FROM {leases_table.name} WHERE execution_id = :e FOR UPDATE"),
+                {"e": world.execution.id},
+            )
+            try:
+                async with store.transaction():
+                    await store.agent_types.add(agent_type("before-the-failure"))
+                    frame = store._current.get()
+                    assert frame is not None
+                    await frame.handle.execute(text("SET LOCAL lock_timeout = '100ms'"))
+                    with pytest.raises(Exception):  # noqa: B017, PT011  # the lock wait times out
+                        await store.leases.hold(world.execution.id, "w1")
+            except TransactionRolledBack:
+                assert await store.agent_types.find_by_name("before-the-failure") is None
+            else:
+                assert await store.agent_types.find_by_name("before-the-failure") is not None
+            await other.rollback()
+
+
+async def test_closing_the_store_while_calls_run_leaves_no_connection_open(store: SqlStore) -> None:
+    """``close()`` while calls are running: a connection they had checked out goes back to a
+    pool the store has disposed of, which nothing closes (on SQLite a driver thread and an
+    open file per connection, on PostgreSQL a server backend each). Each must be closed
+    when its call ends; the calls themselves end normally."""
+    world = await World(store).build()
+    execution_id, sender = world.execution.id, world.instance.id
+    opened: list[Any] = []
+    event.listen(store.engine.sync_engine, "connect", lambda dbapi, _record: opened.append(dbapi))
+
+    async def call(i: int) -> object:
+        if i % 3 == 0:
+            return await store.messages.append(execution_id, [message(sender, {"i": i})])
+        if i % 3 == 1:
+            return await store.messages.last(execution_id, 5)
+        return await store.agent_types.count()
+
+    for pause in (0.0, 0.002, 0.005):
+        calls = [asyncio.ensure_future(call(i)) for i in range(45)]
+        await asyncio.sleep(pause)
+        await store.close()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    await store.close()
+    numbers = [m.sequence_number for m in (await store.messages.list(execution_id, limit=200)).items]
+    assert numbers == list(range(1, 46))
+    await store.close()
+    if store.dialect == "sqlite":
+        assert opened
+        assert [c for c in opened if c.driver_connection._connection is not None] == []
+    else:
+        async with postgres_store() as other, other.engine.connect() as conn:
+            left = await conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"), {"a": store.label}
+            )
+            assert left.scalar_one() == 0
+
+
+async def test_the_kept_sqlite_connection_under_concurrent_cancelled_calls(tmp_path: Path) -> None:
+    """Three hundred reads and appends at once on one SQLite file store, forty of them
+    cancelled at random moments: the connection kept between driver-level calls is taken
+    by one call at a time, is never left inside a transaction, the numbers have no gap, and
+    a second store (another connection pool) sees exactly what this one sees and can write
+    at once (no write lock left behind)."""
+    path = tmp_path / "kept.db"
+    store = SqlStore(f"sqlite:///{path}")
+    other = SqlStore(f"sqlite:///{path}")
+    await store.create_schema()
+    try:
+        world = await World(store).build()
+        execution_id, sender = world.execution.id, world.instance.id
+        original = store._keeps_spare
+
+        def keeps(pooled: Any) -> bool:
+            assert all(p is not pooled for p in store._spare)  # never kept twice
+            return original(pooled)
+
+        store._keeps_spare = keeps  # type: ignore[method-assign]
+
+        async def call(i: int) -> object:
+            if i % 3 == 0:
+                return await store.messages.append(execution_id, [message(sender, {"i": i})])
+            if i % 3 == 1:
+                return await store.messages.last(execution_id, 5)
+            return await store.messages.list(execution_id, limit=3)
+
+        rng = random.Random(7)
+        calls = [asyncio.ensure_future(call(i)) for i in range(300)]
+        for _ in range(40):
+            await asyncio.sleep(rng.random() * 0.002)
+            rng.choice(calls).cancel()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert [o for o in outcomes if isinstance(o, Exception)] == []
+        assert len(store._spare) <= 1
+        assert not any(p.driver_connection.in_transaction for p in store._spare)
+        numbers = [m.sequence_number for m in (await store.messages.list(execution_id, limit=500)).items]
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert len(numbers) >= 100 - sum(isinstance(o, asyncio.CancelledError) for o in outcomes[::3])
+        seen = [m.sequence_number for m in (await other.messages.list(execution_id, limit=500)).items]
+        assert seen == numbers
+        await asyncio.wait_for(other.messages.append(execution_id, [message(sender)]), timeout=5)
+        assert len(await store.messages.last(execution_id, 500)) == len(numbers) + 1
+    finally:
+        await store.close()
+        await other.close()

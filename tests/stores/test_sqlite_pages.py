@@ -5,6 +5,7 @@ outcome, because such a page is decoded row by row."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from qmcp_agents.adapters.sql import SqlStore, driver, pages, rows, schema
 from qmcp_agents.domain import Message, MessageCreate, MessageType
-from qmcp_agents.domain.json_payload import MAX_MESSAGE_BYTES
+from qmcp_agents.domain.json_payload import MAX_MESSAGE_BYTES, check_json_object, json_size
 from qmcp_agents.testing.builders import World
 from qmcp_agents.testing.strategies import json_objects
 
@@ -210,3 +211,85 @@ async def test_every_read_of_clean_rows_takes_the_page_path(
     assert rest.items == written[2:]
     assert (await store.messages.list(world.execution.id, round_number=1)).items == []
     assert await store.messages.get(written[1].id) == written[1]
+
+
+# --- a hostile probe of the text proof (issue 15/16): texts crafted to slip past the scans --
+
+_PIECES = (
+    "a", "\\u0000", "\\\\u0000", "\\\\\\u0000", "\\ud800", "\\uDFFF", "\\uDbff", "\\ud83d\\ude00",
+    "\\u00e9", "\\\\", "\\n", "\\/", "\\u005cu0000", "NaN", "Infinity", "\u00e9", "\x7f", "\U0001f600",
+    "1e400", "1234567890123456789", "[", "{", "\\u", "\\u00", "\\",
+)  # fmt: skip
+_SPACE = st.sampled_from(["", " ", "\n", "\t", "\r\n"])
+
+
+def _string() -> st.SearchStrategy[str]:
+    return st.lists(st.sampled_from(_PIECES), max_size=4).map(lambda parts: '"' + "".join(parts) + '"')
+
+
+def _number() -> st.SearchStrategy[str]:
+    digits = st.integers(1, 21).flatmap(lambda n: st.text("0123456789", min_size=n, max_size=n))
+    exponent = st.one_of(
+        st.just(""),
+        st.tuples(
+            st.sampled_from("eE"),
+            st.sampled_from(["", "+", "-"]),
+            st.text("0123456789", min_size=1, max_size=4),
+        ).map("".join),
+    )
+    fraction = st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=20).map(lambda f: "." + f))
+    return st.tuples(st.sampled_from(["", "-"]), digits, fraction, exponent).map("".join)
+
+
+def _value(depth: int) -> st.SearchStrategy[str]:
+    scalar = st.one_of(
+        _string(), _number(), st.sampled_from(["true", "false", "null", "NaN", "-Infinity", "Infinity"])
+    )
+    nested = st.tuples(st.integers(0, 70), scalar).map(lambda d: "[" * d[0] + d[1] + "]" * d[0])
+    if depth == 0:
+        return st.one_of(scalar, nested)
+    return st.one_of(
+        scalar,
+        nested,
+        _object(depth - 1),
+        st.lists(_value(depth - 1), max_size=3).map(lambda v: "[" + ",".join(v) + "]"),
+    )
+
+
+def _object(depth: int) -> st.SearchStrategy[str]:
+    member = st.tuples(_SPACE, _string(), _SPACE, _value(depth), _SPACE).map(
+        lambda p: f"{p[0]}{p[1]}{p[2]}:{p[3]}{p[4]}"
+    )
+    return st.lists(member, max_size=4).map(lambda m: "{" + ",".join(m) + "}")
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(_object(2), min_size=1, max_size=3))
+async def test_a_crafted_payload_text_never_slips_past_the_proof(world: World, texts: list[str]) -> None:
+    """Whatever the text, the page path answers what row by row answers, or hands over; and
+    a text the scans call proven passes the payload rules once parsed."""
+    store = world.store
+    assert isinstance(store, SqlStore)
+    if not await store.messages.count(world.execution.id):
+        await store.messages.append(world.execution.id, [_draft(world, i) for i in range(3)])
+    template = await _rows(store, world.execution.id, 3)
+    at = pages.COLUMNS.index("content")
+    found = [(*row[:at], text, *row[at + 1 :]) for row, text in zip(template, texts, strict=False)]
+    fast = pages.messages(found)
+    try:
+        slow = _row_by_row(store, found)
+    except (ValidationError, ValueError):
+        assert fast is None
+        slow = None
+    if fast is not None:
+        assert slow is not None
+        _same(fast, slow)
+    for text in texts:
+        if pages._proven([text]):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                check_json_object(parsed)
+                assert json_size(parsed) <= 20 * len(text)

@@ -57,23 +57,31 @@ async def postgres_store() -> AsyncIterator[SqlStore]:
 
 
 @asynccontextmanager
-async def mongo_store(database: str | None = None, *, standalone: bool = False) -> AsyncIterator[MongoStore]:
-    """A MongoDB store in a database of its own (``database``, or a new name), dropped
-    afterwards; ``standalone`` makes it act as on a server without transactions."""
-    store = MongoStore.from_url(with_database(MONGODB_URL, database or f"qmcp_test_{uuid.uuid4().hex[:10]}"))
+async def prepared_mongo(store: MongoStore) -> AsyncIterator[MongoStore]:
+    """``store`` connected and its schema made (an unreachable server fails under CI), its
+    database dropped afterwards."""
     try:
         await store.connect()
         await store.create_schema()
     except StoreUnavailable as error:
         await store.close()
         unavailable("MongoDB", error)
-    if standalone:  # the test server has transactions; a standalone server's probe finds none
-        store._transactions = False
     try:
         yield store
     finally:
         await store.drop_schema()
         await store.close()
+
+
+@asynccontextmanager
+async def mongo_store(database: str | None = None, *, standalone: bool = False) -> AsyncIterator[MongoStore]:
+    """A MongoDB store in a database of its own (``database``, or a new name), dropped
+    afterwards; ``standalone`` makes it act as on a server without transactions."""
+    store = MongoStore.from_url(with_database(MONGODB_URL, database or f"qmcp_test_{uuid.uuid4().hex[:10]}"))
+    async with prepared_mongo(store) as prepared:
+        if standalone:  # the test server has transactions; a standalone server's probe finds none
+            prepared._transactions = False
+        yield prepared
 
 
 def with_database(url: str, database: str) -> str:

@@ -12,26 +12,10 @@ from motor.motor_asyncio import AsyncIOMotorClient
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore
-from qmcp_agents.domain import StoreUnavailable
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.testing import StoreConformance
 
-from .servers import MONGODB_URL, unavailable, with_database
-
-
-@asynccontextmanager
-async def _prepared(store: MongoStore) -> AsyncIterator[Store]:
-    try:
-        await store.connect()
-        await store.create_schema()
-    except StoreUnavailable as error:
-        await store.close()
-        unavailable("MongoDB", error)
-    try:
-        yield store
-    finally:
-        await store.drop_schema()
-        await store.close()
+from .servers import MONGODB_URL, prepared_mongo, with_database
 
 
 class TestMongoStore(StoreConformance):
@@ -44,7 +28,7 @@ class TestMongoStore(StoreConformance):
         url = with_database(MONGODB_URL, f"qmcp_test_{uuid.uuid4().hex[:10]}")
         store = open_store(url, server_selection_timeout_ms=5000)
         assert isinstance(store, MongoStore)
-        async with _prepared(store) as prepared:
+        async with prepared_mongo(store) as prepared:
             yield prepared
 
 
@@ -57,7 +41,7 @@ class TestMotorStore(StoreConformance):
         client = AsyncIOMotorClient(MONGODB_URL, serverSelectionTimeoutMS=5000)
         database = client[f"qmcp_test_{uuid.uuid4().hex[:10]}"]
         try:
-            async with _prepared(MongoStore.from_database(database)) as prepared:
+            async with prepared_mongo(MongoStore.from_database(database)) as prepared:
                 yield prepared
         finally:
             client.close()

@@ -18,8 +18,7 @@ from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.mongo import MongoStore
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.testing import StoreConformance
-from tests.stores.servers import MONGODB_URL, postgres_store, with_database
-from tests.stores.test_mongo import _prepared as prepared_mongo
+from tests.stores.servers import MONGODB_URL, postgres_store, prepared_mongo, with_database
 
 from .adapter import through_sync
 

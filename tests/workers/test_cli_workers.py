@@ -166,7 +166,9 @@ async def _responses(url: str, execution_id: str) -> tuple[ExecutionStatus, int,
 
 def test_a_cancel_from_another_process_stops_the_run_within_one_step(any_url: str, tmp_path: Path) -> None:
     url = any_url
-    step = 1.5
+    # Long enough that the cancel command (a new process: its start-up takes seconds on a
+    # loaded machine) lands before the last two steps are done.
+    step = 2.5
     agents = str(agents_file(tmp_path, ["first", "second", "third"], delay=step))
     execution_id = ok(url, "submit", "chain", "--input", "{}")["execution_id"]
     worker = subprocess.Popen(

@@ -124,9 +124,17 @@ class _Repository(Generic[K, E]):
         return (await self._load_many(conn, [row]))[0]
 
     async def find(self, id: K) -> E | None:
+        """A single-read entity in one statement on the driver's connection, no transaction
+        (see :mod:`.driver`): the engine reads executions, instances and agent types on
+        every drive."""
         id = self.key(id)
-        async with self._store.connection(read=True, alone=self.single_read) as conn:
-            return await self._fetch(conn, self.table.c.id == id)
+        if not self.single_read:
+            async with self._store.connection(read=True) as conn:
+                return await self._fetch(conn, self.table.c.id == id)
+        dialect = self._store.engine.dialect
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
+        return self._load(driver.decoder(self.table, dialect)(found[0])) if found else None
 
     async def get(self, id: K) -> E:
         entity = await self.find(id)
@@ -263,15 +271,6 @@ class SqlAgentTypes(_NamedRepository[AgentType]):
 
     def _load(self, row: RowLike) -> AgentType:
         return rows.agent_type_from(row)
-
-    async def find(self, id: int) -> AgentType | None:
-        """One statement on the driver's connection, no transaction (see :mod:`.driver`):
-        the engine reads its members' types on every drive."""
-        id = self.key(id)
-        dialect = self._store.engine.dialect
-        async with self._store.driver() as raw:
-            found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
-        return self._load(driver.decoder(self.table, dialect)(found[0])) if found else None
 
     async def _restore(self, conn: AsyncConnection, entity: AgentType) -> None:
         stored = for_restore(entity)
@@ -466,14 +465,6 @@ def _topology_type(topology_type: Any) -> str | None:
 class _UuidRepository(_Repository[UUID, E]):
     cursor = staticmethod(uuid_cursor)
     key = staticmethod(uuid_id)
-
-    async def find(self, id: UUID) -> E | None:
-        """One statement on the driver's connection, no transaction (see :mod:`.driver`)."""
-        id = self.key(id)
-        dialect = self._store.engine.dialect
-        async with self._store.driver() as raw:
-            found = await driver.fetch(raw, driver.by_id(self.table, dialect), {"id": id})
-        return self._load(driver.decoder(self.table, dialect)(found[0])) if found else None
 
     async def _check_new_id(self, conn: AsyncConnection, entity: BaseModel) -> None:
         entity_id = getattr(entity, "id")  # noqa: B009

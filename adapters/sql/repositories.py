@@ -82,7 +82,6 @@ from qmcp_agents.domain.queries import (
     uuid_cursor,
 )
 from qmcp_agents.domain.topology_rules import check_topology_rules
-from qmcp_agents.domain.transactions import undone_whole
 
 from . import bulk, driver, pages, rows, schema
 from .rows import RowLike
@@ -759,7 +758,7 @@ class SqlMessages:
         execution_id = uuid_id(execution_id, "execution_id")
         with paused_gc():
             drafts = [MessageCreate.model_validate(m) for m in messages]
-        if len(drafts) == 1 and self._one_statement_fits():
+        if len(drafts) == 1 and self._store.one_statement_fits():
             appended = await self._append_one(execution_id, drafts[0])
             if appended is not None:
                 return [appended]
@@ -794,14 +793,6 @@ class SqlMessages:
                 out = build_messages(execution_id, drafts, first)
             await self._write(conn, out)
             return out
-
-    def _one_statement_fits(self) -> bool:
-        """Outside a transaction; on PostgreSQL also in the body of a ``whole`` transaction
-        (its one statement then runs in the transaction, unprotected by a savepoint: a
-        refusal writes nothing, and any other failure undoes the transaction anyway)."""
-        if not self._store.in_transaction:
-            return True
-        return self._store.dialect == "postgresql" and undone_whole()
 
     async def _append_one(self, execution_id: UUID, draft: MessageCreate) -> Message | None:
         """One message outside a transaction (or in a ``whole`` one on PostgreSQL), the
@@ -1030,7 +1021,7 @@ class SqlResults(_UuidRepository[Result]):
         """On PostgreSQL, outside a transaction or in a ``whole`` one, the checks and the
         insert are one statement (:func:`.driver.add_result_postgres`); refused, nothing
         was written, and the checked path below says why (or adds, if a race resolved it)."""
-        if self._store.dialect == "postgresql" and (not self._store.in_transaction or undone_whole()):
+        if self._store.dialect == "postgresql" and self._store.one_statement_fits():
             stored = for_insert(entity)
             dialect = self._store.engine.dialect
             async with self._store.driver() as raw:

@@ -300,6 +300,15 @@ class SqlStore:
     def in_transaction(self) -> bool:
         return self._current.get() is not None
 
+    def one_statement_fits(self) -> bool:
+        """Whether a write may be one checked statement sent straight to the driver: outside
+        a transaction; on PostgreSQL also in the body of a ``whole`` transaction (it then
+        runs in the transaction, unprotected by a savepoint: a refusal writes nothing, and
+        any other failure undoes the transaction anyway)."""
+        if not self.in_transaction:
+            return True
+        return self.dialect == "postgresql" and undone_whole()
+
     @asynccontextmanager
     async def driver(self, queued: bool = False) -> AsyncIterator[Any]:
         """The driver's own connection (aiosqlite or asyncpg), for the per-turn calls of

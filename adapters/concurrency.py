@@ -52,6 +52,12 @@ class Frame(Generic[C]):
             )
         self.check_unspoiled()
 
+    def spoil(self, error: BaseException) -> None:
+        """Mark the transaction as one that may only be rolled back, after a call without
+        per-call protection failed in it (a cancellation too: it may have cut the call short)."""
+        if self.spoiled is None:
+            self.spoiled = error
+
     def check_unspoiled(self) -> None:
         """Refuse to go on (a call, or the commit) after an unprotected call failed."""
         if self.spoiled is not None:

@@ -329,7 +329,7 @@ class SqlStore:
                     # aborted (its COMMIT would roll back silently); in a whole transaction a
                     # failed call may have written half of its work.
                     if undone_whole() or self.dialect == "postgresql":
-                        _spoil(frame, error)
+                        frame.spoil(error)
                     raise self._translate(error) from error
             return
         shared = self._writer is not None and not self.capabilities.multi_process
@@ -408,7 +408,7 @@ class SqlStore:
                     try:
                         yield frame.handle
                     except BaseException as error:  # maybe half-way: only a rollback is left
-                        _spoil(frame, error)
+                        frame.spoil(error)
                         raise
                     return
                 async with frame.handle.begin_nested():
@@ -527,13 +527,6 @@ def _setup_sqlite(engine: AsyncEngine, in_memory: bool) -> None:
         # Reads begin deferred: in WAL mode they take no lock and never block a writer.
         read = conn.get_execution_options().get("qmcp_read", False)
         conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
-
-
-def _spoil(frame: Frame[AsyncConnection], error: BaseException) -> None:
-    """Mark ``frame`` as one that may only be rolled back, after a call without a savepoint
-    failed in it (a cancellation too: it may have cut the call short)."""
-    if frame.spoiled is None:
-        frame.spoiled = error
 
 
 async def _begun(adapted: Any) -> None:

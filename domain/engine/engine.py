@@ -50,7 +50,6 @@ AWAITING = "awaiting_human"
 AgentLookup = Mapping[str, Agent] | Callable[[AgentType, str], Agent | None]
 Fence = Callable[[bool], Awaitable[None]]
 T = TypeVar("T")
-E = TypeVar("E", AgentInstance, Execution)
 
 
 class Engine(DurableRuns):
@@ -222,7 +221,7 @@ class Engine(DurableRuns):
             metadata={**(metadata or {}), **({LIMITS_KEY: limits.to_json()} if limits != Limits() else {})},
         )
         execution.start()
-        execution = await self._added(fence, execution, self.store.executions.find, self.store.executions.add)
+        execution = await self._execution_added(fence, execution)
         return await self._drive(topology, execution, fence)
 
     async def resume(self, execution_id: UUID, human_input: Any) -> ExecutionRead:
@@ -291,23 +290,17 @@ class Engine(DurableRuns):
 
         await _written(run.fence, write)
 
-    async def _added(
-        self,
-        fence: Fence | None,
-        entity: E,
-        find: Callable[[UUID], Awaitable[E | None]],
-        add: Callable[[E], Awaitable[E]],
-    ) -> E:
-        """``add(entity)``; under a worker's ``fence`` in its transaction (a drive taken
-        over adds nothing) and retried, finding the entity first: an earlier try's commit
-        may have gone through though it was reported failed."""
+    async def _execution_added(self, fence: Fence | None, execution: Execution) -> Execution:
+        """The new execution added; under a worker's ``fence`` (a compound's child) in its
+        transaction (a drive taken over starts no child) and retried, finding it first: an
+        earlier try's commit may have gone through though it was reported failed."""
         if fence is None:
-            return await add(entity)
+            return await self.store.executions.add(execution)
 
-        async def write() -> E:
+        async def write() -> Execution:
             async with self._fenced(fence):
-                found = await find(entity.id)
-                return found if found is not None else await add(entity)
+                found = await self.store.executions.find(execution.id)
+                return found if found is not None else await self.store.executions.add(execution)
 
         return await retried(write)
 

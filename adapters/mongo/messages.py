@@ -301,9 +301,9 @@ class MongoMessages:
                 raise self._store.translate(error) from error
             if done.upserted_id is not None:
                 return out
-            # The filter matched: the incarnation's closing entry (or, never in practice, a
-            # document with this head's id).
-            # No closing entry (any more): it matched the head's id, or an entry removed since.
+            # The filter matched the incarnation's closing entry (``clear`` raises the
+            # execution's error, or removes a dead entry), or, with no entry, a document
+            # with this head's id (refused) or an entry removed since: the top is read again.
             if not await closing.clear(self._store, execution_id, incarnation, session) and (
                 await self._store.call(self._c.find_one({"_id": out[0].id}, {"_id": 1}, session=session))
             ):

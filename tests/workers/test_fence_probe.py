@@ -61,6 +61,17 @@ async def check_once(store: Store, execution_id: UUID) -> list[str]:
     return calls
 
 
+async def _swept_by_claims(store: Store, *, tries: int, limit: int) -> None:
+    """Claims (by a "sweeper", 50 ms apart, at most ``tries``) clear the entries left: none
+    remains afterwards."""
+    for _ in range(tries):
+        if not await store.leases.list():
+            break
+        await store.leases.claim("sweeper", limit=limit, lease_seconds=1)
+        await asyncio.sleep(0.05)
+    assert await store.leases.list() == []
+
+
 async def _soon(condition: Callable[[], bool | Awaitable[bool]]) -> None:
     """Poll ``condition`` every 10 ms for up to 5 s; the test then checks what it needs."""
     for _ in range(500):
@@ -285,12 +296,8 @@ async def test_lease_outages_lose_nothing_and_record_nothing_twice(
         for child in (await store.executions.list(parent_id=execution_id)).items:
             assert child.status is ExecutionStatus.COMPLETED
             assert len(await check_once(store, child.id)) == 3
-    for _ in range(200):  # an entry whose last release failed goes with the next claim
-        if not await store.leases.list():
-            break
-        await store.leases.claim("sweeper", limit=10, lease_seconds=1)
-        await asyncio.sleep(0.05)
-    assert await store.leases.list() == []
+    # an entry whose last release failed goes with the next claim
+    await _swept_by_claims(store, tries=200, limit=10)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -355,12 +362,8 @@ async def test_a_soak_of_stalls_cancels_and_restarts(store: Store, seed: int) ->
             if execution.status is ExecutionStatus.CANCELLED:
                 assert child.is_final, child.status
             await check_once(store, child.id)
-    for _ in range(100):  # entries of cancelled executions whose holder stopped go with a claim
-        if not await store.leases.list():
-            break
-        await store.leases.claim("sweeper", limit=20, lease_seconds=1)
-        await asyncio.sleep(0.05)
-    assert await store.leases.list() == []
+    # entries of cancelled executions whose holder stopped go with a claim
+    await _swept_by_claims(store, tries=100, limit=20)
 
 
 async def test_a_cancel_just_before_a_shutdown_leaves_no_entry(store: Store) -> None:

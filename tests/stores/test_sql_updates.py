@@ -5,7 +5,7 @@ one statement each where the checks pass, and the checked path's answer where th
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -97,7 +97,7 @@ async def test_per_execution_calls_are_one_statement_each_on_postgres(
     instance = await store.agent_instances.get(world.instance.id)
     agent = await store.agent_types.get(world.agent_type.id)
     fresh = [AgentInstance(agent_type_id=world.agent_type.id, execution_id=execution.id) for _ in range(3)]
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "executions.update": lambda: store.executions.update(execution),
         "agent_instances.update": lambda: store.agent_instances.update(instance),
         "agent_types.update": lambda: store.agent_types.update(agent),

@@ -1,13 +1,13 @@
-"""The tests' MongoDB wire server checks unique keys by lookup where mongoeco reads the whole
-collection (``UniqueLookups`` in ``mongo_wire_server.py``), refusing exactly what mongoeco
-refuses.
+"""The tests' MongoDB wire server finds by lookup what mongoeco finds by reading the whole
+collection: duplicates of unique keys (``UniqueLookups`` in ``mongo_wire_server.py``) and
+the documents of an ``_id: {$in: [...]}`` filter (``IdInLookup``), exactly as mongoeco does.
 
 Each scenario runs on two servers of its own: the patched one, and one started with
-``--scan-unique`` (mongoeco's own checks). Both must answer every write alike (the same
-refusals, with the same error, code, message and key) and end with the same documents;
-the expected refusals are asserted too, so that a scenario cannot pass by both servers
-accepting everything. Each scenario names its own fields: the patched server remembers
-for good which indexed fields ever held an array (it then scans for them).
+``--mongoeco-scans`` (mongoeco's own code). Both must answer every command alike (the same
+results; the same refusals, with the same error, code, message and key) and end with the
+same documents; the expected outcomes are asserted too, so that a scenario cannot pass by
+both servers doing nothing. Each scenario names its own fields: the patched server
+remembers for good which indexed fields ever held an array (it then scans for them).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from tests.services.test_mongo_wire_server import LONG, PYTHON, SERVER, wire_ser
 pytestmark = pytest.mark.asyncio
 
 Collection = Any  # an AsyncCollection of documents
-Outcome = str | tuple[Any, ...]
+Outcome = Any  # "ok", a refusal (see attempt), or what a command returned
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     folder = tmp_path_factory.mktemp("unique")
-    with wire_server(folder, LONG) as lookup, wire_server(folder, LONG, "--scan-unique") as scan:
+    with wire_server(folder, LONG) as lookup, wire_server(folder, LONG, "--mongoeco-scans") as scan:
         yield {"lookup": lookup, "scan": scan}
 
 
@@ -272,6 +272,44 @@ async def test_a_duplicate_id_is_refused_whatever_its_type(servers: dict[str, st
     assert [refused(o) for o in outcomes] == [False, True] * len(same) + [False, False] * len(different)
 
 
+async def test_an_id_in_filter_finds_what_a_scan_finds(servers: dict[str, str]) -> None:
+    ids = [uuid.UUID(int=n) for n in range(1, 6)]
+    oid = ObjectId("0123456789ab0123456789ab")
+
+    async def scenario(c: Collection) -> list[Outcome]:
+        await c.insert_many([{"_id": i, "n": n} for n, i in enumerate(ids)])
+        await c.insert_many([{"_id": oid, "n": 10}, {"_id": "s", "n": 11}, {"_id": 7, "n": 12}])
+        some = {"_id": {"$in": [ids[3], ids[0], uuid.UUID(int=99), oid]}}
+        return [
+            await c.find(some).to_list(None),  # the natural order, not the $in's
+            await c.find({"_id": {"$in": [ids[1], "s", 7.0]}}).to_list(None),  # not all UUIDs
+            await c.find({"$and": [some, {"n": {"$gte": 3}}]}).to_list(None),
+            await c.count_documents(some),
+            (await c.update_one(some, {"$inc": {"n": 100}})).modified_count,  # the first in natural order
+            (await c.update_many(some, {"$inc": {"n": 1000}})).modified_count,
+            await attempt(c.update_one({"_id": {"$in": [ids[4]]}}, {"$setOnInsert": {"x": 1}}, upsert=True)),
+            (
+                await c.update_one({"_id": {"$in": [uuid.UUID(int=98)]}}, {"$set": {"x": 1}}, upsert=True)
+            ).upserted_id,
+            await c.find_one_and_delete({"_id": {"$in": [ids[2]]}}),
+            (await c.delete_many({"_id": {"$in": [ids[1], ids[2]]}})).deleted_count,
+            await c.find({"_id": {"$in": [ids[0]]}}, collation={"locale": "en", "strength": 2}).to_list(None),
+        ]
+
+    outcomes = await on_both(servers, scenario)
+    assert outcomes[0] == [{"_id": ids[0], "n": 0}, {"_id": ids[3], "n": 3}, {"_id": oid, "n": 10}]
+    assert outcomes[1] == [{"_id": ids[1], "n": 1}, {"_id": "s", "n": 11}, {"_id": 7, "n": 12}]
+    assert outcomes[2:8] == [
+        [{"_id": ids[3], "n": 3}, {"_id": oid, "n": 10}],
+        3,
+        1,
+        3,
+        "ok",
+        uuid.UUID(int=98),
+    ]
+    assert outcomes[8:] == [{"_id": ids[2], "n": 2}, 1, [{"_id": ids[0], "n": 1100}]]
+
+
 IN_PROCESS = """
 import json, sys
 sys.argv = sys.argv[:1]
@@ -309,14 +347,18 @@ async def test_ids_equal_in_bson_under_other_storage_keys_are_refused() -> None:
     assert json.loads(stdout) == [["refused", "refused", "refused"], 3]
 
 
-@pytest.mark.parametrize("kind", ["insert", "insert, compound unique", "update, compound unique"])
+@pytest.mark.parametrize(
+    "kind",
+    ["insert", "insert, compound unique", "update, compound unique", "upsert by _id $in, compound unique"],
+)
 async def test_a_write_costs_the_server_as_much_at_1000_documents_as_at_100(
     servers: dict[str, str], kind: str
 ) -> None:
     """The median wall time of one write (the server's time, the client's being the same)
     at ~1,000 documents is within 2x of that at ~100. With mongoeco's scans an insert took
     3x as long (no index: the single insert's ``_id`` scan) and 10x (a compound unique
-    index), and an update of a document itself would if its own key counted as a hit."""
+    index), an upsert filtered by ``_id: {$in: ...}`` 4x, and an update of a document itself
+    would if its own key counted as a hit."""
     url = servers["lookup"]
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, uuidRepresentation="standard")
     name = f"unique_{uuid.uuid4().hex[:10]}"
@@ -328,7 +370,11 @@ async def test_a_write_costs_the_server_as_much_at_1000_documents_as_at_100(
         for i in range(1100):
             document = {"_id": uuid.uuid4(), "execution_id": execution_id, "first": i, "text": "x" * 200}
             start = time.perf_counter()
-            await collection.insert_one(document)
+            if kind.startswith("upsert"):  # the messages' append (see adapters/mongo/messages.py)
+                filter_ = {"_id": {"$in": [execution_id, document["_id"]]}}
+                await collection.update_one(filter_, {"$setOnInsert": document}, upsert=True)
+            else:
+                await collection.insert_one(document)
             if kind.startswith("update"):
                 start = time.perf_counter()
                 await collection.update_one({"_id": document["_id"]}, {"$set": {"n": i}})

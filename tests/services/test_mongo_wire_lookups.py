@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -354,7 +353,7 @@ async def test_ids_equal_in_bson_under_other_storage_keys_are_refused() -> None:
 async def test_a_write_costs_the_server_as_much_at_1000_documents_as_at_100(
     servers: dict[str, str], kind: str
 ) -> None:
-    """The median wall time of one write (the server's time, the client's being the same)
+    """The shortest wall time of one write (the server's time, the client's being the same)
     at ~1,000 documents is within 2x of that at ~100. With mongoeco's scans an insert took
     3x as long (no index: the single insert's ``_id`` scan) and 10x (a compound unique
     index), an upsert filtered by ``_id: {$in: ...}`` 4x, and an update of a document itself
@@ -379,7 +378,7 @@ async def test_a_write_costs_the_server_as_much_at_1000_documents_as_at_100(
                 start = time.perf_counter()
                 await collection.update_one({"_id": document["_id"]}, {"$set": {"n": i}})
             times.append(time.perf_counter() - start)
-        early, late = statistics.median(times[100:200]), statistics.median(times[1000:1100])
+        early, late = min(times[100:200]), min(times[1000:1100])  # the least disturbed by load
         assert late < 2 * early, (
             f"{early * 1e3:.2f} ms per write at 100 documents, {late * 1e3:.2f} ms at 1,000"
         )

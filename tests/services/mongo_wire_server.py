@@ -101,8 +101,8 @@ class UniqueLookups:
       others is not built when they are created) and has no collation (collation equality
       is not key equality);
     - the candidate is plain for its fields (else its keys are several);
-    - no document that is not plain for these fields was ever indexed in any index on these
-      fields, in any collection, view or transaction (:attr:`mixed`: recorded where
+    - no document that is not plain for these fields was ever indexed in a unique index on
+      these fields, in any collection, view or transaction (:attr:`mixed`: recorded where
       mongoeco indexes a document, ``_update_indexes_locked``, and where it builds an index
       over the documents already there, ``_rebuild_index_data_locked``; never cleared).
       Every document in any index data got there through one of those two (rollbacks and
@@ -150,10 +150,16 @@ class UniqueLookups:
 
     @classmethod
     def note(cls, document: Any, indexes: list[Any]) -> None:
-        """Record the compound indexes' fields for which ``document`` is not plain."""
+        """Record the compound unique indexes' fields for which ``document`` is not plain
+        (an index is unique or not from its creation on: mongoeco has no ``collMod``)."""
         for index in indexes:
             fields = tuple(index["fields"])
-            if len(fields) > 1 and fields not in cls.mixed and not cls.plain(document, index["fields"]):
+            if (
+                len(fields) > 1
+                and index.get("unique")
+                and fields not in cls.mixed
+                and not cls.plain(document, index["fields"])
+            ):
                 cls.mixed.add(fields)
 
     @classmethod

@@ -1,29 +1,45 @@
 """A MongoDB wire-protocol server for the tests: mongoeco's proxy over its memory engine.
 
 Runs under Python 3.13 in its own virtual environment (mongoeco needs 3.13; the library
-and its tests do not). Usage: ``python mongo_wire_server.py URI_FILE [LIFETIME_SECONDS]``.
+and its tests do not). Usage:
+``python mongo_wire_server.py URI_FILE [LIFETIME_SECONDS] [--mongoeco-scans]``.
 It listens on a free loopback port, writes its ``mongodb://`` URI to URI_FILE once it
 accepts connections, and serves until it receives SIGTERM or SIGINT. LIFETIME_SECONDS is
 the transaction lifetime limit (see :class:`TransactionGate`; default 5).
 
-Two changes to mongoeco 4.11, both so that the server behaves as MongoDB does where the
-library depends on it: a refused commit ends its transaction (:func:`_commit_or_abort`), and
-transactions are serialised with the writes around them (:class:`TransactionGate`).
+Changes to mongoeco 4.11, so that the server behaves as MongoDB does where the library
+depends on it: a refused commit ends its transaction (:func:`_commit_or_abort`), and
+transactions are serialised with the writes around them (:class:`TransactionGate`). And
+two, so that a write costs the server about as much as on MongoDB, not time in proportion
+to the collection (which, on this machine, also inflates the client's CPU per call that
+the benchmarks measure): duplicate checks and ``_id: {$in: ...}`` filters read no whole
+collection where a lookup finds the same documents (:class:`UniqueLookups`,
+:class:`IdInLookup`; ``--mongoeco-scans`` keeps mongoeco's scans, for the tests to compare).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import sys
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import bson
+from mongoeco._types.indexes import is_ordered_index_spec
+from mongoeco.core.bson_scalars import is_bson_numeric
+from mongoeco.core.filtering import QueryEngine
+from mongoeco.core.query_plan import AndCondition, InCondition
+from mongoeco.engines._memory_collection import MemoryCollection
+from mongoeco.engines.memory import MemoryEngine
+from mongoeco.engines.virtual_indexes import document_in_virtual_index
+from mongoeco.types import Binary, is_object_id_like
 from mongoeco.wire import AsyncMongoEcoProxyServer
 from mongoeco.wire._session_identity import wire_session_key
 from mongoeco.wire.bson_bridge import decode_wire_value
@@ -55,6 +71,272 @@ def _commit_or_abort(self: WireSessionStore, body: dict[str, Any]) -> dict[str, 
 
 
 WireSessionStore.commit_transaction = _commit_or_abort
+
+
+def _in(view: Any, db_name: str, coll_name: str, empty: Any) -> Any:
+    """One collection's entry of one of mongoeco's ``{database: {collection: ...}}`` views."""
+    return view.get(db_name, {}).get(coll_name, empty)
+
+
+class UniqueLookups:
+    """Unique checks by lookup where mongoeco reads the whole collection for them.
+
+    Why: two of mongoeco 4.11's duplicate checks (``MemoryEngine._ensure_unique_indexes``)
+    read every document of the collection, so each insert costs the server time in
+    proportion to the collection, where MongoDB's B-trees cost a lookup; an insert into the
+    messages collection took 3 ms at 100 documents and 33 ms at 1,000. Both are replaced by
+    lookups only where the lookup provably finds whatever the scan would find; elsewhere,
+    and whenever a lookup finds something, the original runs (so a refusal, its error and
+    its message are mongoeco's own), and the indexes are checked in the original order.
+
+    **A compound unique index.** mongoeco looks a candidate's key up in its index data only
+    for a single-field index. Its index data for a compound index holds one key per
+    document: its *first* value for each field (``_index_key``), a missing field as
+    ``None``, null as the null key; its duplicate check compares every combination of
+    values instead (``_unique_index_keys``: arrays, multikey paths). The two agree for a
+    document with at most one value for each field and no array on the way to any of them
+    ("plain", :meth:`plain`). So the lookup is used for an index when:
+
+    - it is compound, unique, ordered (ascending/descending keys: the index data of the
+      others is not built when they are created) and has no collation (collation equality
+      is not key equality);
+    - the candidate is plain for its fields (else its keys are several);
+    - no document that is not plain for these fields was ever indexed in a unique index on
+      these fields, in any collection, view or transaction (:attr:`mixed`: recorded where
+      mongoeco indexes a document, ``_update_indexes_locked``, and where it builds an index
+      over the documents already there, ``_rebuild_index_data_locked``; never cleared).
+      Every document in any index data got there through one of those two (rollbacks and
+      commits put back or move what they indexed), so every document the index holds is
+      plain, and its one stored key says all of its keys;
+    - the index data exists in the view the check is given (a transaction's own, in one).
+
+    Then a duplicate must sit under the candidate's key, with ``None`` also tried for each
+    null component. Partial and sparse indexes hold only their members, which is all the
+    scan considers; an update excludes the document itself as the scan does.
+
+    **The _id of a single inserted document** (or of a replacement) is compared, after the
+    lookup of its storage key, with the ``_id`` of every document by BSON equality
+    (``scan_payload_id``). Two ids are BSON-equal with different storage keys only when they
+    are numbers (1 and 1.0), hold numbers or binaries (documents, arrays), or are binary of
+    subtype 0 (``bytes`` and ``Binary(..., 0)``): for any other id (a UUID, an ObjectId, a
+    string, a date...) ``bson_equality_key`` *is* the storage key (``bson_engine_key``), so
+    the storage-key lookup already found any equal id and the scan is skipped.
+    """
+
+    original_check = MemoryEngine._ensure_unique_indexes
+    original_update = MemoryEngine._update_indexes_locked
+    original_rebuild = MemoryEngine._rebuild_index_data_locked
+    mixed: ClassVar[set[tuple[str, ...]]] = set()  # fields of compound indexes that held a non-plain document
+    used = 0  # candidates cleared by a lookup (printed when the server stops)
+
+    @staticmethod
+    def plain(document: Any, fields: list[str]) -> bool:
+        """Whether ``document`` has at most one value for each field and no array on the way."""
+        return all(
+            len(QueryEngine.extract_values(document, field)) <= 1
+            and not MemoryEngine._array_paths_for_index_field(document, field)
+            for field in fields
+        )
+
+    @staticmethod
+    def equal_ids_may_differ(candidate: Any) -> bool:
+        """Whether a stored ``_id`` could equal the candidate's with another storage key."""
+        value = candidate.get("_id")
+        return (
+            isinstance(value, (dict, list))
+            or is_bson_numeric(value)
+            or (isinstance(value, (bytes, Binary)) and getattr(value, "subtype", 0) == 0)
+        )
+
+    @classmethod
+    def note(cls, document: Any, indexes: list[Any]) -> None:
+        """Record the compound unique indexes' fields for which ``document`` is not plain
+        (an index is unique or not from its creation on: mongoeco has no ``collMod``)."""
+        for index in indexes:
+            fields = tuple(index["fields"])
+            if (
+                len(fields) > 1
+                and index.get("unique")
+                and fields not in cls.mixed
+                and not cls.plain(document, index["fields"])
+            ):
+                cls.mixed.add(fields)
+
+    @classmethod
+    def applies(cls, index: Any, candidate: Any) -> bool:
+        fields = index["fields"]
+        return (
+            len(fields) > 1
+            and bool(index.get("unique"))
+            and index.get("collation") is None
+            and is_ordered_index_spec(index["key"])
+            and tuple(fields) not in cls.mixed
+            and cls.plain(candidate, fields)
+        )
+
+    @classmethod
+    def clears(cls, engine: Any, index: Any, candidate: Any, index_map: Any, exclude: Any) -> bool:
+        """Whether no document but ``exclude`` is stored under the candidate's key."""
+        if index_map is None:
+            return False
+        (key,) = engine._unique_index_keys(candidate, index["fields"])
+        null = engine._index_equality_key(None)
+        choices = [(part, None) if part == null else (part,) for part in key]
+        for probe in itertools.product(*choices):
+            matches = index_map.get(probe)
+            if matches is not None and any(match != exclude for match in matches):
+                return False
+        cls.used += 1
+        return True
+
+    @classmethod
+    def check(
+        cls,
+        engine: Any,
+        db_name: str,
+        coll_name: str,
+        candidate: Any,
+        *,
+        exclude_storage_key: Any | None = None,
+        indexes_view: Any = None,
+        storage_view: Any = None,
+        index_data_view: Any = None,
+        check_id_storage: bool = False,
+        scan_payload_id: bool = False,
+    ) -> None:
+        """``_ensure_unique_indexes``, with the lookups where they apply."""
+        scan_payload_id = scan_payload_id and cls.equal_ids_may_differ(candidate)
+        indexes = _in(engine._indexes if indexes_view is None else indexes_view, db_name, coll_name, [])
+        options = {"storage_view": storage_view, "index_data_view": index_data_view}
+        options |= {"exclude_storage_key": exclude_storage_key, "scan_payload_id": scan_payload_id}
+        if not any(cls.applies(index, candidate) for index in indexes):
+            cls.original_check(
+                engine, db_name, coll_name, candidate,
+                indexes_view=indexes_view, check_id_storage=check_id_storage, **options,
+            )  # fmt: skip
+            return
+        coll = _in(engine._storage if storage_view is None else storage_view, db_name, coll_name, {})
+        exclude = exclude_storage_key
+        if exclude is not None and exclude not in coll:
+            exclude = engine._storage_key(exclude)  # as the original normalises it
+        data = engine._index_data if index_data_view is None else index_data_view
+        index_data = _in(data, db_name, coll_name, {})
+        pending: list[Any] = []  # indexes for the original, in order; the _id checks first
+        check_id = check_id_storage
+
+        def original() -> None:
+            nonlocal pending, check_id
+            if pending or check_id:
+                cls.original_check(
+                    engine, db_name, coll_name, candidate, indexes_view={db_name: {coll_name: pending}},
+                    check_id_storage=check_id, **options,
+                )  # fmt: skip
+            pending, check_id = [], False
+
+        for index in indexes:
+            if not cls.applies(index, candidate):
+                pending.append(index)
+                continue
+            original()
+            if not document_in_virtual_index(candidate, index):
+                continue
+            engine._validate_compound_multikey_shape(candidate, index)
+            if not cls.clears(engine, index, candidate, index_data.get(index["name"]), exclude):
+                pending.append(index)  # a hit: the scan decides, and words the refusal
+        original()
+
+    @classmethod
+    def update(
+        cls, engine: Any, db_name: str, coll_name: str, storage_key: Any, document: Any, **options: Any
+    ) -> None:
+        """``_update_indexes_locked``, noting the documents it indexes first."""
+        if options.get("action", "insert") == "insert":
+            view = options.get("indexes_view")
+            cls.note(document, _in(engine._indexes if view is None else view, db_name, coll_name, []))
+        cls.original_update(engine, db_name, coll_name, storage_key, document, **options)
+
+    @classmethod
+    def rebuild(cls, engine: Any, db_name: str, coll_name: str, index: Any, **options: Any) -> None:
+        """``_rebuild_index_data_locked``, noting the documents already there first."""
+        view = options.get("storage_view")
+        for data in _in(engine._storage if view is None else view, db_name, coll_name, {}).values():
+            cls.note(engine._borrow_storage_document(data), [index])
+        cls.original_rebuild(engine, db_name, coll_name, index, **options)
+
+    @classmethod
+    def install(cls) -> None:
+        def check(engine: Any, db: str, coll: str, candidate: Any, **options: Any) -> None:
+            cls.check(engine, db, coll, candidate, **options)
+
+        def update(engine: Any, db: str, coll: str, key: Any, document: Any, **options: Any) -> None:
+            cls.update(engine, db, coll, key, document, **options)
+
+        def rebuild(engine: Any, db: str, coll: str, index: Any, **options: Any) -> None:
+            cls.rebuild(engine, db, coll, index, **options)
+
+        MemoryEngine._ensure_unique_indexes = check
+        MemoryEngine._update_indexes_locked = update
+        MemoryEngine._rebuild_index_data_locked = rebuild
+
+
+class IdInLookup:
+    """The documents a filter ``{_id: {$in: [ids]}}`` can match, found by their storage keys.
+
+    Why: mongoeco 4.11 finds the documents a filter may match by ``_id`` equality, or by a
+    single-field ascending index on an equality, else by reading every document
+    (``MemoryEngine._candidate_items_for_plan_locked``). The messages' append is one upsert
+    filtered on ``_id: {$in: [incarnation, head id]}`` (see adapters/mongo/messages.py):
+    on this server it took 8.6 ms at 100 messages and 35 ms at 900; on MongoDB it is two
+    lookups in the ``_id`` index.
+
+    The function only picks candidates; every caller (find, count, update, delete) then
+    matches each candidate against the whole filter, so a superset in the collection's
+    natural order is exact. Taken when the filter is such an ``$in`` (alone or as a clause
+    of an ``$and``) and every listed value is a UUID or an ObjectId: mongoeco's ``$in``
+    matches such a value only by a stored ``_id`` with the same ``hashable_in_lookup_key``
+    (whatever the collation, which that key ignores), and for these types that key says
+    what the storage key (``bson_engine_key``) says. Any other filter goes to the original.
+    """
+
+    original = MemoryEngine._candidate_items_for_plan_locked
+    used = 0  # filters served by lookup (printed when the server stops)
+
+    @staticmethod
+    def ids(plan: Any) -> tuple[Any, ...] | None:
+        """The ``_id`` values of an ``$in`` that picks the candidates, or None."""
+        if isinstance(plan, AndCondition):
+            return next((ids for clause in plan.clauses if (ids := IdInLookup.ids(clause)) is not None), None)
+        if (
+            isinstance(plan, InCondition)
+            and plan.field == "_id"
+            and plan.values
+            and all(isinstance(value, uuid.UUID) or is_object_id_like(value) for value in plan.values)
+        ):
+            values: tuple[Any, ...] = plan.values
+            return values
+        return None
+
+    @classmethod
+    def candidates(cls, engine: Any, coll: Any, plan: Any, **options: Any) -> list[tuple[Any, Any]]:
+        ids = cls.ids(plan)
+        if ids is None:
+            found: list[tuple[Any, Any]] = cls.original(engine, coll, plan, **options)
+            return found
+        keys = {engine._storage_key(value) for value in ids}
+        if isinstance(coll, MemoryCollection):
+            ordered = coll.ordered_keys(keys)
+        else:  # a plain dict: its own order
+            ordered = [key for key in coll if key in keys]
+        cls.used += 1
+        return [(key, coll[key]) for key in ordered]
+
+    @classmethod
+    def install(cls) -> None:
+        def candidates(engine: Any, coll: Any, plan: Any, **options: Any) -> list[tuple[Any, Any]]:
+            return cls.candidates(engine, coll, plan, **options)
+
+        MemoryEngine._candidate_items_for_plan_locked = candidates
+
 
 # Commands that write nothing: they never wait for a transaction. Any other command
 # outside a transaction is taken as a write (an unknown one only waits, it is not refused);
@@ -396,9 +678,15 @@ async def serve(uri_file: Path, lifetime: float = LIFETIME_SECONDS) -> None:
         await stop.wait()
     finally:
         cpu = f"{time.process_time():.1f}s CPU"
-        print(f"mongo_wire_server: {cpu}, transactions {server.gate.stats}", file=sys.stderr, flush=True)
+        lookups = f"compound unique checks cleared by lookup {UniqueLookups.used}, _id $in {IdInLookup.used}"
+        stats = f"transactions {server.gate.stats}"
+        print(f"mongo_wire_server: {cpu}, {lookups}, {stats}", file=sys.stderr, flush=True)
         await server.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1]), *(float(a) for a in sys.argv[2:3])))
+    arguments = [a for a in sys.argv[1:] if a != "--mongoeco-scans"]
+    if len(arguments) == len(sys.argv) - 1:
+        UniqueLookups.install()
+        IdInLookup.install()
+    asyncio.run(serve(Path(arguments[0]), *(float(a) for a in arguments[1:2])))

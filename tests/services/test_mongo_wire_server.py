@@ -40,13 +40,13 @@ LONG = 60.0  # a limit the other tests never reach
 
 
 @contextmanager
-def wire_server(folder: Path, lifetime: float) -> Iterator[str]:
+def wire_server(folder: Path, lifetime: float, *flags: str) -> Iterator[str]:
     """A gated wire server of its own, with transaction lifetime limit ``lifetime``."""
     if not PYTHON.exists():
         unavailable("the MongoDB wire server", FileNotFoundError(f"{PYTHON} (run tests/run-with-services)"))
-    uri = folder / f"server-{lifetime}.uri"
+    uri = folder / f"server-{lifetime}{''.join(flags)}.uri"
     process = subprocess.Popen(
-        [str(PYTHON), str(SERVER), str(uri), str(lifetime)], stderr=subprocess.PIPE, text=True
+        [str(PYTHON), str(SERVER), str(uri), str(lifetime), *flags], stderr=subprocess.PIPE, text=True
     )
     try:
         for _ in range(300):

@@ -50,6 +50,7 @@ from qmcp_agents.domain.transactions import whole
 from .builders import World, agent_type, message, topology
 from .conformance_appends import AppendConformance
 from .conformance_parts import TopologyPartsConformance
+from .conformance_record import RecordConformance
 from .conformance_whole import WholeConformance
 from .hostile import HostileConformance
 from .inspect import dump_store
@@ -60,7 +61,12 @@ from .strategies import json_objects
 
 
 class StoreConformance(
-    HostileConformance, TopologyPartsConformance, AppendConformance, LeaseConformance, WholeConformance
+    HostileConformance,
+    TopologyPartsConformance,
+    AppendConformance,
+    LeaseConformance,
+    WholeConformance,
+    RecordConformance,
 ):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 

@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 
-from qmcp_agents.domain import ConcurrencyError, ExecutionStatus, MessageType, NotFound, StoreUnavailable
+from qmcp_agents.domain import (
+    ConcurrencyError,
+    ExecutionStatus,
+    MessageType,
+    NotFound,
+    StoreUnavailable,
+    recording,
+)
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
 from qmcp_agents.domain.engine import run as run_module
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
@@ -333,7 +340,7 @@ async def test_a_recorded_call_reported_failed_that_went_through_is_not_recorded
     record took)."""
     engine = Engine(store, agents())
     execution_id = await engine.submit("chain", {"task": 1})
-    real = run_module.record_call
+    real = recording.record_call
     reported: list[str] = []
 
     async def ambiguous(*args: Any) -> Any:

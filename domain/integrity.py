@@ -7,6 +7,8 @@ the status machine mean the same on every backend.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -109,6 +111,68 @@ def for_update(stored: E, new: E) -> E:
     return written
 
 
+@dataclass(frozen=True)
+class UpdateMatch:
+    """What a stored entity must hold for ``for_update(stored, new)`` to pass and return
+    the ``written`` copy :func:`for_update_matching` gave (see there)."""
+
+    id: Any
+    revision: int
+    """The stored revision must be this one."""
+    unchanged: dict[str, Any]
+    """Immutable field -> the value the stored one must equal (``None``: must be null)."""
+    statuses: frozenset[ExecutionStatus] | None
+    """Executions: the stored status must be one of these (those ``new.status`` is
+    reachable from)."""
+    not_after: datetime | None
+    """Entities with ``updated_at``: the stored one must be at most this (the written
+    ``updated_at``: ``max(now, stored)`` is then ``now``)."""
+
+
+def for_update_matching(new: E) -> tuple[E, UpdateMatch] | None:
+    """What :func:`for_update` would write for ``new`` and what it checks of the stored
+    entity, for a store that writes in one conditional statement (``UPDATE ... WHERE``
+    every check holds): for any stored entity satisfying the match, ``for_update(stored,
+    new)`` passes and writes ``written`` (``updated_at`` aside, which is the time of the
+    call). When the stored entity does not match, the store falls back to loading it and
+    calling :func:`for_update`, which raises the precise error, or writes if the match was
+    only stricter than the checks.
+
+    ``None`` when ``new`` itself needs that checked path: it fails validation or the
+    capability check (refused there, in the checks' order), or a checked value is not
+    already of its stored type (an id or a timestamp changed behind Pydantic's back, which
+    would compare differently once converted for the store).
+    """
+    key: Any = getattr(new, "id", None)
+    revision: Any = getattr(new, "revision")  # noqa: B009
+    if type(revision) is not int or key is None:
+        return None
+    now = utc_now()
+    with_updated_at = "updated_at" in type(new).model_fields
+    changes: dict[str, Any] = {"revision": revision + 1}
+    if with_updated_at:
+        changes["updated_at"] = now
+    try:
+        written = revalidated(new, **changes)
+        check_capabilities_on_save(written)
+    except Exception:
+        return None
+    unchanged: dict[str, Any] = {}
+    for field in ("id", *IMMUTABLE.get(type(new).__name__, ())):
+        given, stored_form = getattr(new, field), getattr(written, field)
+        if type(given) is not type(stored_form) or given != stored_form:
+            return None
+        unchanged[field] = stored_form
+    statuses = None
+    if isinstance(new, Execution):
+        target: Any = new.status
+        if type(target) is not ExecutionStatus:
+            return None
+        statuses = frozenset(s for s in ExecutionStatus if can_reach(s, target))
+    match = UpdateMatch(unchanged.pop("id"), revision, unchanged, statuses, now if with_updated_at else None)
+    return written, match
+
+
 def with_own_membership_ids(topology: Topology, owned: Iterable[int]) -> Topology:
     """``topology`` with only the membership ids it may keep: those of its own stored
     memberships (``owned``), once each. Others (copied from another topology, made up) are
@@ -195,7 +259,9 @@ __all__ = [
     "for_restore",
     "messages_to_restore",
     "for_insert",
+    "UpdateMatch",
     "for_update",
+    "for_update_matching",
     "refuse_child_of_final",
     "refuse_if_final",
     "refuse_taken_message_ids",

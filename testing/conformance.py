@@ -51,6 +51,7 @@ from .builders import World, agent_type, message, topology
 from .conformance_appends import AppendConformance
 from .conformance_parts import TopologyPartsConformance
 from .conformance_record import RecordConformance
+from .conformance_updates import UpdateConformance
 from .conformance_whole import WholeConformance
 from .hostile import HostileConformance
 from .inspect import dump_store
@@ -67,6 +68,7 @@ class StoreConformance(
     LeaseConformance,
     WholeConformance,
     RecordConformance,
+    UpdateConformance,
 ):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 

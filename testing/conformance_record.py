@@ -38,6 +38,7 @@ FAULTS = (
     "no_entry",  # the entry is gone (the execution was handed back and finished)
     "stale_revision",  # the instance changed since it was read
     "created_at",  # a field update() may not change
+    "naive_created_at",  # the same instant, set behind Pydantic's back without its zone
     "execution_id",  # the instance's binding, which update() may not change
     "final",  # the execution ended meanwhile
     "unknown_sender",  # no such instance
@@ -86,6 +87,8 @@ class Recording:
             await store.agent_instances.update(changed)
         if "created_at" in faults:
             read.created_at = read.created_at - timedelta(seconds=5)
+        if "naive_created_at" in faults:
+            read.__dict__["created_at"] = read.created_at.replace(tzinfo=None)
         if "execution_id" in faults:
             read.execution_id = (await world.new_execution()).id
         read.update_state({"calls": {"c1": {"output": output}}})

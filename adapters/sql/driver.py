@@ -24,18 +24,21 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    cast,
     exc,
     exists,
     insert,
     literal_column,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
 from qmcp_agents.domain import FINAL_STATUSES
+from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
 from . import schema
 from .rows import Row
@@ -112,6 +115,22 @@ def by_id(table: Table, dialect: Dialect) -> Statement:
     return compile_statement(
         select(table).where(table.c.id == bindparam("id", type_=table.c.id.type)), dialect
     )
+
+
+@cache
+def topology_by(dialect: Dialect, key: str) -> Statement:
+    """A topology (by ``id`` or ``name``: the bind ``key``) with its memberships, in one
+    statement: a row per membership in their order (``position``, then ``id``), the
+    topology's columns then the membership's; one row with null membership columns for a
+    topology without any."""
+    t, m = schema.topologies, schema.memberships
+    query = (
+        select(t, m)
+        .select_from(t.outerjoin(m, m.c.topology_id == t.c.id))
+        .where(t.c[key] == bindparam("key", type_=t.c[key].type))
+        .order_by(m.c.position, m.c.id)
+    )
+    return compile_statement(query, dialect)
 
 
 @cache
@@ -246,18 +265,87 @@ def add_result_postgres(dialect: Dialect) -> Statement:
     return compile_statement(statement, dialect)
 
 
+@cache
+def checked_update(
+    table: Table,
+    dialect: Dialect,
+    columns: tuple[str, ...],
+    equal: tuple[str, ...],
+    null: tuple[str, ...],
+    statuses: tuple[str, ...] | None,
+    not_after: bool,
+) -> Statement:
+    """``for_update`` as one statement (``domain.integrity.for_update_matching``): write
+    ``columns`` (binds named after them) to the row ``where_id`` only if it holds revision
+    ``where_revision``, was written by this release (an older one's row is upcast on the
+    checked path), has each ``equal`` column equal to ``where_<column>``, each ``null``
+    column null, its status in ``statuses`` and ``updated_at`` at most ``where_updated_at``
+    (``not_after``). No row back means nothing was written: the caller then finds out why
+    on the checked path."""
+    t = table
+    conditions: list[Any] = [
+        t.c.id == bindparam("where_id", type_=t.c.id.type),
+        t.c.revision == bindparam("where_revision", type_=Integer()),
+        t.c.schema_version == literal_column(str(CURRENT_SCHEMA_VERSION)),
+        *(t.c[name] == bindparam(f"where_{name}", type_=t.c[name].type) for name in equal),
+        *(t.c[name].is_(None) for name in null),
+    ]
+    if statuses is not None:
+        conditions.append(or_(*(t.c.status == literal_column(f"'{status}'") for status in statuses)))
+    if not_after:
+        conditions.append(t.c.updated_at <= bindparam("where_updated_at", type_=t.c.updated_at.type))
+    values = {name: bindparam(name, type_=t.c[name].type) for name in columns}
+    return compile_statement(update(t).where(*conditions).values(**values).returning(t.c.id), dialect)
+
+
+INSTANCES_IN_ONE = 16
+"""The most agent instances :func:`add_instances_postgres` takes (a statement per count)."""
+
+
+@cache
+def add_instances_postgres(dialect: Dialect, count: int) -> Statement:
+    """``count`` agent instances (binds ``<column>_<k>``) inserted in one statement, only
+    if none of their ids is taken, every agent type is there and every execution named is
+    there: all or none of them. No rows back means nothing was written (the caller then
+    finds out why on the checked path). The checks take no locks, as the checked path's
+    queries take none: the insert's foreign keys lock what they reference, as there."""
+    i, t, e = schema.agent_instances, schema.agent_types, schema.executions
+    columns = [c.name for c in i.columns]
+
+    def bound(name: str, k: int) -> Any:
+        return bindparam(f"{name}_{k}", type_=i.c[name].type)
+
+    rows = union_all(
+        *(
+            select(*(cast(bound(name, k), i.c[name].type).label(name) for name in columns))
+            for k in range(count)
+        )
+    ).subquery("fresh")
+    checks = [~exists().where(i.c.id.in_([bound("id", k) for k in range(count)]))]
+    for k in range(count):
+        checks.append(exists().where(t.c.id == bound("agent_type_id", k)))
+        execution = bound("execution_id", k)
+        checks.append(or_(execution.is_(None), exists().where(e.c.id == execution)))
+    source = select(*(rows.c[name] for name in columns)).where(*checks)
+    return compile_statement(insert(i).from_select(columns, source).returning(i.c.id), dialect)
+
+
 __all__ = [
+    "INSTANCES_IN_ONE",
     "Decoder",
+    "add_instances_postgres",
     "add_result_postgres",
     "Statement",
     "append_one_postgres",
     "append_one_sqlite",
     "by_id",
+    "checked_update",
     "compile_statement",
     "decoder",
     "fetch",
     "messages_page",
     "newest_messages",
+    "topology_by",
 ]
 
 

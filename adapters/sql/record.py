@@ -13,8 +13,10 @@ order):
    instances unbound or bound to it, the result's id is free and its instance unbound or
    bound to it: the checks of ``messages.append`` and ``results.add``.
 2. ``instance``: the instance's row locked ``FOR UPDATE`` (as ``agent_instances.update``
-   locks it), if its revision is the expected one and the fields the update may not
-   change (``created_at``, ``execution_id``) and the agent type are as given.
+   locks it), if its revision is the expected one, it was written by this release (an
+   older row is upcast on the composed path), and the fields the update may not change
+   (``created_at``, ``execution_id``: as ``for_update_matching`` vouches for them) and the
+   agent type are as given.
 3. ``fence`` (with a lease): the lease's no-op update of :func:`.leases.held_entry`, which
    locks the entry until the transaction ends, if the owner holds it by that claim.
 4. The writes, each on the one before: the instance's new row (revision + 1), the counter
@@ -38,10 +40,11 @@ from sqlalchemy import Dialect, bindparam, exists, insert, literal_column, or_, 
 from qmcp_agents.adapters.concurrency import settled
 from qmcp_agents.domain import AgentInstance, Message, MessageCreate, Result
 from qmcp_agents.domain.arguments import uuid_id
-from qmcp_agents.domain.integrity import for_insert, for_update
+from qmcp_agents.domain.integrity import for_insert, for_update_matching
 from qmcp_agents.domain.leases import LeaseHold
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.ports import RecordedCall
+from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
 from . import bulk, driver, rows, schema
 from .leases import held_entry
@@ -97,6 +100,7 @@ def record_call_postgres(dialect: Dialect, with_lease: bool, with_attempt: bool)
         .where(
             i.c.id == instance["id"],
             i.c.revision == expected,
+            i.c.schema_version == literal_column(str(CURRENT_SCHEMA_VERSION)),  # else upcast first
             i.c.created_at == instance["created_at"],
             i.c.execution_id.is_not_distinct_from(instance["execution_id"]),
             i.c.agent_type_id == instance["agent_type_id"],
@@ -194,9 +198,10 @@ def _prepared(
         return None
     (stored_message,) = build_messages(execution_id, [MessageCreate.model_validate(message)], 0)
     stored_result = for_insert(result)
-    stored_instance = for_update(instance, instance)  # as read: what update() would write
-    if stored_result.execution_id != execution_id:
+    matched = for_update_matching(instance)  # what update() writes, and what it checks
+    if matched is None or stored_result.execution_id != execution_id:
         return None
+    stored_instance = matched[0]
     values = bulk.row_dict(stored_message)
     values.update({f"result_{k}": v for k, v in rows.result_row(stored_result).items()})
     values.update({f"instance_{k}": v for k, v in rows.instance_row(stored_instance).items()})

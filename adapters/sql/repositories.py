@@ -61,6 +61,7 @@ from qmcp_agents.domain.integrity import (
     for_insert,
     for_restore,
     for_update,
+    for_update_matching,
     messages_to_restore,
     refuse_child_of_final,
     refuse_if_final,
@@ -102,7 +103,8 @@ class _Repository(Generic[K, E]):
     cursor: Callable[[str | None], Any]
     key: Callable[[Any], Any]
     single_read = True
-    """A read of entities is one statement (topologies: two, with their memberships)."""
+    """A read of entities is one statement (topologies: a page is two, with their
+    memberships; ``find`` one, joined)."""
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store
@@ -220,6 +222,44 @@ class _Repository(Generic[K, E]):
         async with self._store.connection() as conn:
             return [await self._insert(conn, entity) for entity in entities]
 
+    async def _update_in_one(
+        self, new: E, row_of: Callable[[E], dict[str, Any]], also: tuple[str, ...] = ()
+    ) -> E | None:
+        """``update`` as one checked statement where one fits (``one_statement_fits``):
+        ``UPDATE ... WHERE`` the stored row passes every check ``for_update`` makes of it
+        (:func:`~qmcp_agents.domain.integrity.for_update_matching`, and ``also``: columns
+        that must be unchanged for the checked path to need no more queries). The written
+        entity, or ``None`` when nothing was written: the caller then runs the checked path,
+        which raises the precise error (or writes, if the match was only stricter)."""
+        if not self._store.one_statement_fits():
+            return None
+        matched = for_update_matching(new)
+        if matched is None:
+            return None
+        written, match = matched
+        row = row_of(written)
+        unchanged = {**match.unchanged, **{name: row[name] for name in also}}
+        values = {name: value for name, value in row.items() if name != "id"}
+        values.update({f"where_{name}": value for name, value in unchanged.items() if value is not None})
+        values.update(where_id=match.id, where_revision=match.revision, where_updated_at=match.not_after)
+        dialect = self._store.engine.dialect
+        statement = driver.checked_update(
+            self.table,
+            dialect,
+            tuple(name for name in row if name != "id"),
+            tuple(name for name, value in unchanged.items() if value is not None),
+            tuple(name for name, value in unchanged.items() if value is None),
+            None if match.statuses is None else tuple(sorted(s.value for s in match.statuses)),
+            match.not_after is not None,
+        )
+        if dialect.name == "postgresql":
+            async with self._store.driver() as raw:
+                found = await driver.fetch(raw, statement, values)
+        else:
+            async with self._store.sqlite_writer() as raw:
+                found = await driver.fetch(raw, statement, values)
+        return written if found else None
+
     async def _write_update(
         self, conn: AsyncConnection, stored: E, row: dict[str, Any], old_revision: int
     ) -> None:
@@ -287,6 +327,10 @@ class SqlAgentTypes(_NamedRepository[AgentType]):
         return stored.model_copy(update={"id": new_id})
 
     async def update(self, agent_type: AgentType) -> AgentType:
+        """One statement where one fits (:meth:`_update_in_one`), else (or refused) checked."""
+        written = await self._update_in_one(agent_type, rows.agent_type_row)
+        if written is not None:
+            return written
         async with self._store.connection() as conn:
             current = await self._stored(conn, agent_type.id)
             stored = for_update(current, agent_type)
@@ -393,6 +437,29 @@ class SqlTopologies(_NamedRepository[Topology]):
     def _load(self, row: RowLike) -> Topology:  # pragma: no cover - _load_many is used
         raise NotImplementedError
 
+    async def find(self, id: int) -> Topology | None:
+        """One statement on the driver's connection (:func:`.driver.topology_by`): the
+        durable engine reads an execution's topology at every drive."""
+        return await self._find_by("id", self.key(id))
+
+    async def find_by_name(self, name: str) -> Topology | None:
+        key = name_key(name)
+        return None if key is None else await self._find_by("name", key)
+
+    async def _find_by(self, column: str, key: Any) -> Topology | None:
+        dialect = self._store.engine.dialect
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, driver.topology_by(dialect, column), {"key": key})
+        if not found:
+            return None
+        width = len(self.table.columns)
+        topology, membership = (
+            driver.decoder(self.table, dialect),
+            driver.decoder(schema.memberships, dialect),
+        )
+        members: builtins.list[RowLike] = [membership(row[width:]) for row in found if row[width] is not None]
+        return rows.topology_from(topology(found[0][:width]), members)
+
     async def _restore(self, conn: AsyncConnection, entity: Topology) -> None:
         stored = for_restore(entity)
         assert stored.id is not None
@@ -497,8 +564,9 @@ class SqlAgentInstances(_UuidRepository[AgentInstance]):
 
     async def add_many(self, entities: Sequence[AgentInstance]) -> builtins.list[AgentInstance]:
         """``add`` of each in order, in one call: the checks of all of them in three queries
-        and one insert, refusing (with the same error ``add`` would give) the first that
-        ``add`` one by one would refuse; nothing is written then."""
+        and one insert (or one statement: :meth:`_added_in_one`), refusing (with the same
+        error ``add`` would give) the first that ``add`` one by one would refuse; nothing is
+        written then."""
         stored: builtins.list[AgentInstance] = []
         invalid: Exception | None = None
         for entity in entities:
@@ -507,6 +575,8 @@ class SqlAgentInstances(_UuidRepository[AgentInstance]):
             except Exception as error:  # raised in its turn, after the checks of those before
                 invalid = error
                 break
+        if invalid is None and await self._added_in_one(stored):
+            return stored
         async with self._store.connection() as conn:
             if stored:
                 i, t, e = self.table, schema.agent_types, schema.executions
@@ -538,7 +608,35 @@ class SqlAgentInstances(_UuidRepository[AgentInstance]):
                 await conn.execute(insert(self.table), [rows.instance_row(s) for s in stored])
         return stored
 
+    async def _added_in_one(self, stored: builtins.list[AgentInstance]) -> bool:
+        """On PostgreSQL, where one statement fits, the checks and the insert of a few
+        instances with distinct ids as one statement (:func:`.driver.add_instances_postgres`).
+        Whether they were written: if not, nothing was, and the checked path says why (or
+        adds them, if a race resolved it)."""
+        count = len(stored)
+        if (
+            not 0 < count <= driver.INSTANCES_IN_ONE
+            or len({s.id for s in stored}) < count
+            or self._store.dialect != "postgresql"
+            or not self._store.one_statement_fits()
+        ):
+            return False
+        values = {
+            f"{name}_{k}": value
+            for k, entity in enumerate(stored)
+            for name, value in rows.instance_row(entity).items()
+        }
+        dialect = self._store.engine.dialect
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, driver.add_instances_postgres(dialect, count), values)
+        return bool(found)
+
     async def update(self, instance: AgentInstance) -> AgentInstance:
+        """One statement where one fits (:meth:`_update_in_one`; the agent type unchanged,
+        so no reference needs checking), else (or refused) checked."""
+        written = await self._update_in_one(instance, rows.instance_row, also=("agent_type_id",))
+        if written is not None:
+            return written
         async with self._store.connection() as conn:
             current = await self._stored(conn, instance.id)
             stored = for_update(current, instance)
@@ -606,6 +704,10 @@ class SqlExecutions(_UuidRepository[Execution]):
         return stored
 
     async def update(self, execution: Execution) -> Execution:
+        """One statement where one fits (:meth:`_update_in_one`), else (or refused) checked."""
+        written = await self._update_in_one(execution, rows.execution_row)
+        if written is not None:
+            return written
         async with self._store.connection() as conn:
             current = await self._stored(conn, execution.id)
             stored = for_update(current, execution)

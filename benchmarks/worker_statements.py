@@ -76,6 +76,7 @@ def labelled(store: SqlStore) -> None:
             if verb.startswith("_") or not inspect.iscoroutinefunction(method):
                 continue
             setattr(repository, verb, _wrapped(method, f"{name}.{verb}"))
+    store.record_call = _wrapped(store.record_call, "record_call")  # type: ignore[method-assign]
     transaction = store.transaction
 
     @contextlib.asynccontextmanager

@@ -47,10 +47,22 @@ class Lease:
         return self.expires_at is not None and self.expires_at <= now
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseHold:
+    """A worker's claim as its writes check it: ``LeaseRepository.hold``'s arguments (the
+    entry of ``execution_id``, held by ``owner``, by claim ``attempt`` if given). A compound's
+    child is written under its parent's claim, so ``execution_id`` is not always the
+    execution being written."""
+
+    execution_id: UUID
+    owner: str
+    attempt: int | None = None
+
+
 def lease_span(seconds: float) -> timedelta:
     if not seconds > 0:
         raise ValueError(f"lease_seconds must be > 0, got {seconds!r}")
     return timedelta(seconds=seconds)
 
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "LeaseLost", "lease_span"]
+__all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "LeaseHold", "LeaseLost", "lease_span"]

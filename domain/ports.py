@@ -30,13 +30,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 from uuid import UUID
 
 from .agent import AgentInstance, AgentType
 from .enums import AgentRole, ExecutionStatus, TopologyType
 from .execution import Execution
-from .leases import Lease
+from .leases import Lease, LeaseHold
 from .message import Message, MessageCreate, Result
 from .queries import DEFAULT_LIMIT, Page
 from .topology import Topology
@@ -322,14 +322,48 @@ class Store(Protocol):
     ) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """What recording an answered call stored: the message, the result and the instance,
+    each exactly as ``messages.append``, ``results.add`` and ``agent_instances.update``
+    return it."""
+
+    message: Message
+    result: Result
+    instance: AgentInstance
+
+
+@runtime_checkable
+class CallRecorder(Protocol):
+    """Optional: a store that can record an answered call in one step (PostgreSQL: one
+    statement). Use :func:`qmcp_agents.domain.recording.record_call`, which falls back on
+    the repositories; nothing else should call this."""
+
+    async def record_call(
+        self,
+        execution_id: UUID,
+        message: MessageCreate,
+        result: Result,
+        instance: AgentInstance,
+        lease: LeaseHold | None,
+    ) -> RecordedCall | None:
+        """Exactly what :func:`~qmcp_agents.domain.recording.record_call_composed` writes
+        and returns when it succeeds, written all at once; ``None`` when this store cannot
+        do it in one step here (or its checks refused it): then nothing was written (at
+        most a lock taken, in the caller's transaction), and the caller runs the composed
+        path, which writes it or raises the precise error."""
+
+
 __all__ = [
     "AgentInstanceRepository",
     "AgentTypeRepository",
+    "CallRecorder",
     "Capabilities",
     "ExecutionRepository",
     "LeaseRepository",
     "MessageRepository",
     "Page",
+    "RecordedCall",
     "ResultRepository",
     "Store",
     "TopologyRepository",

@@ -50,6 +50,7 @@ from qmcp_agents.domain.transactions import whole
 from .builders import World, agent_type, message, topology
 from .conformance_appends import AppendConformance
 from .conformance_parts import TopologyPartsConformance
+from .conformance_record import RecordConformance
 from .conformance_updates import UpdateConformance
 from .conformance_whole import WholeConformance
 from .hostile import HostileConformance
@@ -66,6 +67,7 @@ class StoreConformance(
     AppendConformance,
     LeaseConformance,
     WholeConformance,
+    RecordConformance,
     UpdateConformance,
 ):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""

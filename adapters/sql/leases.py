@@ -53,18 +53,27 @@ def _held(execution_id: UUID, owner: str | None, attempt: int | None) -> Any:
     return and_(*where)
 
 
+def held_entry(with_owner: bool, with_attempt: bool, execution_key: str = "execution_id") -> list[Any]:
+    """The conditions on the entry of ``:<execution_key>`` held by ``:held_by`` (else by
+    nobody) by claim ``:claim`` (if given), with bind parameters: for statements compiled
+    once (here, and :mod:`.record`'s fence)."""
+    t = schema.leases
+    where = [
+        t.c.execution_id == bindparam(execution_key, type_=t.c.execution_id.type),
+        t.c.owner == bindparam("held_by", type_=t.c.owner.type) if with_owner else t.c.owner.is_(None),
+    ]
+    if with_attempt:
+        where.append(t.c.attempts == bindparam("claim", type_=t.c.attempts.type))
+    return where
+
+
 @cache
 def _fenced_write(dialect: Any, kind: str, with_owner: bool, with_attempt: bool) -> driver.Statement:
     """``hold``'s no-op update, or ``release``'s delete or requeue, of the entry held by
     ``:held_by`` (else by nobody) by claim ``:claim`` (if given), compiled once: the row back
     says it was there. Sent to the driver directly (PostgreSQL)."""
     t = schema.leases
-    where = [
-        t.c.execution_id == bindparam("execution_id", type_=t.c.execution_id.type),
-        t.c.owner == bindparam("held_by", type_=t.c.owner.type) if with_owner else t.c.owner.is_(None),
-    ]
-    if with_attempt:
-        where.append(t.c.attempts == bindparam("claim", type_=t.c.attempts.type))
+    where = held_entry(with_owner, with_attempt)
     statement: Any
     if kind == "hold":  # takes the row's lock until the transaction ends
         statement = update(t).where(*where).values(owner=t.c.owner)

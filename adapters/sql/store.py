@@ -31,11 +31,19 @@ from sqlalchemy.util import greenlet_spawn
 
 from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wait_out
 from qmcp_agents.adapters.store_errors import INIT_HINT, masked, naming
-from qmcp_agents.domain import SchemaMissing, SchemaTooNew, StoreUnavailable
-from qmcp_agents.domain.ports import Capabilities
+from qmcp_agents.domain import (
+    AgentInstance,
+    MessageCreate,
+    Result,
+    SchemaMissing,
+    SchemaTooNew,
+    StoreUnavailable,
+)
+from qmcp_agents.domain.leases import LeaseHold
+from qmcp_agents.domain.ports import Capabilities, RecordedCall
 from qmcp_agents.domain.transactions import undone_whole
 
-from . import jsonb, migrate
+from . import jsonb, migrate, record
 from .errors import connection_lost, translate
 from .leases import SqlLeases
 from .repositories import (
@@ -308,6 +316,18 @@ class SqlStore:
         if not self.in_transaction:
             return True
         return self.dialect == "postgresql" and undone_whole()
+
+    async def record_call(
+        self,
+        execution_id: uuid.UUID,
+        message: MessageCreate,
+        result: Result,
+        instance: AgentInstance,
+        lease: LeaseHold | None,
+    ) -> RecordedCall | None:
+        """:class:`~qmcp_agents.domain.ports.CallRecorder`: one statement on PostgreSQL
+        (:mod:`.record`); ``None`` on SQLite, whose composed form is cheap (no round trips)."""
+        return await record.record_call(self, execution_id, message, result, instance, lease)
 
     @asynccontextmanager
     async def driver(self, queued: bool = False) -> AsyncIterator[Any]:

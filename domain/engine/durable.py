@@ -10,6 +10,7 @@ and the one that took over replays the answered calls from what was committed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -19,7 +20,7 @@ from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import ExecutionStatus, TopologyType
 from qmcp_agents.domain.errors import InvalidTransition
 from qmcp_agents.domain.execution import Execution, ExecutionRead
-from qmcp_agents.domain.leases import LeaseLost
+from qmcp_agents.domain.leases import LeaseHold, LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.domain.topology import Topology
@@ -209,18 +210,30 @@ class DurableRuns:
             await self.store.leases.enqueue(execution_id, attempts=max(claims, default=0))
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseFence:
+    """A worker's fence: check (or, for the drive's last write, release) ``hold``'s claim
+    in the caller's transaction, so the end of a run and the end of its lease commit
+    together and a crash can never leave a finished execution's entry behind. ``child``:
+    the fence of a compound's child, whose last write releases nothing (the parent's entry
+    goes with the parent's end). The claim is kept in the open so that a write may check
+    it in one step with its other work (:func:`qmcp_agents.domain.recording.record_call`)."""
+
+    store: Store
+    hold: LeaseHold
+    child: bool = False
+
+    async def __call__(self, last: bool) -> None:
+        hold = self.hold
+        if not last or self.child:
+            await self.store.leases.hold(hold.execution_id, hold.owner, attempt=hold.attempt)
+        elif not await self.store.leases.release(hold.execution_id, hold.owner, attempt=hold.attempt):
+            raise LeaseLost(f"worker {hold.owner!r} no longer holds execution {hold.execution_id}")
+
+
 def _fence(store: Store, execution_id: UUID, owner: str, attempt: int | None) -> Fence:
-    """Check (or, for the drive's last write, release) ``owner``'s lease by claim ``attempt``
-    in the caller's transaction: the end of a run and the end of its lease commit together,
-    so a crash can never leave a finished execution's entry behind."""
-
-    async def fence(last: bool) -> None:
-        if not last:
-            await store.leases.hold(execution_id, owner, attempt=attempt)
-        elif not await store.leases.release(execution_id, owner, attempt=attempt):
-            raise LeaseLost(f"worker {owner!r} no longer holds execution {execution_id}")
-
-    return fence
+    """``owner``'s fence of its claim ``attempt`` on ``execution_id`` (see :class:`LeaseFence`)."""
+    return LeaseFence(store, LeaseHold(execution_id, owner, attempt))
 
 
 def child_fence(fence: Fence | None) -> Fence | None:
@@ -228,6 +241,8 @@ def child_fence(fence: Fence | None) -> Fence | None:
     and its last write releases nothing (the parent's entry goes with the parent's end)."""
     if fence is None:
         return None
+    if isinstance(fence, LeaseFence):
+        return replace(fence, child=True)
     parent = fence
 
     async def hold(last: bool) -> None:
@@ -241,4 +256,4 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-__all__ = ["WORKERS_KEY", "DurableRuns", "child_fence"]
+__all__ = ["WORKERS_KEY", "DurableRuns", "LeaseFence", "child_fence"]

@@ -15,6 +15,7 @@ from qmcp_agents.domain.enums import MessageType
 from qmcp_agents.domain.execution import Execution
 from qmcp_agents.domain.message import MessageCreate, Result
 from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.recording import record_call
 from qmcp_agents.domain.seating import Seat
 from qmcp_agents.domain.topology import Topology, TopologyMembership
 from qmcp_agents.domain.transactions import whole
@@ -22,6 +23,7 @@ from qmcp_agents.domain.transactions import whole
 from .agents import Agent, AgentContext, AgentRefused, AgentReply
 from .budget import TOKEN_BUDGET, Budget, LimitExceeded, tokens_of
 from .capable import CapabilitySet
+from .durable import LeaseFence
 from .failures import AgentFailed, ChildPaused, HumanInputNeeded, TopologyFailed
 from .retry import retried
 from .tracing import NO_TRACER, Tracer
@@ -280,7 +282,77 @@ class Run:
         self, member: Member, call: str, answer: AgentReply, started: Any, round_number: int
     ) -> None:
         """The answer's message, result and replay entry, together (one transaction where the
-        store has them, run again if it loses a race)."""
+        store has them; one statement on PostgreSQL, see :mod:`~qmcp_agents.domain.recording`),
+        run again if it loses a race."""
+        fence = self.fence
+        if any(m.capabilities for m in self.members) or not (fence is None or isinstance(fence, LeaseFence)):
+            # Hooks see the stored message inside the transaction, and a fence of unknown
+            # make can only be called: the repository calls one by one.
+            await self._record_by_calls(member, call, answer, started, round_number)
+            return
+        lease = fence.hold if isinstance(fence, LeaseFence) else None
+
+        async def record(instance: AgentInstance) -> None:
+            if call in instance.state.get(CALLS, {}):
+                # An attempt whose commit was reported failed but went through (an
+                # ambiguous commit): recorded already, so not recorded twice.
+                member.instance = instance
+                return
+            instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
+            recorded = await record_call(
+                self.store,
+                self.execution.id,
+                self._response(member, call, answer, round_number),
+                self._result(member, answer, started),
+                instance,
+                lease,
+            )
+            member.instance = recorded.instance
+
+        tries = 0
+
+        async def write() -> None:
+            nonlocal tries
+            tries += 1
+            if tries == 1:
+                # The first try starts from the instance as this run last wrote it (a copy:
+                # a failed try leaves it as it was): if it changed since (a concurrent call
+                # of the same member, or a drive that took over), the update's revision
+                # check refuses it, nothing is written, and the next try starts from the
+                # stored instance, read in the transaction that writes.
+                await record(member.instance.model_copy())
+                return
+            async with whole(self.store):
+                await record(await self.store.agent_instances.get(member.instance.id))
+
+        await retried(write)
+
+    def _response(self, member: Member, call: str, answer: AgentReply, round_number: int) -> MessageCreate:
+        return MessageCreate(
+            sender_id=member.instance.id,
+            recipient_id=None,
+            message_type=MessageType.RESPONSE,
+            content={"call": call, "output": answer.output, "confidence": answer.confidence},
+            round_number=round_number,
+        )
+
+    def _result(self, member: Member, answer: AgentReply, started: Any) -> Result:
+        return Result(
+            execution_id=self.execution.id,
+            agent_instance_id=member.instance.id,
+            output=answer.output,
+            confidence=answer.confidence,
+            reasoning=answer.reasoning,
+            token_usage=answer.token_usage,
+            started_at=started,
+            completed_at=max(utc_now(), started),
+        )
+
+    async def _record_by_calls(
+        self, member: Member, call: str, answer: AgentReply, started: Any, round_number: int
+    ) -> None:
+        """:meth:`_record` when members have capabilities (``on_message`` fires with the
+        stored message, in the transaction) or the fence is not a worker's lease."""
 
         tries = 0
 
@@ -309,18 +381,7 @@ class Run:
                     round_number,
                     None,
                 )
-                await self.store.results.add(
-                    Result(
-                        execution_id=self.execution.id,
-                        agent_instance_id=member.instance.id,
-                        output=answer.output,
-                        confidence=answer.confidence,
-                        reasoning=answer.reasoning,
-                        token_usage=answer.token_usage,
-                        started_at=started,
-                        completed_at=max(utc_now(), started),
-                    )
-                )
+                await self.store.results.add(self._result(member, answer, started))
                 instance.update_state({CALLS: {**instance.state.get(CALLS, {}), call: answer.to_json()}})
                 member.instance = await self.store.agent_instances.update(instance)
                 if self.fence is not None:  # last: the lease row is locked for the shortest time

@@ -12,13 +12,21 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 
-from qmcp_agents.domain import ConcurrencyError, ExecutionStatus, MessageType, NotFound, StoreUnavailable
+from qmcp_agents.domain import (
+    ConcurrencyError,
+    ExecutionStatus,
+    MessageType,
+    NotFound,
+    StoreUnavailable,
+    recording,
+)
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
+from qmcp_agents.domain.engine import run as run_module
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
 from qmcp_agents.domain.engine.worker import Worker
 from qmcp_agents.domain.errors import InvalidTransition
 from qmcp_agents.domain.leases import LeaseLost
-from qmcp_agents.domain.ports import Store
+from qmcp_agents.domain.ports import CallRecorder, Store
 from qmcp_agents.domain.queries import MAX_LIMIT
 from qmcp_agents.testing.builders import register_topology
 from tests.stores.servers import backend_store
@@ -277,6 +285,15 @@ async def test_a_store_outage_hands_the_run_back_instead_of_failing_it(
         return await real_add(result)
 
     monkeypatch.setattr(store.results, "add", flaky_add)
+    if isinstance(store, CallRecorder):  # PostgreSQL: an answer is recorded in one statement
+        real_record = store.record_call
+
+        async def flaky_record(*args: Any) -> Any:
+            if outages:
+                raise outages.pop()
+            return await real_record(*args)
+
+        monkeypatch.setattr(store, "record_call", flaky_record)
     stats = await Worker(engine, name="w", poll_seconds=0.05).run(until_idle=True)
     assert stats.finished == {f"error: {error.__name__}": 1, "completed": 1}
     assert (await store.executions.get(execution_id)).status is ExecutionStatus.COMPLETED
@@ -308,6 +325,36 @@ async def test_a_commit_reported_failed_that_went_through_records_nothing_twice(
     monkeypatch.setattr(store, "transaction", ambiguous)
     stats = await Worker(engine, name="w", poll_seconds=0.05).run(until_idle=True)
     assert stats.finished == {"completed": 1}
+    calls = await responses(store, execution_id)
+    assert sorted(calls) == sorted(set(calls))
+    assert len(calls) == 3
+    assert await store.results.count(execution_id=execution_id) == 3
+
+
+async def test_a_recorded_call_reported_failed_that_went_through_is_not_recorded_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-step record (PostgreSQL: one statement, no transaction around it) written but
+    reported as a lost race, every call: the retry reads the instance back, finds the call
+    in its replay entries and records nothing twice (on every backend, whatever path the
+    record took)."""
+    engine = Engine(store, agents())
+    execution_id = await engine.submit("chain", {"task": 1})
+    real = recording.record_call
+    reported: list[str] = []
+
+    async def ambiguous(*args: Any) -> Any:
+        recorded = await real(*args)
+        call = recorded.message.content["call"]
+        if call not in reported:
+            reported.append(call)
+            raise ConcurrencyError("outcome unknown")
+        return recorded
+
+    monkeypatch.setattr(run_module, "record_call", ambiguous)
+    stats = await Worker(engine, name="w", poll_seconds=0.05).run(until_idle=True)
+    assert stats.finished == {"completed": 1}
+    assert len(reported) == 3
     calls = await responses(store, execution_id)
     assert sorted(calls) == sorted(set(calls))
     assert len(calls) == 3

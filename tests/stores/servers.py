@@ -57,6 +57,22 @@ async def postgres_store() -> AsyncIterator[SqlStore]:
 
 
 @asynccontextmanager
+async def sql_store(kind: str, folder: Path) -> AsyncIterator[SqlStore]:
+    """A store of ``kind`` ("sqlite": a file in ``folder``; "postgresql": a schema of its
+    own, dropped afterwards), its schema made."""
+    if kind == "postgresql":
+        async with postgres_store() as store:
+            yield store
+        return
+    store = SqlStore(f"sqlite:///{folder / 'store.db'}")
+    try:
+        await store.create_schema()
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
 async def prepared_mongo(store: MongoStore) -> AsyncIterator[MongoStore]:
     """``store`` connected and its schema made (an unreachable server fails under CI), its
     database dropped afterwards."""

@@ -9,13 +9,11 @@ import collections
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
 import pytest_asyncio
-from asyncpg.prepared_stmt import PreparedStatement
 
+from benchmarks.worker_statements import counting
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.domain.ports import CallRecorder
 from qmcp_agents.domain.recording import record_call
@@ -36,31 +34,13 @@ async def store() -> AsyncIterator[SqlStore]:
 
 @contextmanager
 def sent() -> Iterator[collections.Counter[str]]:
-    """The first word of every statement asyncpg sends meanwhile, counted."""
-    counts: collections.Counter[str] = collections.Counter()
-    originals: dict[tuple[Any, str], Any] = {}
-
-    def patch(owner: Any, name: str, sql_of: Any) -> None:
-        original = getattr(owner, name)
-        originals[(owner, name)] = original
-
-        def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
-            sql = sql_of(self, args)
-            if sql is not None:
-                counts[sql.split()[0].rstrip(";").upper()] += 1
-            return original(self, *args, **kwargs)
-
-        setattr(owner, name, wrapped)
-
-    connection = asyncpg.connection.Connection
-    patch(connection, "execute", lambda self, args: args[0] if len(args) == 1 else None)
-    patch(connection, "_execute", lambda self, args: args[0])
-    patch(PreparedStatement, "_PreparedStatement__bind_execute", lambda self, args: self.get_query())
-    try:
-        yield counts
-    finally:
-        for (owner, name), original in originals.items():
-            setattr(owner, name, original)
+    """The first word of every statement asyncpg sends meanwhile, counted (filled in when
+    the block ends)."""
+    verbs: collections.Counter[str] = collections.Counter()
+    with counting() as counts:
+        yield verbs
+    for (_, _, verb), n in counts.items():
+        verbs[verb.split()[0].split("(")[0].rstrip(";").upper()] += n
 
 
 async def test_a_recorded_call_is_one_statement(store: SqlStore) -> None:

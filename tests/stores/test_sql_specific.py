@@ -27,7 +27,7 @@ from qmcp_agents.domain import StoreUnavailable, TransactionRolledBack
 from qmcp_agents.testing.builders import World, agent_type, message
 from qmcp_agents.testing.inspect import dump_store
 
-from .servers import POSTGRES_URL, postgres_store, unavailable, unique_schema
+from .servers import POSTGRES_URL, postgres_store, sql_store, unavailable, unique_schema
 
 pytestmark = pytest.mark.asyncio
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,22 +36,8 @@ KILL = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application
 
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    if request.param == "sqlite":
-        sql_store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
-    else:
-        sql_store = SqlStore(POSTGRES_URL, schema=unique_schema())
-    try:
-        await sql_store.create_schema()
-    except StoreUnavailable as error:
-        await sql_store.close()
-        unavailable("PostgreSQL", error)
-    try:
-        yield sql_store
-    finally:
-        if sql_store.schema is not None:
-            async with sql_store.engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{sql_store.schema}" CASCADE'))
-        await sql_store.close()
+    async with sql_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 def _differences(connection: Connection) -> list[object]:

@@ -719,3 +719,79 @@ async def test_add_many_of_unbound_and_bound_instances_is_what_the_checked_path_
     fast = await added()
     checked()
     assert fast == await added()
+
+
+async def test_updates_from_one_read_let_exactly_one_through(store: SqlStore) -> None:
+    """No lost update: of many writers holding the same revision, one writes and the others
+    are told ``ConcurrencyError``, whether they write alone or in a transaction."""
+    world = await World(store).build()
+    assert world.agent_type.id is not None
+    repositories: list[Any] = [store.executions, store.agent_instances, store.agent_types]
+    ids: list[Any] = [world.execution.id, world.instance.id, world.agent_type.id]
+
+    async def in_transaction(repository: Any, entity: Any) -> None:
+        async with store.transaction():
+            await repository.update(entity)
+
+    for repository, key in zip(repositories, ids, strict=True):
+        read = await repository.get(key)
+        calls: list[Callable[[], Awaitable[Any]]] = []
+        for n in range(20):
+            entity = read.model_copy(deep=True)
+            if repository is store.agent_types:
+                entity.description = f"writer {n}"
+            else:
+                entity.metadata = {"writer": n}
+            calls.append(
+                partial(in_transaction, repository, entity)
+                if n % 3 == 0
+                else partial(repository.update, entity)
+            )
+        outcomes = await asyncio.gather(*(_outcome(c) for c in calls))
+        assert outcomes.count("ok") == 1, outcomes
+        assert set(outcomes) == {"ConcurrencyError", "ok"}, outcomes
+        winner = outcomes.index("ok")
+        stored = await repository.get(key)
+        assert stored.revision == read.revision + 1
+        if repository is store.agent_types:
+            assert stored.description == f"writer {winner}"
+        else:
+            assert stored.metadata == {"writer": winner}
+
+
+async def test_a_cancelled_whole_transaction_of_fast_writes_is_undone_whole(store: SqlStore) -> None:
+    from qmcp_agents.domain.transactions import whole
+
+    world = await World(store).build()
+    execution_id, instance_id = world.execution.id, world.instance.id
+
+    async def body(steps: int) -> None:
+        async with whole(store):
+            execution = await store.executions.get(execution_id)
+            execution.metadata = {"steps": steps}
+            await store.executions.update(execution)
+            await _record_tagged(store, execution_id, instance_id, f"w{steps}", None)
+            instance = await store.agent_instances.get(instance_id)
+            instance.metadata = {"steps": steps}
+            await store.agent_instances.update(instance)
+
+    outcomes: list[bool] = []
+    for steps in range(40):
+        task = asyncio.ensure_future(body(steps))
+        await asyncio.sleep(steps * 0.0005)  # from before the first call to after the commit
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        outcome = "cancelled" if task.cancelled() else repr(task.exception())
+        assert outcome in ("cancelled", "None"), outcome
+        execution = await store.executions.get(execution_id)
+        instance = await store.agent_instances.get(instance_id)
+        recorded = await _consistent(store, execution_id, [instance_id])
+        # A cancellation during the commit is delivered after it: all written, or nothing.
+        done = f"w{steps}" in recorded
+        assert done or outcome == "cancelled"
+        outcomes.append(done)
+        assert (execution.metadata == {"steps": steps}) == done
+        assert (instance.metadata == {"steps": steps}) == done
+    assert not outcomes[0]  # cancelled before it began
+    await body(1000)
+    assert "w1000" in await _consistent(store, execution_id, [instance_id])

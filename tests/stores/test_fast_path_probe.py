@@ -852,3 +852,25 @@ async def test_a_stored_row_that_does_not_load_is_refused_as_on_the_checked_path
     with pytest.raises(ValueError, match="expected a JSON object"):
         await store.agent_instances.update(read)
     assert await _rows(store, "qmcp_agent_instances") == before
+
+
+async def test_a_childs_records_under_its_parents_lease_racing_the_parents_delete(store: SqlStore) -> None:
+    """A compound's child is written under its parent's claim: deleting the parent (which
+    takes the child, its instances and the parent's lease with it) waits for the records or
+    they find it gone, never a deadlock."""
+    world = await World(store).build()
+    for round_ in range(6):
+        parent = await world.new_execution()
+        child = await world.new_execution(parent_id=parent.id)
+        instances = [(await world.new_instance(child.id)).id for _ in range(3)]
+        lease = await _claimed(store, parent.id)
+        calls: list[Callable[[], Awaitable[Any]]] = [
+            partial(_record_tagged, store, child.id, instances[n % 3], f"x{n}", lease) for n in range(6)
+        ]
+        calls.insert(round_, partial(store.executions.delete, parent.id))
+        outcomes = await asyncio.gather(*(_outcome(c) for c in calls))
+        assert set(outcomes) <= ALLOWED, outcomes
+        assert outcomes[round_] == "ok"
+        assert await store.executions.find(child.id) is None
+        assert await store.leases.find(parent.id) is None
+        assert await store.results.count(execution_id=child.id) == 0

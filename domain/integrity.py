@@ -37,6 +37,16 @@ IMMUTABLE: dict[str, tuple[str, ...]] = {
 }
 
 
+def immutable_fields(entity: BaseModel) -> tuple[str, ...]:
+    """The fields of ``entity`` that ``update`` may not change, found through its class's
+    bases: a subclass of ``AgentInstance`` is an agent instance, and its own name must not
+    let it rebind the instance (or rename an agent type) past the checks."""
+    for cls in type(entity).__mro__:
+        if cls.__name__ in IMMUTABLE:
+            return IMMUTABLE[cls.__name__]
+    return ()
+
+
 def describe(entity: BaseModel) -> str:
     """``AgentType 'planner' (id 3)``: how errors name an entity."""
     kind = type(entity).__name__
@@ -89,7 +99,7 @@ def for_update(stored: E, new: E) -> E:
             f"{describe(new)} was changed by someone else: you have revision "
             f"{new_revision}, the store has {stored_revision}; re-read and retry"
         )
-    for field in IMMUTABLE.get(type(new).__name__, ()):
+    for field in immutable_fields(new):
         if getattr(new, field) != getattr(stored, field):
             raise IntegrityError(
                 f"{describe(stored)}: {field} cannot change ({getattr(stored, field)!r} -> "
@@ -158,7 +168,7 @@ def for_update_matching(new: E) -> tuple[E, UpdateMatch] | None:
     except Exception:
         return None
     unchanged: dict[str, Any] = {}
-    for field in ("id", *IMMUTABLE.get(type(new).__name__, ())):
+    for field in ("id", *immutable_fields(new)):
         given, stored_form = getattr(new, field), getattr(written, field)
         if type(given) is not type(stored_form) or given != stored_form:
             return None
@@ -253,6 +263,7 @@ def refuse_if_final(execution_id: UUID, status: ExecutionStatus, what: str) -> N
 
 __all__ = [
     "IMMUTABLE",
+    "immutable_fields",
     "check_capabilities_on_save",
     "check_instance_binding",
     "describe",

@@ -1,0 +1,81 @@
+"""An execution updated under a worker's lease in one statement on PostgreSQL
+(``adapters/sql/fenced.py``); that it stores and refuses exactly what the composed path does
+is checked on every backend by ``testing/conformance_fenced.py``. Here: that the one
+statement is what is sent, that a refusal comes back as ``None`` with nothing changed, and
+that SQLite composes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from qmcp_agents.adapters.sql import SqlStore
+from qmcp_agents.domain.ports import FencedUpdater
+from qmcp_agents.domain.recording import update_execution_fenced
+from qmcp_agents.domain.transactions import whole
+from qmcp_agents.testing.builders import World
+from qmcp_agents.testing.conformance_fenced import FAULTS, MOVES, Fenced
+
+from .servers import postgres_store
+from .test_sql_record import sent
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def store() -> AsyncIterator[SqlStore]:
+    async with postgres_store() as sql_store:
+        yield sql_store
+
+
+@pytest.mark.parametrize("move", MOVES)
+async def test_a_fenced_update_is_one_statement(store: SqlStore, move: str) -> None:
+    world = await World(store).build()
+    for release, attempt_given in ((True, True), (True, False), (False, True), (False, False)):
+        fenced = await Fenced(world).build(move, release, attempt_given, frozenset())
+        with sent() as counts:
+            updated = await store.update_execution_fenced(*fenced.arguments())
+        assert updated is not None
+        assert counts == {"WITH": 1}, counts
+        assert await store.executions.get(updated.id) == updated
+        assert (await store.leases.find(fenced.lease.execution_id) is None) == release
+
+
+async def test_in_a_whole_transaction_the_fenced_update_is_one_statement_in_it(store: SqlStore) -> None:
+    world = await World(store).build()
+    fenced = await Fenced(world).build("complete", True, True, frozenset())
+    with sent() as counts:
+        async with whole(store):
+            await update_execution_fenced(store, *fenced.arguments())
+    assert counts == {"BEGIN": 1, "WITH": 1, "COMMIT": 1}, counts
+
+
+@pytest.mark.parametrize("release", [True, False])
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_a_refused_fenced_update_is_none_and_changes_nothing(
+    store: SqlStore, fault: str, release: bool
+) -> None:
+    """Refused by the statement's checks (or, for an execution it does not take as it is,
+    before it): ``None``, the store and the lease entries as they were, so the composed
+    path can say why."""
+    world = await World(store).build()
+    move = "start" if fault in ("stale_revision", "final") else "complete"
+    fenced = await Fenced(world).build(move, release, True, frozenset({fault}))
+    before = await fenced.state()
+    assert await store.update_execution_fenced(*fenced.arguments()) is None
+    assert await fenced.state() == before
+
+
+async def test_sqlite_composes(tmp_path: Path) -> None:
+    async with SqlStore(f"sqlite:///{tmp_path / 'store.db'}") as sqlite:
+        await sqlite.create_schema()
+        world = await World(sqlite).build()
+        fenced = await Fenced(world).build("complete", True, True, frozenset())
+        assert isinstance(sqlite, FencedUpdater)
+        assert await sqlite.update_execution_fenced(*fenced.arguments()) is None
+        done = await update_execution_fenced(sqlite, *fenced.arguments())
+        assert await sqlite.leases.find(fenced.execution.id) is None
+        assert await sqlite.executions.get(done.id) == done

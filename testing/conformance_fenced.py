@@ -236,6 +236,8 @@ class FencedConformance:
         refusals: list[str] = []
 
         async def finish(i: int, fenced: Fenced) -> None:
+            await asyncio.sleep(0.004 * i)  # the answers first for some, the end first for others
+
             async def write() -> None:
                 current = await store.executions.get(fenced.execution.id)
                 if current.is_final:
@@ -248,6 +250,8 @@ class FencedConformance:
             await retried(write)
 
         async def cancel(i: int, fenced: Fenced) -> None:
+            await asyncio.sleep(0.004 * (3 - i))
+
             async def write() -> None:
                 current = await store.executions.get(fenced.execution.id)
                 if current.is_final:

@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from benchmarks.worker_statements import answering, counting, labelled
 from qmcp_agents.adapters.sql import SqlStore
+from qmcp_agents.domain.engine import Engine, ScriptedAgent
+from qmcp_agents.domain.engine.worker import Worker
 from qmcp_agents.domain.ports import FencedUpdater
 from qmcp_agents.domain.recording import update_execution_fenced
 from qmcp_agents.domain.transactions import whole
-from qmcp_agents.testing.builders import World
+from qmcp_agents.testing.builders import World, register_topology
 from qmcp_agents.testing.conformance_fenced import FAULTS, MOVES, Fenced
 
 from .servers import postgres_store
@@ -42,6 +45,23 @@ async def test_a_fenced_update_is_one_statement(store: SqlStore, move: str) -> N
         assert counts == {"WITH": 1}, counts
         assert await store.executions.get(updated.id) == updated
         assert (await store.leases.find(fenced.lease.execution_id) is None) == release
+
+
+async def test_a_workers_drive_starts_and_ends_in_one_statement_each(store: SqlStore) -> None:
+    """The engine writes a worker's start and end through the one statement: two of them
+    per drive (start; end in its transaction), and no lease hold or release of their own."""
+    await register_topology(store, "one", "pipeline", ["s0"])
+    labelled(store)
+    engine = Engine(store, {"s0": ScriptedAgent([answering])})
+    submitted = await engine.submit("one", {"n": 1})
+    with counting() as counts:
+        stats = await Worker(engine, name="w", poll_seconds=0.01).run(until_idle=True)
+    assert stats.finished.get("completed") == 1, stats
+    fenced = [(verb, n) for (_, label, verb), n in counts.items() if label == "update_execution_fenced"]
+    assert fenced == [("WITH(append)", 2)], counts
+    assert not [key for key in counts if key[1] == "leases.release"], counts
+    assert (await store.executions.get(submitted)).status.value == "completed"
+    assert await store.leases.find(submitted) is None
 
 
 async def test_in_a_whole_transaction_the_fenced_update_is_one_statement_in_it(store: SqlStore) -> None:

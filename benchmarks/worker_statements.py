@@ -77,6 +77,9 @@ def labelled(store: SqlStore) -> None:
                 continue
             setattr(repository, verb, _wrapped(method, f"{name}.{verb}"))
     store.record_call = _wrapped(store.record_call, "record_call")  # type: ignore[method-assign]
+    store.update_execution_fenced = _wrapped(  # type: ignore[method-assign]
+        store.update_execution_fenced, "update_execution_fenced"
+    )
     transaction = store.transaction
 
     @contextlib.asynccontextmanager

@@ -354,12 +354,30 @@ class CallRecorder(Protocol):
         path, which writes it or raises the precise error."""
 
 
+@runtime_checkable
+class FencedUpdater(Protocol):
+    """Optional: a store that can update an execution under a worker's lease in one step
+    (PostgreSQL: one statement). Use
+    :func:`qmcp_agents.domain.recording.update_execution_fenced`, which falls back on the
+    repositories; nothing else should call this."""
+
+    async def update_execution_fenced(
+        self, execution: Execution, lease: LeaseHold, release: bool
+    ) -> Execution | None:
+        """Exactly what :func:`~qmcp_agents.domain.recording.update_execution_fenced_composed`
+        writes and returns when it succeeds, written all at once; ``None`` when this store
+        cannot do it in one step here (or its checks refused it): then nothing was written
+        (at most a lock taken, in the caller's transaction), and the caller runs the
+        composed path, which writes it or raises the precise error."""
+
+
 __all__ = [
     "AgentInstanceRepository",
     "AgentTypeRepository",
     "CallRecorder",
     "Capabilities",
     "ExecutionRepository",
+    "FencedUpdater",
     "LeaseRepository",
     "MessageRepository",
     "Page",

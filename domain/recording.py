@@ -14,9 +14,10 @@ from __future__ import annotations
 from uuid import UUID
 
 from .agent import AgentInstance
-from .leases import LeaseHold
+from .execution import Execution
+from .leases import LeaseHold, LeaseLost
 from .message import MessageCreate, Result
-from .ports import CallRecorder, RecordedCall, Store
+from .ports import CallRecorder, FencedUpdater, RecordedCall, Store
 from .transactions import whole
 
 
@@ -60,4 +61,43 @@ async def record_call_composed(
     return RecordedCall(appended, added, updated)
 
 
-__all__ = ["record_call", "record_call_composed"]
+async def update_execution_fenced(
+    store: Store, execution: Execution, lease: LeaseHold, release: bool
+) -> Execution:
+    """``executions.update(execution)`` under a worker's lease, all or nothing: with
+    ``release`` (the drive's last write) the claim's entry goes with it, else the claim is
+    only checked; ``LeaseLost`` when ``lease`` no longer holds the entry. The two fenced
+    execution transitions of every drive (its start and its end) write this way, so a
+    store that can do it in one step (:class:`~.ports.FencedUpdater`: PostgreSQL, one
+    statement instead of four or five round trips) is asked first; when it writes nothing
+    the composed form runs and raises the precise error. Inside a transaction the writes
+    join it. Returns the stored execution."""
+    if isinstance(store, FencedUpdater):
+        updated = await store.update_execution_fenced(execution, lease, release)
+        if updated is not None:
+            return updated
+    return await update_execution_fenced_composed(store, execution, lease, release)
+
+
+async def update_execution_fenced_composed(
+    store: Store, execution: Execution, lease: LeaseHold, release: bool
+) -> Execution:
+    """:func:`update_execution_fenced` from the repository calls, in one whole
+    transaction: the definition a store's one-step form must match. The execution is
+    updated first (its row locked first, as ``cancel`` and :func:`record_call` lock it),
+    then the lease is checked or released."""
+    async with whole(store):
+        updated = await store.executions.update(execution)
+        if not release:
+            await store.leases.hold(lease.execution_id, lease.owner, attempt=lease.attempt)
+        elif not await store.leases.release(lease.execution_id, lease.owner, attempt=lease.attempt):
+            raise LeaseLost(f"worker {lease.owner!r} no longer holds execution {lease.execution_id}")
+    return updated
+
+
+__all__ = [
+    "record_call",
+    "record_call_composed",
+    "update_execution_fenced",
+    "update_execution_fenced_composed",
+]

@@ -49,6 +49,7 @@ from qmcp_agents.domain.transactions import whole
 
 from .builders import World, agent_type, message, topology
 from .conformance_appends import AppendConformance
+from .conformance_fenced import FencedConformance
 from .conformance_parts import TopologyPartsConformance
 from .conformance_record import RecordConformance
 from .conformance_updates import UpdateConformance
@@ -68,6 +69,7 @@ class StoreConformance(
     LeaseConformance,
     WholeConformance,
     RecordConformance,
+    FencedConformance,
     UpdateConformance,
 ):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""

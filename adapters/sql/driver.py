@@ -283,6 +283,21 @@ def checked_update(
     (``not_after``). No row back means nothing was written: the caller then finds out why
     on the checked path."""
     t = table
+    conditions = checked_conditions(table, equal, null, statuses, not_after)
+    values = {name: bindparam(name, type_=t.c[name].type) for name in columns}
+    return compile_statement(update(t).where(*conditions).values(**values).returning(t.c.id), dialect)
+
+
+def checked_conditions(
+    table: Table,
+    equal: tuple[str, ...],
+    null: tuple[str, ...],
+    statuses: tuple[str, ...] | None,
+    not_after: bool,
+) -> list[Any]:
+    """The conditions of :func:`checked_update` (binds as it names them), for statements
+    that check a row the same way (:mod:`.fenced`)."""
+    t = table
     conditions: list[Any] = [
         t.c.id == bindparam("where_id", type_=t.c.id.type),
         t.c.revision == bindparam("where_revision", type_=Integer()),
@@ -294,8 +309,7 @@ def checked_update(
         conditions.append(or_(*(t.c.status == literal_column(f"'{status}'") for status in statuses)))
     if not_after:
         conditions.append(t.c.updated_at <= bindparam("where_updated_at", type_=t.c.updated_at.type))
-    values = {name: bindparam(name, type_=t.c[name].type) for name in columns}
-    return compile_statement(update(t).where(*conditions).values(**values).returning(t.c.id), dialect)
+    return conditions
 
 
 INSTANCES_IN_ONE = 16

@@ -233,25 +233,12 @@ class _Repository(Generic[K, E]):
         which raises the precise error (or writes, if the match was only stricter)."""
         if not self._store.one_statement_fits():
             return None
-        matched = for_update_matching(new)
-        if matched is None:
+        checked = checked_update_binds(new, row_of, also)
+        if checked is None:
             return None
-        written, match = matched
-        row = row_of(written)
-        unchanged = {**match.unchanged, **{name: row[name] for name in also}}
-        values = {name: value for name, value in row.items() if name != "id"}
-        values.update({f"where_{name}": value for name, value in unchanged.items() if value is not None})
-        values.update(where_id=match.id, where_revision=match.revision, where_updated_at=match.not_after)
+        written, values, shape = checked
         dialect = self._store.engine.dialect
-        statement = driver.checked_update(
-            self.table,
-            dialect,
-            tuple(name for name in row if name != "id"),
-            tuple(name for name, value in unchanged.items() if value is not None),
-            tuple(name for name, value in unchanged.items() if value is None),
-            None if match.statuses is None else tuple(sorted(s.value for s in match.statuses)),
-            match.not_after is not None,
-        )
+        statement = driver.checked_update(self.table, dialect, *shape)
         if dialect.name == "postgresql":
             async with self._store.driver() as raw:
                 found = await driver.fetch(raw, statement, values)
@@ -270,6 +257,40 @@ class _Repository(Generic[K, E]):
         )
         if done.rowcount != 1:  # pragma: no cover - the row is locked, so only a bug gets here
             raise IntegrityError(f"{describe(stored)} changed while it was being updated")
+
+
+CheckedShape = tuple[
+    tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...] | None, bool
+]
+"""The shape of :func:`.driver.checked_update`'s statement: written columns, columns equal
+to their ``where_`` bind, columns null, statuses allowed, whether ``updated_at`` is checked."""
+
+
+def checked_update_binds(
+    new: E, row_of: Callable[[E], dict[str, Any]], also: tuple[str, ...] = ()
+) -> tuple[E, dict[str, Any], CheckedShape] | None:
+    """What ``update(new)`` as one checked statement writes (the entity), its binds and its
+    shape (see :func:`.driver.checked_update`), from
+    :func:`~qmcp_agents.domain.integrity.for_update_matching`; ``also``: columns that must
+    be unchanged for the checked path to need no more queries. ``None`` when ``new`` needs
+    the checked path."""
+    matched = for_update_matching(new)
+    if matched is None:
+        return None
+    written, match = matched
+    row = row_of(written)
+    unchanged = {**match.unchanged, **{name: row[name] for name in also}}
+    values = {name: value for name, value in row.items() if name != "id"}
+    values.update({f"where_{name}": value for name, value in unchanged.items() if value is not None})
+    values.update(where_id=match.id, where_revision=match.revision, where_updated_at=match.not_after)
+    shape: CheckedShape = (
+        tuple(name for name in row if name != "id"),
+        tuple(name for name, value in unchanged.items() if value is not None),
+        tuple(name for name, value in unchanged.items() if value is None),
+        None if match.statuses is None else tuple(sorted(s.value for s in match.statuses)),
+        match.not_after is not None,
+    )
+    return written, values, shape
 
 
 class _NamedRepository(_Repository[int, E]):

@@ -33,6 +33,7 @@ from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wai
 from qmcp_agents.adapters.store_errors import INIT_HINT, masked, naming
 from qmcp_agents.domain import (
     AgentInstance,
+    Execution,
     MessageCreate,
     Result,
     SchemaMissing,
@@ -43,7 +44,7 @@ from qmcp_agents.domain.leases import LeaseHold
 from qmcp_agents.domain.ports import Capabilities, RecordedCall
 from qmcp_agents.domain.transactions import undone_whole
 
-from . import jsonb, migrate, record
+from . import fenced, jsonb, migrate, record
 from .errors import connection_lost, translate
 from .leases import SqlLeases
 from .repositories import (
@@ -328,6 +329,13 @@ class SqlStore:
         """:class:`~qmcp_agents.domain.ports.CallRecorder`: one statement on PostgreSQL
         (:mod:`.record`); ``None`` on SQLite, whose composed form is cheap (no round trips)."""
         return await record.record_call(self, execution_id, message, result, instance, lease)
+
+    async def update_execution_fenced(
+        self, execution: Execution, lease: LeaseHold, release: bool
+    ) -> Execution | None:
+        """:class:`~qmcp_agents.domain.ports.FencedUpdater`: one statement on PostgreSQL
+        (:mod:`.fenced`); ``None`` on SQLite, whose composed form is cheap (no round trips)."""
+        return await fenced.update_execution_fenced(self, execution, lease, release)
 
     @asynccontextmanager
     async def driver(self, queued: bool = False) -> AsyncIterator[Any]:

@@ -23,6 +23,7 @@ from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.leases import LeaseHold, LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
+from qmcp_agents.domain.recording import update_execution_fenced
 from qmcp_agents.domain.topology import Topology
 from qmcp_agents.domain.transactions import whole
 
@@ -161,6 +162,8 @@ class DurableRuns:
                     **execution.metadata,
                     WORKERS_KEY: [*execution.metadata.get(WORKERS_KEY, []), claim],
                 }
+            if isinstance(fence, LeaseFence):  # one step where the store can (one statement)
+                return await update_execution_fenced(self.store, execution, fence.hold, release=False)
             async with whole(self.store):
                 execution = await self.store.executions.update(execution)
                 if fence is not None:
@@ -217,7 +220,8 @@ class LeaseFence:
     together and a crash can never leave a finished execution's entry behind. ``child``:
     the fence of a compound's child, whose last write releases nothing (the parent's entry
     goes with the parent's end). The claim is kept in the open so that a write may check
-    it in one step with its other work (:func:`qmcp_agents.domain.recording.record_call`)."""
+    it in one step with its other work (:func:`qmcp_agents.domain.recording.record_call`,
+    :func:`~qmcp_agents.domain.recording.update_execution_fenced`)."""
 
     store: Store
     hold: LeaseHold

@@ -33,13 +33,14 @@ from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
+from qmcp_agents.domain.recording import update_execution_fenced
 from qmcp_agents.domain.topology import Topology
 from qmcp_agents.domain.transactions import whole
 
 from .agents import Agent
 from .budget import LIMITS_KEY, RUNNING_KEY, Budget, Limits, empty_usage, usage_of
 from .capable import CapabilitySet, hook_context
-from .durable import DurableRuns
+from .durable import DurableRuns, LeaseFence
 from .retry import retried
 from .run import HumanInputNeeded, Member, Run, TopologyFailed
 from .topologies import CHILD_ANSWER, execute
@@ -443,6 +444,11 @@ class Engine(DurableRuns):
 
         tries = 0
 
+        def moved(current: Execution) -> Execution:
+            current.metadata = budget.record({k: v for k, v in current.metadata.items() if k != CHILD_ANSWER})
+            move(current)
+            return current
+
         async def write() -> ExecutionRead:
             nonlocal tries
             tries += 1
@@ -450,12 +456,14 @@ class Engine(DurableRuns):
                 done = await self.store.executions.get(execution_id)
                 if done.is_final and await self.store.leases.find(execution_id) is None:
                     return ExecutionRead.from_entity(done)  # an earlier attempt went through
+            if isinstance(fence, LeaseFence):  # the update and the lease's end in one step where it can
+                async with whole(self.store):
+                    current = moved(await self.store.executions.get(execution_id))
+                    release = not fence.child  # a child's last write only checks its parent's lease
+                    finished = await update_execution_fenced(self.store, current, fence.hold, release)
+                    return ExecutionRead.from_entity(finished)
             async with self._fenced(fence, last=True):
-                current = await self.store.executions.get(execution_id)
-                current.metadata = budget.record(
-                    {k: v for k, v in current.metadata.items() if k != CHILD_ANSWER}
-                )
-                move(current)
+                current = moved(await self.store.executions.get(execution_id))
                 return ExecutionRead.from_entity(await self.store.executions.update(current))
 
         return await _written(fence, write)

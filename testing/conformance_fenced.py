@@ -37,6 +37,7 @@ from qmcp_agents.domain.recording import (
 from qmcp_agents.domain.transactions import whole
 
 from .builders import World
+from .conformance_record import Undo, answer_undone
 from .inspect import dump_store
 
 FAULTS = (
@@ -53,10 +54,6 @@ FAULTS = (
 MOVES = ("start", "complete", "pause", "metadata")
 """What the update writes: the drive's start (pending to running, the claim noted), its
 end (completed, paused), or only the metadata of a running execution."""
-
-
-class _Undo(Exception):
-    """Raised to undo the transaction the composed path ran in."""
 
 
 class Fenced:
@@ -121,17 +118,9 @@ class Fenced:
 
     async def composed(self) -> Execution | BaseException:
         """What the composed path returns or raises on the current state, undone after."""
-        answer: Execution | BaseException
-        try:
-            async with self.store.transaction():
-                try:
-                    answer = await update_execution_fenced_composed(self.store, *self.arguments())
-                except Exception as error:  # the answer to compare
-                    answer = error
-                raise _Undo
-        except _Undo:
-            pass
-        return answer
+        return await answer_undone(
+            self.store, lambda: update_execution_fenced_composed(self.store, *self.arguments())
+        )
 
     async def state(self) -> tuple[Any, ...]:
         return (await dump_store(self.store), await self.store.leases.list())
@@ -212,9 +201,9 @@ class FencedConformance:
         async def undone() -> None:
             async with whole(store):
                 await update_execution_fenced(store, *fenced.arguments())
-                raise _Undo
+                raise Undo
 
-        with pytest.raises(_Undo):
+        with pytest.raises(Undo):
             await undone()
         assert await fenced.state() == before
         async with whole(store):

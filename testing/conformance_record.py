@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -53,10 +54,28 @@ VARIATIONS = ("result_elsewhere",)
 (running) execution, with an instance of its own."""
 
 Shape = tuple[int, bool, bool]
+T = TypeVar("T")
 
 
-class _Undo(Exception):
-    """Raised to undo the transaction the composed path ran in."""
+class Undo(Exception):
+    """Raised to undo the transaction a composed path ran in."""
+
+
+async def answer_undone(store: Store, call: Callable[[], Awaitable[T]]) -> T | BaseException:
+    """What ``call`` returns or raises on the store's current state, its writes undone after
+    (it runs in a transaction that is then rolled back): the composed path's answer, to
+    compare a one-step form with."""
+    answer: T | BaseException
+    try:
+        async with store.transaction():
+            try:
+                answer = await call()
+            except Exception as error:  # the answer to compare
+                answer = error
+            raise Undo
+    except Undo:
+        pass
+    return answer
 
 
 class Recording:
@@ -130,17 +149,7 @@ class Recording:
 
     async def composed(self) -> RecordedCall | BaseException:
         """What the composed path returns or raises on the current state, undone after."""
-        answer: RecordedCall | BaseException
-        try:
-            async with self.store.transaction():
-                try:
-                    answer = await record_call_composed(self.store, *self.arguments())
-                except Exception as error:  # the answer to compare
-                    answer = error
-                raise _Undo
-        except _Undo:
-            pass
-        return answer
+        return await answer_undone(self.store, lambda: record_call_composed(self.store, *self.arguments()))
 
     async def state(self) -> tuple[Any, ...]:
         return (await dump_store(self.store), await self.store.leases.list())
@@ -210,12 +219,13 @@ class RecordConformance:
         store = world.store
         recording = await Recording(world).build(0, True, True, frozenset(), {"answer": 1})
         before = await recording.state()
+
         async def undone() -> None:
             async with whole(store):
                 await record_call(store, *recording.arguments())
-                raise _Undo
+                raise Undo
 
-        with pytest.raises(_Undo):
+        with pytest.raises(Undo):
             await undone()
         assert await recording.state() == before
         async with whole(store):
@@ -229,6 +239,7 @@ class RecordConformance:
         ]
         stale = await Recording(world).build(0, True, True, frozenset({"wrong_attempt"}), {"answer": 1})
         before = await stale.state()
+
         async def fenced_off() -> None:
             async with whole(store):
                 await store.messages.append(stale.execution.id, [_message(stale.instance.id, {})])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from qmcp_agents.domain import (
     MessageCreate,
     MessageType,
     Result,
-    StoreUnavailable,
 )
 from qmcp_agents.domain.enums import ExecutionStatus
 from qmcp_agents.domain.leases import LeaseHold
@@ -36,41 +34,21 @@ from qmcp_agents.domain.recording import record_call
 from qmcp_agents.testing.builders import World
 from qmcp_agents.testing.inspect import dump_store
 
-from .servers import POSTGRES_URL, unavailable, unique_schema
+from .servers import sql_store
 
 pytestmark = pytest.mark.asyncio
 
 
-@asynccontextmanager
-async def _opened(kind: str, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    if kind == "sqlite":
-        sql_store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
-    else:
-        sql_store = SqlStore(POSTGRES_URL, schema=unique_schema())
-    try:
-        await sql_store.create_schema()
-    except StoreUnavailable as error:
-        await sql_store.close()
-        unavailable("PostgreSQL", error)
-    try:
-        yield sql_store
-    finally:
-        if sql_store.schema is not None:
-            async with sql_store.engine.begin() as conn:
-                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{sql_store.schema}" CASCADE'))
-        await sql_store.close()
-
-
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    async with _opened(request.param, tmp_path) as sql_store:
-        yield sql_store
+    async with sql_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 @pytest_asyncio.fixture
 async def postgres(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    async with _opened("postgresql", tmp_path) as sql_store:
-        yield sql_store
+    async with sql_store("postgresql", tmp_path) as opened:
+        yield opened
 
 
 @pytest.fixture

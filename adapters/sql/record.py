@@ -13,10 +13,11 @@ order):
    instances unbound or bound to it, the result's id is free and its instance unbound or
    bound to it: the checks of ``messages.append`` and ``results.add``.
 2. ``instance``: the instance's row locked ``FOR UPDATE`` (as ``agent_instances.update``
-   locks it), if its revision is the expected one, it was written by this release (an
-   older row is upcast on the composed path), and the fields the update may not change
-   (``created_at``, ``execution_id``: as ``for_update_matching`` vouches for them) and the
-   agent type are as given.
+   locks it), if it passes every check ``agent_instances.update``'s one statement makes
+   (:func:`.driver.checked_conditions` of :func:`.repositories.checked_update_binds`: its
+   revision is the expected one, it was written by this release (an older row is upcast on
+   the composed path), the fields the update may not change and the agent type are as
+   given), one definition for both.
 3. ``fence`` (with a lease): the lease's no-op update of :func:`.leases.held_entry`, which
    locks the entry until the transaction ends, if the owner holds it by that claim.
 4. The writes, each on the one before: the instance's new row (revision + 1), the counter
@@ -40,14 +41,14 @@ from sqlalchemy import Dialect, bindparam, exists, insert, literal_column, or_, 
 from qmcp_agents.adapters.concurrency import settled
 from qmcp_agents.domain import AgentInstance, Message, MessageCreate, Result
 from qmcp_agents.domain.arguments import uuid_id
-from qmcp_agents.domain.integrity import for_insert, for_update_matching
+from qmcp_agents.domain.integrity import for_insert
 from qmcp_agents.domain.leases import LeaseHold
 from qmcp_agents.domain.message import build_messages
 from qmcp_agents.domain.ports import RecordedCall
-from qmcp_agents.domain.upcasting import CURRENT_SCHEMA_VERSION
 
 from . import bulk, driver, rows, schema
 from .leases import held_entry
+from .repositories import CheckedShape, checked_update_binds
 
 if TYPE_CHECKING:
     from .store import SqlStore
@@ -67,18 +68,21 @@ _RESULT_VALUES = tuple(name for name in driver._RESULT_VALUES if name != "execut
 
 
 @cache
-def record_call_postgres(dialect: Dialect, with_lease: bool, with_attempt: bool) -> driver.Statement:
-    """The statement (see the module's docstring), compiled once per lease shape. Binds:
-    the message's as :func:`.driver.append_one_postgres` names them (``execution_id`` is
-    also the result's), ``result_*``, ``instance_*`` (the new row) with
-    ``instance_expected`` (the revision as read), and ``lease_execution_id``, ``held_by``,
-    ``claim``."""
+def record_call_postgres(
+    dialect: Dialect, checked: CheckedShape, with_lease: bool, with_attempt: bool
+) -> driver.Statement:
+    """The statement (see the module's docstring), compiled once per shape of the
+    instance's check (``checked``: :func:`.repositories.checked_update_binds`) and of the
+    lease. Binds: the message's as :func:`.driver.append_one_postgres` names them
+    (``execution_id`` is also the result's), ``result_*``, ``instance_*`` (the new row),
+    the ``where_*`` of :func:`.driver.checked_conditions`, and ``lease_execution_id``,
+    ``held_by``, ``claim``."""
     e, i, m, r, t = schema.executions, schema.agent_instances, schema.messages, schema.results, schema.leases
     message = driver._message_binds()
     execution_id = message["execution_id"]
     result = {name: bindparam(f"result_{name}", type_=r.c[name].type) for name in _RESULT_VALUES}
     instance = {name: bindparam(f"instance_{name}", type_=i.c[name].type) for name in _INSTANCE_VALUES}
-    expected = bindparam("instance_expected", type_=i.c.revision.type)
+    _, equal, null, statuses, not_after = checked
 
     execution = (
         select(e.c.id)
@@ -98,12 +102,8 @@ def record_call_postgres(dialect: Dialect, with_lease: bool, with_attempt: bool)
     locked = (
         select(i.c.id)
         .where(
-            i.c.id == instance["id"],
-            i.c.revision == expected,
-            i.c.schema_version == literal_column(str(CURRENT_SCHEMA_VERSION)),  # else upcast first
-            i.c.created_at == instance["created_at"],
-            i.c.execution_id.is_not_distinct_from(instance["execution_id"]),
-            i.c.agent_type_id == instance["agent_type_id"],
+            # What agent_instances.update checks of the stored row, as its one statement does.
+            *driver.checked_conditions(i, equal, null, statuses, not_after),
             exists(select(execution.c.id)),
         )
         .with_for_update(of=i)
@@ -172,9 +172,9 @@ async def record_call(
         return None
     if prepared is None:
         return None
-    values, stored_message, stored_result, stored_instance = prepared
-    shape = (lease is not None, lease is not None and lease.attempt is not None)
-    statement = record_call_postgres(store.engine.dialect, *shape)
+    values, checked, stored_message, stored_result, stored_instance = prepared
+    with_lease, with_attempt = lease is not None, lease is not None and lease.attempt is not None
+    statement = record_call_postgres(store.engine.dialect, checked, with_lease, with_attempt)
     async with store.driver() as raw:
         found = await driver.fetch(raw, statement, values)
     if not found:
@@ -189,26 +189,27 @@ def _prepared(
     result: Result,
     instance: AgentInstance,
     lease: LeaseHold | None,
-) -> tuple[dict[str, Any], Message, Result, AgentInstance] | None:
-    """The statement's values and what the repositories would return, built as they build
-    them; ``None`` for a call the statement does not cover (arguments of another type, a
-    result for another execution)."""
+) -> tuple[dict[str, Any], CheckedShape, Message, Result, AgentInstance] | None:
+    """The statement's values, the shape of the instance's check, and what the
+    repositories would return, built as they build them; ``None`` for a call the statement
+    does not cover (arguments of another type, a result for another execution)."""
     execution_id = uuid_id(execution_id, "execution_id")
     if not isinstance(instance, AgentInstance) or not isinstance(result, Result):
         return None
     (stored_message,) = build_messages(execution_id, [MessageCreate.model_validate(message)], 0)
     stored_result = for_insert(result)
-    matched = for_update_matching(instance)  # what update() writes, and what it checks
-    if matched is None or stored_result.execution_id != execution_id:
+    # What agent_instances.update writes and checks (its one statement's binds and shape).
+    checked = checked_update_binds(instance, rows.instance_row, also=("agent_type_id",))
+    if checked is None or stored_result.execution_id != execution_id:
         return None
-    stored_instance = matched[0]
+    stored_instance, instance_values, shape = checked
     values = bulk.row_dict(stored_message)
     values.update({f"result_{k}": v for k, v in rows.result_row(stored_result).items()})
     values.update({f"instance_{k}": v for k, v in rows.instance_row(stored_instance).items()})
-    values["instance_expected"] = instance.revision
+    values.update({k: v for k, v in instance_values.items() if k.startswith("where_")})
     if lease is not None:
         values.update(lease_execution_id=lease.execution_id, held_by=lease.owner, claim=lease.attempt)
-    return values, stored_message, stored_result, stored_instance
+    return values, shape, stored_message, stored_result, stored_instance
 
 
 __all__ = ["record_call", "record_call_postgres"]

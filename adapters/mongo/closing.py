@@ -182,17 +182,26 @@ async def close(
     """Write the execution's closing entry on top of its chain; returns its
     ``(incarnation, token)``, or None if the execution is gone. For ``closing`` =
     ``"deleted"`` an entry already there (final, or a transition in flight) is turned into
-    the delete's."""
+    the delete's.
+
+    The entry is inserted at the top's next position. If an append takes that position
+    first, the next try inserts it *unplaced* (``first`` = its token, outside the numbers)
+    and then places it (:func:`place`): appends chained after the top can win that race
+    every time, so a busy chain could hold a delete or a completion back for as long as
+    its writers keep going, but no append inserts once the entry exists (its write finds
+    the entry by ``_id``), so placing it only competes with appends already under way."""
     execution = await read_execution(store, execution_id, session)
     if execution is None:
         return None
     incarnation = await incarnation_of(store, execution, session)
+    unplaced = False
     while True:
         token = uuid4()
+        position = await top(store, execution_id, session) + 1
         entry = {
             "_id": incarnation,
             "execution_id": execution_id,
-            "first": await top(store, execution_id, session) + 1,
+            "first": token if unplaced else position,
             "closing": closing,
             "revision": revision,
             "token": token,
@@ -200,20 +209,25 @@ async def close(
         }
         try:
             await store.settled(_messages(store).insert_one(entry, session=session))
-            return incarnation, token
         except DuplicateKeyError as error:
             if collided_on(error) not in ("first", "_id"):
                 raise store.translate(error) from error
         except BaseException as error:
             raise store.translate(error) from error
-        if (
-            await store.call(_messages(store).find_one({"_id": incarnation}, {"_id": 1}, session=session))
-            is None
-        ):
+        else:
+            if unplaced:
+                await place(store, execution_id, incarnation, token, session)
+            return incarnation, token
+        found = await store.call(
+            _messages(store).find_one({"_id": incarnation}, {"first": 1}, session=session)
+        )
+        if found is None:
             # The position was taken: by an append that landed meanwhile (close above it),
             # or, if no head reaches it, by another incarnation's entry (retired).
-            if await top(store, execution_id, session) + 1 == entry["first"]:
-                await unblock(store, execution_id, entry["first"], incarnation, session)
+            if await top(store, execution_id, session) + 1 == position:
+                await unblock(store, execution_id, position, incarnation, session)
+            else:
+                unplaced = session is None  # a transaction's snapshot sees no later append
             continue
         if closing == DELETED:
             done = await store.call(
@@ -222,6 +236,8 @@ async def close(
                 )
             )
             if done.matched_count == 1:
+                if not isinstance(found["first"], int):  # a transition's entry not yet placed
+                    await place(store, execution_id, incarnation, token, session)
                 return incarnation, token
             continue
         try:
@@ -230,6 +246,31 @@ async def close(
             raise ConcurrencyError(
                 f"execution {execution_id} was changed by someone else meanwhile; re-read and retry"
             ) from error
+
+
+async def place(store: MongoStore, execution_id: UUID, incarnation: UUID, token: UUID, session: Any) -> None:
+    """Move an unplaced closing entry (this attempt's, by its token) on top of the chain.
+
+    Only appends whose write was already under way when the entry was inserted can still
+    take a position, so this ends after a few tries. If the entry is not this attempt's
+    any more (a delete took it over, or an append removed it as dead or killed it), its
+    new owner places it, or nothing is left to place."""
+    while True:
+        position = await top(store, execution_id, session) + 1
+        try:
+            await store.settled(
+                _messages(store).update_one(
+                    {"_id": incarnation, "token": token}, {"$set": {"first": position}}, session=session
+                )
+            )
+            return
+        except DuplicateKeyError as error:
+            if collided_on(error) != "first":
+                raise store.translate(error) from error
+        except BaseException as error:
+            raise store.translate(error) from error
+        if await top(store, execution_id, session) + 1 == position:
+            await unblock(store, execution_id, position, incarnation, session)
 
 
 async def unclose(store: MongoStore, closed: tuple[UUID, UUID], session: Any) -> None:

@@ -85,9 +85,11 @@ class UniqueLookups:
     read every document of the collection, so each insert costs the server time in
     proportion to the collection, where MongoDB's B-trees cost a lookup; an insert into the
     messages collection took 3 ms at 100 documents and 33 ms at 1,000. Both are replaced by
-    lookups only where the lookup provably finds whatever the scan would find; elsewhere,
-    and whenever a lookup finds something, the original runs (so a refusal, its error and
-    its message are mongoeco's own), and the indexes are checked in the original order.
+    lookups only where the lookup provably finds whatever the scan would find; elsewhere
+    the original runs, and whenever a lookup finds something the original runs over the
+    documents found alone (so a refusal, its error and its message are mongoeco's own,
+    and a collision costs no scan either: a contended chain collides all the time), and
+    the indexes are checked in the original order.
 
     **A compound unique index.** mongoeco looks a candidate's key up in its index data only
     for a single-field index. Its index data for a compound index holds one key per
@@ -175,19 +177,20 @@ class UniqueLookups:
         )
 
     @classmethod
-    def clears(cls, engine: Any, index: Any, candidate: Any, index_map: Any, exclude: Any) -> bool:
-        """Whether no document but ``exclude`` is stored under the candidate's key."""
+    def under_key(
+        cls, engine: Any, index: Any, candidate: Any, index_map: Any, exclude: Any
+    ) -> set[Any] | None:
+        """The storage keys of the documents but ``exclude`` stored under the candidate's
+        key (None: the view has no index data for the index)."""
         if index_map is None:
-            return False
+            return None
         (key,) = engine._unique_index_keys(candidate, index["fields"])
         null = engine._index_equality_key(None)
         choices = [(part, None) if part == null else (part,) for part in key]
+        found: set[Any] = set()
         for probe in itertools.product(*choices):
-            matches = index_map.get(probe)
-            if matches is not None and any(match != exclude for match in matches):
-                return False
-        cls.used += 1
-        return True
+            found.update(match for match in index_map.get(probe, ()) if match != exclude)
+        return found
 
     @classmethod
     def check(
@@ -241,8 +244,18 @@ class UniqueLookups:
             if not document_in_virtual_index(candidate, index):
                 continue
             engine._validate_compound_multikey_shape(candidate, index)
-            if not cls.clears(engine, index, candidate, index_data.get(index["name"]), exclude):
-                pending.append(index)  # a hit: the scan decides, and words the refusal
+            found = cls.under_key(engine, index, candidate, index_data.get(index["name"]), exclude)
+            if found is None:
+                pending.append(index)
+            elif found:  # a hit: the original decides, and words the refusal, over these alone
+                cls.original_check(
+                    engine, db_name, coll_name, candidate,
+                    indexes_view={db_name: {coll_name: [index]}},
+                    storage_view={db_name: {coll_name: {k: coll[k] for k in found if k in coll}}},
+                    index_data_view={},
+                )  # fmt: skip
+            else:
+                cls.used += 1
         original()
 
     @classmethod

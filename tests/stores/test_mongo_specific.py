@@ -1220,3 +1220,63 @@ async def test_worker_processes_appending_after_remembered_tops_stop_at_a_comple
     assert [m.sequence_number for m in stored] == list(range(1, counted + 1))
     assert sorted(n for b in blocks for n in b) == list(range(1, counted + 1))
     assert len(blocks) > 3  # they did append after their first
+
+
+@pytest.mark.parametrize("action", ["complete", "delete"])
+async def test_appenders_that_never_pause_do_not_hold_back_a_completion_or_delete(
+    store: MongoStore, other: tuple[MongoStore, _Commands], monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """Two stores append in tight loops after their remembered tops while this one
+    completes or deletes the execution. The closing entry used to be inserted only at the
+    top's next position, which the writer with the right top took first every time: the
+    completion waited as long as the appenders went on (for ever here). Now, having lost
+    that race, it is inserted unplaced (appends stop at it) and then placed on top: the
+    closer ends, both appenders stop with the refusal, and the chain has no gap."""
+    second, _ = other
+    third = MongoStore.from_url(with_database(MONGODB_URL, store.database.name))
+    world = await World(store).build()
+    execution_id, sender = world.execution.id, world.instance.id
+    placed: list[uuid.UUID] = []
+    place = closing.place
+
+    async def watched_place(*args: Any) -> None:
+        placed.append(args[1])
+        await place(*args)
+
+    monkeypatch.setattr(closing, "place", watched_place)
+
+    going = asyncio.Event()
+
+    async def append_until_refused(writer: MongoStore) -> str:
+        give_up = asyncio.get_running_loop().time() + 30  # the closer is held back: fail, not hang
+        try:
+            while asyncio.get_running_loop().time() < give_up:
+                await writer.messages.append(execution_id, [message(sender)])
+                going.set()
+        except (InvalidTransition, NotFound) as error:
+            return type(error).__name__
+        return "none"
+
+    try:
+        writers = [asyncio.ensure_future(append_until_refused(s)) for s in (second, third)]
+        await going.wait()
+        await asyncio.sleep(0.1)  # both going at full speed
+        if action == "complete":
+            await _complete(store, execution_id)
+            counted = await store.messages.count(execution_id)
+        else:
+            await store.executions.delete(execution_id)
+        stopped = await asyncio.gather(*writers)
+    finally:
+        for writer in writers:
+            writer.cancel()
+        await third.close()
+    assert stopped == ["InvalidTransition" if action == "complete" else "NotFound"] * 2
+    assert placed in ([], [execution_id])  # lost the race at most once, then placed
+    if action == "delete":
+        assert await store.messages.count() == 0
+        return
+    stored = await all_pages(lambda a: store.messages.list(execution_id, limit=500, after=a))
+    assert [m.sequence_number for m in stored] == list(range(1, counted + 1))
+    (entry,) = [d for d in await _raw(store, "messages") if "closing" in d]
+    assert entry["first"] == counted + 1  # on top of the chain

@@ -128,10 +128,16 @@ def check_json(value: Any) -> Any:
         raise JsonPayloadError(f"${bad.path}: {bad.problem}") from None
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""What ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` uses, made once:
+``dumps`` with any non-default option builds a new encoder per call (issue 15)."""
+
+
 def json_size(value: Any) -> int:
     """The size in bytes of ``value`` as compact UTF-8 JSON (the measure of
     :data:`MAX_MESSAGE_BYTES`)."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    text = _COMPACT.encode(value)
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def check_message_size(value: dict[str, Any]) -> dict[str, Any]:

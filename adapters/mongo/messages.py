@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import bson
+from bson.binary import Binary
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError
 
@@ -75,6 +76,16 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 """BSON bytes of messages per document at most: half of MongoDB's 16 MiB document limit.
 A single message always fits (the domain caps its content, see ``MAX_MESSAGE_BYTES``)."""
 
+PAUSE_GC_FROM = 64
+"""Messages from which building an append pauses the cyclic garbage collector
+(:func:`paused_gc`). A few messages allocate too little to trigger a collection, and
+pausing and resuming costs more than building one message does (issue 15)."""
+_NO_PAUSE = contextlib.nullcontext()
+
+
+def _paused(count: int) -> contextlib.AbstractContextManager[None]:
+    return paused_gc() if count >= PAUSE_GC_FROM else _NO_PAUSE
+
 
 class MongoMessages:
     collection_name = "messages"
@@ -84,6 +95,7 @@ class MongoMessages:
         self._store = store
         self._known: dict[tuple[UUID, UUID], Any] = {}  # see _remember
         self._tops: dict[UUID, tuple[Any, int]] = {}  # see _remember_top
+        self._binaries: dict[UUID, Binary] = {}  # see _binary
 
     @property
     def _c(self) -> Any:
@@ -97,7 +109,7 @@ class MongoMessages:
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
         execution_id = uuid_id(execution_id, "execution_id")
-        with paused_gc():
+        with _paused(len(messages)):
             drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
         session = self._store.session()
@@ -123,9 +135,8 @@ class MongoMessages:
         unless a participant is unknown."""
         incarnation, last = hint
         bound: dict[UUID, Any] = {}
-        wanted = _wanted(drafts)
-        if any(self._known.get((i, execution_id)) != incarnation for i in wanted):
-            bound = await self._participants(wanted)
+        if not self._all_known(execution_id, incarnation, drafts):
+            bound = await self._participants(_wanted(drafts))
             try:
                 _check_bound(execution_id, drafts, bound)
             except IntegrityError:  # a missing or final execution is the error to report first
@@ -161,6 +172,30 @@ class MongoMessages:
             self._remember(execution_id, incarnation, bound)  # now named by a stored message
             self._remember_top(execution_id, incarnation, out[-1].sequence_number)
         return out
+
+    def _all_known(self, execution_id: UUID, incarnation: Any, drafts: Sequence[MessageCreate]) -> bool:
+        """Whether every instance the drafts name is remembered (:meth:`_remember`) as bound
+        to this incarnation of the execution; one draft (the common append) is looked up
+        directly, without building the set of instances."""
+        known = self._known
+        if len(drafts) == 1:
+            draft = drafts[0]
+            return known.get((draft.sender_id, execution_id)) == incarnation and (
+                draft.recipient_id is None or known.get((draft.recipient_id, execution_id)) == incarnation
+            )
+        return all(known.get((i, execution_id)) == incarnation for i in _wanted(drafts))
+
+    def _binary(self, value: Any) -> Any:
+        """``value`` as the BSON binary a UUID is stored as, made once per value: the
+        execution, its incarnation and the senders recur append after append."""
+        if type(value) is not UUID:
+            return value
+        binary = self._binaries.get(value)
+        if binary is None:
+            if len(self._binaries) > 10_000:
+                self._binaries.clear()
+            binary = self._binaries[value] = Binary.from_uuid(value)
+        return binary
 
     def _remember_top(self, execution_id: UUID, incarnation: Any, last: int) -> None:
         """Remember the highest sequence number this store has written for the execution,
@@ -200,7 +235,7 @@ class MongoMessages:
     async def _write(
         self, execution_id: UUID, drafts: Sequence[MessageCreate], incarnation: UUID, last: int, session: Any
     ) -> builtins.list[Message]:
-        with paused_gc():
+        with _paused(len(drafts)):
             out = build_messages(execution_id, drafts, 1)
         if len(out) <= MAX_BATCH_ITEMS:
             try:
@@ -257,18 +292,26 @@ class MongoMessages:
         incarnation's closing entry if there is one (then nothing is written) and whose
         insert is the head. A collision on ``(execution_id, first)`` means another writer
         (or a closing entry) took the position: the top is read again."""
+        # The command's UUIDs as the BSON binaries they are encoded to (the collections'
+        # codec options store standard UUIDs): the same bytes, without the driver
+        # converting each UUID again on every append (see _binary).
+        head_id = Binary.from_uuid(out[0].id)
         while True:
             first = last + 1
-            with paused_gc():
+            with _paused(len(out)):
                 for offset, message in enumerate(out):
                     message.__dict__["sequence_number"] = first + offset
+                items = [documents.message_item(m) for m in out[:in_head]]
+                items[0]["id"] = head_id
+                for item in items:
+                    item["sender_id"] = self._binary(item["sender_id"])
                 head = {
-                    "_id": out[0].id,
-                    "execution_id": execution_id,
+                    "_id": head_id,
+                    "execution_id": self._binary(execution_id),
                     "first": first,
                     "last": first + len(out) - 1,
                     "created_at": out[0].created_at,
-                    "items": [documents.message_item(m) for m in out[:in_head]],
+                    "items": items,
                     "schema_version": CURRENT_SCHEMA_VERSION,
                 }
                 if part_ids:
@@ -276,7 +319,7 @@ class MongoMessages:
             try:
                 done = await self._store.settled(
                     self._c.update_one(
-                        {"_id": {"$in": [incarnation, head["_id"]]}},
+                        {"_id": {"$in": [self._binary(incarnation), head_id]}},
                         {"$setOnInsert": head},
                         upsert=True,
                         session=session,

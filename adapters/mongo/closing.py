@@ -216,7 +216,16 @@ async def close(
             raise store.translate(error) from error
         else:
             if unplaced:
-                await place(store, execution_id, incarnation, token, session)
+                try:
+                    await place(store, execution_id, incarnation, token, session)
+                except BaseException:
+                    # Cut off before its status update is sent: a transition's entry left
+                    # here would be pending, holding every append (and the retry) for
+                    # PENDING_WAIT. A delete's stays (a cut-short delete, finished by the next).
+                    if closing != DELETED:
+                        with contextlib.suppress(Exception):
+                            await unclose(store, (incarnation, token), None)
+                    raise
             return incarnation, token
         found = await store.call(
             _messages(store).find_one({"_id": incarnation}, {"first": 1}, session=session)

@@ -31,22 +31,15 @@ from qmcp_agents.domain import (
 from qmcp_agents.domain.queries import all_pages
 from qmcp_agents.testing.builders import World, message
 
-from .servers import MONGODB_URL, unavailable, with_database
+from .servers import MONGODB_URL, mongo_store, with_database
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest_asyncio.fixture
 async def store() -> AsyncIterator[MongoStore]:
-    mongo = MongoStore.from_url(with_database(MONGODB_URL, f"qmcp_test_{uuid.uuid4().hex[:10]}"))
-    try:
-        await mongo.create_schema()
-    except StoreUnavailable as error:
-        await mongo.close()
-        unavailable("MongoDB", error)
-    yield mongo
-    await mongo.drop_schema()
-    await mongo.close()
+    async with mongo_store() as mongo:
+        yield mongo
 
 
 @pytest_asyncio.fixture

@@ -58,6 +58,8 @@ def uuid7() -> UUID:
 
 def uuid7_many(n: int) -> list[UUID]:
     """``n`` new UUIDv7s in ascending order, with one lock and one read of the OS's randomness."""
+    if n == 1:  # the common append of one message: no slicing or list of stamps
+        return [uuid7()]
     randomness = os.urandom(8 * n)
     with _lock:
         stamps = [_next_stamp() for _ in range(n)]

@@ -88,7 +88,7 @@ def build_messages(execution_id: UUID, drafts: Sequence[MessageCreate], first: i
     """The messages a store writes for validated ``drafts``: new ids, one timestamp, and
     sequence numbers from ``first`` on."""
     now = utc_now()
-    ids = [uuid7()] if len(drafts) == 1 else uuid7_many(len(drafts))  # one: the cheaper path
+    ids = uuid7_many(len(drafts))
     return [
         trusted_message(
             id=ids[i],

@@ -162,10 +162,9 @@ class MongoMessages:
             last = await closing.top(self._store, execution_id, session)
         closing.refuse(execution_id, execution)
         incarnation = await closing.incarnation_of(self._store, execution, session)
-        wanted = _wanted(drafts)
         bound: dict[UUID, Any] = {}
-        if session is not None or any(self._known.get((i, execution_id)) != incarnation for i in wanted):
-            bound = await self._participants(wanted)
+        if session is not None or not self._all_known(execution_id, incarnation, drafts):
+            bound = await self._participants(_wanted(drafts))
             _check_bound(execution_id, drafts, bound)
         out = await self._write(execution_id, drafts, incarnation, last, session)
         if session is None:
@@ -175,15 +174,14 @@ class MongoMessages:
 
     def _all_known(self, execution_id: UUID, incarnation: Any, drafts: Sequence[MessageCreate]) -> bool:
         """Whether every instance the drafts name is remembered (:meth:`_remember`) as bound
-        to this incarnation of the execution; one draft (the common append) is looked up
-        directly, without building the set of instances."""
+        to this incarnation of the execution (looked up draft by draft: no set is built for
+        the common append of one message)."""
         known = self._known
-        if len(drafts) == 1:
-            draft = drafts[0]
-            return known.get((draft.sender_id, execution_id)) == incarnation and (
-                draft.recipient_id is None or known.get((draft.recipient_id, execution_id)) == incarnation
-            )
-        return all(known.get((i, execution_id)) == incarnation for i in _wanted(drafts))
+        return all(
+            known.get((d.sender_id, execution_id)) == incarnation
+            and (d.recipient_id is None or known.get((d.recipient_id, execution_id)) == incarnation)
+            for d in drafts
+        )
 
     def _binary(self, value: Any) -> Any:
         """``value`` as the BSON binary a UUID is stored as, made once per value: the

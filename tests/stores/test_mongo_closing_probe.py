@@ -193,6 +193,20 @@ async def _setup(store: MongoStore, appenders: list[MongoStore]) -> tuple[World,
     return world, execution_id, sender
 
 
+async def _completion_held_in_the_window(
+    monkeypatch: pytest.MonkeyPatch, store: MongoStore, second: MongoStore
+) -> tuple[Probe, uuid.UUID, uuid.UUID, asyncio.Future[None]]:
+    """A new execution whose completion by ``store`` is forced onto the unplaced path (the
+    race taken by ``second``) and held in the window before ``place``: the probe, the
+    execution, its sender, and the completion under way."""
+    probe = Probe(monkeypatch, store, second)
+    _, execution_id, sender = await _setup(store, [second])
+    probe.arm(execution_id, sender)
+    closer = asyncio.ensure_future(_complete(store, execution_id))
+    await asyncio.wait_for(probe.entered.wait(), 10)
+    return probe, execution_id, sender, closer
+
+
 async def _unplaced_now(store: MongoStore, execution_id: uuid.UUID) -> dict[str, Any]:
     entry = await _entry(store, execution_id)
     assert not isinstance(entry["first"], int)  # the window is really open
@@ -204,11 +218,7 @@ async def test_appends_in_the_window_wait_then_are_refused_and_nothing_lands_aft
     store: MongoStore, others: tuple[MongoStore, MongoStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     second, third = others
-    probe = Probe(monkeypatch, store, second)
-    _, execution_id, sender = await _setup(store, [second])
-    probe.arm(execution_id, sender)
-    closer = asyncio.ensure_future(_complete(store, execution_id))
-    await asyncio.wait_for(probe.entered.wait(), 10)
+    probe, execution_id, sender, closer = await _completion_held_in_the_window(monkeypatch, store, second)
     await _unplaced_now(store, execution_id)
     assert await _check_chain(store, execution_id) == 4  # the racing append landed
     waiting = [
@@ -230,11 +240,7 @@ async def test_a_window_longer_than_the_pending_wait_is_killed_by_an_append(
 ) -> None:
     monkeypatch.setattr(closing, "PENDING_WAIT", 0.05)
     second, third = others
-    probe = Probe(monkeypatch, store, second)
-    _, execution_id, sender = await _setup(store, [second])
-    probe.arm(execution_id, sender)
-    closer = asyncio.ensure_future(_complete(store, execution_id))
-    await asyncio.wait_for(probe.entered.wait(), 10)
+    probe, execution_id, sender, closer = await _completion_held_in_the_window(monkeypatch, store, second)
     (killer,) = await asyncio.wait_for(third.messages.append(execution_id, [message(sender)]), 10)
     assert killer.sequence_number == 5
     probe.release.set()
@@ -253,11 +259,7 @@ async def test_a_delete_takes_over_the_unplaced_entry_of_a_transition(
     store: MongoStore, others: tuple[MongoStore, MongoStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     second, third = others
-    probe = Probe(monkeypatch, store, second)
-    _, execution_id, sender = await _setup(store, [second])
-    probe.arm(execution_id, sender)
-    closer = asyncio.ensure_future(_complete(store, execution_id))
-    await asyncio.wait_for(probe.entered.wait(), 10)
+    probe, execution_id, sender, closer = await _completion_held_in_the_window(monkeypatch, store, second)
     held = await _unplaced_now(store, execution_id)
     await asyncio.wait_for(third.executions.delete(execution_id), 10)
     assert len(probe.placed) == 2  # the delete placed it itself (not held)
@@ -294,11 +296,7 @@ async def test_cancelling_the_closer_in_the_window_still_completes_or_leaves_not
     store: MongoStore, others: tuple[MongoStore, MongoStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     second, third = others
-    probe = Probe(monkeypatch, store, second)
-    _, execution_id, sender = await _setup(store, [second])
-    probe.arm(execution_id, sender)
-    closer = asyncio.ensure_future(_complete(store, execution_id))
-    await asyncio.wait_for(probe.entered.wait(), 10)
+    probe, execution_id, sender, closer = await _completion_held_in_the_window(monkeypatch, store, second)
     closer.cancel()
     await asyncio.sleep(0.05)
     probe.release.set()
@@ -336,11 +334,7 @@ async def test_a_second_transition_in_the_window_is_refused(
     store: MongoStore, others: tuple[MongoStore, MongoStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     second, third = others
-    probe = Probe(monkeypatch, store, second)
-    _, execution_id, sender = await _setup(store, [second])
-    probe.arm(execution_id, sender)
-    closer = asyncio.ensure_future(_complete(store, execution_id))
-    await asyncio.wait_for(probe.entered.wait(), 10)
+    probe, execution_id, sender, closer = await _completion_held_in_the_window(monkeypatch, store, second)
     rival = asyncio.ensure_future(_fail(third, execution_id))
     await asyncio.sleep(0.2)
     assert not rival.done()  # it waits for the pending entry
@@ -357,11 +351,7 @@ async def test_a_second_transition_outlasting_the_window_kills_the_first(
 ) -> None:
     monkeypatch.setattr(closing, "PENDING_WAIT", 0.05)
     second, third = others
-    probe = Probe(monkeypatch, store, second)
-    _, execution_id, sender = await _setup(store, [second])
-    probe.arm(execution_id, sender)
-    closer = asyncio.ensure_future(_complete(store, execution_id))
-    await asyncio.wait_for(probe.entered.wait(), 10)
+    probe, execution_id, sender, closer = await _completion_held_in_the_window(monkeypatch, store, second)
     await asyncio.wait_for(_fail(third, execution_id), 10)
     probe.release.set()
     with pytest.raises(ConcurrencyError):
@@ -393,11 +383,7 @@ async def test_a_copy_in_the_window_has_no_entry_and_goes_on_appending(
     store: MongoStore, others: tuple[MongoStore, MongoStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     second, third = others
-    probe = Probe(monkeypatch, store, second)
-    _, execution_id, sender = await _setup(store, [second])
-    probe.arm(execution_id, sender)
-    closer = asyncio.ensure_future(_complete(store, execution_id))
-    await asyncio.wait_for(probe.entered.wait(), 10)
+    probe, execution_id, sender, closer = await _completion_held_in_the_window(monkeypatch, store, second)
     await _unplaced_now(store, execution_id)
     try:
         async with open_store("memory://") as memory:

@@ -39,9 +39,9 @@ from qmcp_agents.testing.builders import register_topology
 
 POSTGRES_URL = os.environ.get("QMCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CALL_SECONDS = 0.1
-POOL = int(os.environ.get("QMCP_BENCH_POOL", "8"))
-"""Connections per worker: a run holds one only while it reads or writes; 4 workers stay far
-below PostgreSQL's default max_connections (100) shared with other clients."""
+POOL_OPTIONS = {"pool_size": int(os.environ["QMCP_BENCH_POOL"])} if os.environ.get("QMCP_BENCH_POOL") else {}
+"""Each worker's connection pool: the store's default (10, no overflow) unless
+``QMCP_BENCH_POOL`` says otherwise; a run holds a connection only while it reads or writes."""
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,7 +54,7 @@ def agents(stages: int) -> dict[str, ScriptedAgent]:
 
 
 async def work(schema: str, name: str, concurrency: int, stages: int) -> None:
-    async with SqlStore(POSTGRES_URL, schema=schema, pool_size=POOL) as store:
+    async with SqlStore(POSTGRES_URL, schema=schema, **POOL_OPTIONS) as store:
         worker = Worker(Engine(store, agents(stages)), name=name, concurrency=concurrency, poll_seconds=0.05)
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
         print("ready", flush=True)

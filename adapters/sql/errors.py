@@ -93,7 +93,12 @@ def translate(error: BaseException) -> BaseException:
         if error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError):
             return StoreUnavailable(f"the database is unavailable: {short(repr(error.orig))}")
         return error
-    if isinstance(error, OSError | asyncio.TimeoutError | exc.TimeoutError | ConnectionError):
+    if isinstance(error, exc.TimeoutError):  # the pool's, not the server's
+        return StoreUnavailable(
+            f"no pooled connection came free in time ({short(str(error))}); "
+            "raise pool_size or pool_timeout, or run fewer calls at once"
+        )
+    if isinstance(error, OSError | asyncio.TimeoutError | ConnectionError):
         return StoreUnavailable(
             f"the database is unreachable ({short(str(error) or repr(error))}); "
             "check that the server runs and the URL's host and port"

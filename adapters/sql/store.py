@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import math
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -107,18 +108,43 @@ def _asyncpg_query(url: URL, given: str) -> URL:
     return url.set(query=query)
 
 
+def _check_pool(pool_size: int, max_overflow: int, pool_timeout: float) -> None:
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise ValueError(f"pool_size must be a whole number of at least 1, got {pool_size!r}")
+    if isinstance(max_overflow, bool) or not isinstance(max_overflow, int) or max_overflow < 0:
+        raise ValueError(f"max_overflow must be a whole number of at least 0, got {max_overflow!r}")
+    if (
+        isinstance(pool_timeout, bool)
+        or not isinstance(pool_timeout, int | float)
+        or not 0 < pool_timeout < math.inf
+    ):
+        raise ValueError(f"pool_timeout must be a finite number of seconds above 0, got {pool_timeout!r}")
+
+
 class SqlStore:
-    """SQLAlchemy Core store for SQLite and PostgreSQL."""
+    """SQLAlchemy Core store for SQLite and PostgreSQL.
+
+    ``pool_size`` is the most connections the store opens (a SQLite file or PostgreSQL; an
+    in-memory SQLite database is one connection). They are opened as needed and then kept:
+    a call that finds them all busy waits up to ``pool_timeout`` seconds for one to come
+    back. ``max_overflow`` allows that many more under a burst, each closed as soon as it
+    comes back; it is 0 because opening a PostgreSQL connection (a server process, cold
+    caches, every statement prepared again) costs far more than waiting a moment for a
+    pooled one (decision "16: a pool that does not churn").
+    """
 
     def __init__(
         self,
         url: str | URL,
         *,
         schema: str | None = None,
-        pool_size: int = 5,
+        pool_size: int = 10,
+        max_overflow: int = 0,
+        pool_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         echo: bool = False,
     ) -> None:
+        _check_pool(pool_size, max_overflow, pool_timeout)
         self.url = async_url(url)
         self.display_url = masked(str(url))
         """The URL as given, password masked: how errors name this store."""
@@ -130,12 +156,20 @@ class SqlStore:
             raise ValueError(f"schema {schema!r} must be letters, digits and '_'")
         self.schema = schema
         self.label = f"qmcp-agents-{uuid.uuid4().hex[:12]}"
-        self._options = {"pool_size": pool_size, "connect_timeout": connect_timeout, "echo": echo}
+        self._options = {
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            "pool_timeout": pool_timeout,
+            "connect_timeout": connect_timeout,
+            "echo": echo,
+        }
         self._engine: AsyncEngine | None = None
         self._current: contextvars.ContextVar[Frame[AsyncConnection] | None] = contextvars.ContextVar(
             self.label, default=None
         )
         self._writer = asyncio.Lock() if self.dialect == "sqlite" else None
+        self._users: dict[AsyncEngine, int] = {}
+        """Calls using each engine (waiting for a connection or holding one): see _leave."""
         self._spare: list[Any] = []
         """A SQLite connection kept checked out between driver-level calls (at most one): the
         next call takes it without the pool's checkout and return, two greenlet switches."""
@@ -165,6 +199,8 @@ class SqlStore:
             database = self.url.database
             if not database or database == ":memory:":
                 options["poolclass"] = StaticPool
+            else:
+                options.update(self._pool_options())
             options["connect_args"] = {"timeout": 30}
             options["pool_reset_on_return"] = None  # the "reset" listener of _setup_sqlite does it
             engine = create_async_engine(self.url, **options)
@@ -175,11 +211,14 @@ class SqlStore:
         if self.schema is not None:
             settings["search_path"] = self.schema
         options["connect_args"] = {"server_settings": settings, "timeout": self._options["connect_timeout"]}
-        options["pool_size"] = self._options["pool_size"]
+        options.update(self._pool_options())
         options["json_serializer"] = jsonb.dumps
         engine = create_async_engine(self.url, **options)
         _refuse_closed_connections(engine)
         return engine
+
+    def _pool_options(self) -> dict[str, Any]:
+        return {key: self._options[key] for key in ("pool_size", "max_overflow", "pool_timeout")}
 
     def _translate(self, error: BaseException) -> BaseException:
         """The library error for ``error``, naming this store's URL."""
@@ -222,8 +261,32 @@ class SqlStore:
         store is one shared connection, so everything queues on the writer lock there."""
         return self.dialect == "sqlite" and self.capabilities.multi_process
 
+    def _enter(self) -> AsyncEngine:
+        """The engine a call is about to use, counted as in use until :meth:`_leave`."""
+        engine = self.engine
+        self._users[engine] = self._users.get(engine, 0) + 1
+        return engine
+
+    async def _leave(self, engine: AsyncEngine) -> None:
+        """A call is done with ``engine``; the last one out of an engine that ``close()``
+        let go of disposes of it. Disposing of a pool while calls still wait on it would
+        take the connections handed to them (a waiter is woken, then runs later): they
+        would wait out the whole ``pool_timeout`` and fail."""
+        left = self._users[engine] - 1
+        if left:
+            self._users[engine] = left
+            return
+        del self._users[engine]
+        if engine is not self._engine:
+            await settle(engine.dispose())
+
     async def _open(self, read: bool, alone: bool = False) -> AsyncConnection:
-        conn = await self.engine.connect()
+        engine = self._enter()
+        try:
+            conn = await engine.connect()
+        except BaseException:
+            await self._leave(engine)
+            raise
         try:
             if alone and self.dialect == "postgresql":
                 # Each statement stands on its own (and a ``BEGIN``/``COMMIT`` around them
@@ -235,6 +298,7 @@ class SqlStore:
             await conn.begin()
         except BaseException:
             await conn.close()
+            await self._leave(engine)
             raise
         return conn
 
@@ -250,12 +314,10 @@ class SqlStore:
                     await conn.invalidate()
             raise
         finally:
-            if conn.engine is not self._engine and not conn.invalidated:
-                # The store was closed meanwhile: the pool it came from is disposed of and
-                # would keep it open (a server backend, a SQLite thread and file) for good.
-                with suppress(Exception):
-                    await conn.invalidate()
-            await conn.close()
+            try:
+                await conn.close()
+            finally:
+                await self._leave(conn.engine)
 
     @asynccontextmanager
     async def _begin(self, read: bool = False, alone: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -365,31 +427,36 @@ class SqlStore:
         async with lock:
             # Straight from the pool (its events run as for engine.connect()): a Connection
             # would add two greenlet switches and a task to every call.
-            engine = self.engine
-            if self._spare:
-                pooled = self._spare.pop()
-            else:
-                try:
-                    pooled = await greenlet_spawn(engine.sync_engine.pool.connect)
-                except BaseException as error:
-                    raise self._translate(error) from error
-            done = False
+            engine = self._enter()
             try:
-                yield pooled.driver_connection
-                done = True
-            except BaseException as error:
-                if connection_lost(error):
-                    await greenlet_spawn(pooled.invalidate, error)
-                raise self._translate(error) from error
+                async with self._pooled(engine) as driver_connection:
+                    yield driver_connection
             finally:
-                if self._engine is not engine:
-                    # The store was closed meanwhile: the pool it came from is disposed of
-                    # and would keep it open (a server backend, a SQLite thread and file).
-                    await greenlet_spawn(pooled.invalidate)
-                elif done and self._keeps_spare(pooled):
-                    self._spare.append(pooled)
-                else:
-                    await greenlet_spawn(pooled.close)
+                await self._leave(engine)
+
+    @asynccontextmanager
+    async def _pooled(self, engine: AsyncEngine) -> AsyncIterator[Any]:
+        """A connection of ``engine``'s pool (or the kept one), given back or kept after."""
+        if self._spare:
+            pooled = self._spare.pop()
+        else:
+            try:
+                pooled = await greenlet_spawn(engine.sync_engine.pool.connect)
+            except BaseException as error:
+                raise self._translate(error) from error
+        done = False
+        try:
+            yield pooled.driver_connection
+            done = True
+        except BaseException as error:
+            if connection_lost(error):
+                await greenlet_spawn(pooled.invalidate, error)
+            raise self._translate(error) from error
+        finally:
+            if done and engine is self._engine and self._keeps_spare(pooled):
+                self._spare.append(pooled)
+            else:
+                await greenlet_spawn(pooled.close)
 
     def _keeps_spare(self, pooled: Any) -> bool:
         """Whether a connection a driver-level call is done with is kept for the next one
@@ -400,6 +467,7 @@ class SqlStore:
         return (
             self.dialect == "sqlite"
             and not self._spare
+            and self._options["pool_size"] + self._options["max_overflow"] > 1  # never the last one
             and self._engine is not None
             and not isinstance(self._engine.sync_engine.pool, StaticPool)
             and pooled.is_valid
@@ -507,9 +575,12 @@ class SqlStore:
     async def close(self) -> None:
         while self._spare:
             await greenlet_spawn(self._spare.pop().close)
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
+        # Calls still using the engine keep it (and serve each other's waits on its pool)
+        # until the last one is done and disposes of it (_leave); calls made from now on
+        # open the next engine.
+        engine, self._engine = self._engine, None
+        if engine is not None and engine not in self._users:
+            await engine.dispose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -40,9 +41,9 @@ def unique_schema() -> str:
 
 
 @asynccontextmanager
-async def postgres_store() -> AsyncIterator[SqlStore]:
+async def postgres_store(**options: Any) -> AsyncIterator[SqlStore]:
     """A PostgreSQL store in a schema of its own, dropped afterwards."""
-    store = SqlStore(POSTGRES_URL, schema=unique_schema())
+    store = SqlStore(POSTGRES_URL, schema=unique_schema(), **options)
     try:
         await store.create_schema()
     except StoreUnavailable as error:
@@ -57,14 +58,14 @@ async def postgres_store() -> AsyncIterator[SqlStore]:
 
 
 @asynccontextmanager
-async def sql_store(kind: str, folder: Path) -> AsyncIterator[SqlStore]:
+async def sql_store(kind: str, folder: Path, **options: Any) -> AsyncIterator[SqlStore]:
     """A store of ``kind`` ("sqlite": a file in ``folder``; "postgresql": a schema of its
-    own, dropped afterwards), its schema made."""
+    own, dropped afterwards), its schema made; ``options`` go to :class:`SqlStore`."""
     if kind == "postgresql":
-        async with postgres_store() as store:
+        async with postgres_store(**options) as store:
             yield store
         return
-    store = SqlStore(f"sqlite:///{folder / 'store.db'}")
+    store = SqlStore(f"sqlite:///{folder / 'store.db'}", **options)
     try:
         await store.create_schema()
         yield store

@@ -16,6 +16,7 @@ import pytest_asyncio
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, event, text
+from sqlalchemy.pool import Pool
 
 from qmcp_agents.adapters import open_store
 from qmcp_agents.adapters.sql import SqlStore
@@ -219,10 +220,27 @@ async def test_closing_the_store_while_calls_run_leaves_no_connection_open(store
     pool the store has disposed of, which nothing closes (on SQLite a driver thread and an
     open file per connection, on PostgreSQL a server backend each). Each must be closed
     when its call ends; the calls themselves end normally."""
+    await close_while_calls_run(store)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_closing_a_one_connection_store_while_calls_start_keeps_none_waiting(
+    kind: str, tmp_path: Path
+) -> None:
+    """With one pooled connection and no overflow, calls starting while ``close()`` empties
+    the pool found it empty and waited on it for the whole ``pool_timeout`` (the pool counts
+    its connections as taken until the emptying ends), then failed. They go to the next
+    engine instead, at once."""
+    async with sql_store(kind, tmp_path, pool_size=1, pool_timeout=5) as store:
+        await close_while_calls_run(store)
+
+
+async def close_while_calls_run(store: SqlStore) -> None:
+    """45 appends, reads and counts, the store closed under them after 0, 2 and 5 ms: every
+    call ends normally, the numbers have no gap and no connection is left open."""
     world = await World(store).build()
     execution_id, sender = world.execution.id, world.instance.id
     opened: list[Any] = []
-    event.listen(store.engine.sync_engine, "connect", lambda dbapi, _record: opened.append(dbapi))
 
     async def call(i: int) -> object:
         if i % 3 == 0:
@@ -231,12 +249,20 @@ async def test_closing_the_store_while_calls_run_leaves_no_connection_open(store
             return await store.messages.last(execution_id, 5)
         return await store.agent_types.count()
 
-    for pause in (0.0, 0.002, 0.005):
-        calls = [asyncio.ensure_future(call(i)) for i in range(45)]
-        await asyncio.sleep(pause)
-        await store.close()
-        outcomes = await asyncio.gather(*calls, return_exceptions=True)
-        assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    def note(dbapi: Any, _record: Any) -> None:
+        opened.append(dbapi)
+
+    # every engine's: a call that starts after close() opens the next engine
+    event.listen(Pool, "connect", note)
+    try:
+        for pause in (0.0, 0.002, 0.005):
+            calls = [asyncio.ensure_future(call(i)) for i in range(45)]
+            await asyncio.sleep(pause)
+            await store.close()
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            assert [o for o in outcomes if isinstance(o, BaseException)] == [], pause
+    finally:
+        event.remove(Pool, "connect", note)
     await store.close()
     numbers = [m.sequence_number for m in (await store.messages.list(execution_id, limit=200)).items]
     assert numbers == list(range(1, 46))

@@ -39,7 +39,8 @@ from qmcp_agents.testing.builders import register_topology
 
 POSTGRES_URL = os.environ.get("QMCP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CALL_SECONDS = 0.1
-POOL_OPTIONS = {"pool_size": int(os.environ["QMCP_BENCH_POOL"])} if os.environ.get("QMCP_BENCH_POOL") else {}
+POOL_SIZE = os.environ.get("QMCP_BENCH_POOL")
+POOL_OPTIONS: dict[str, Any] = {"pool_size": int(POOL_SIZE)} if POOL_SIZE else {}
 """Each worker's connection pool: the store's default (10, no overflow) unless
 ``QMCP_BENCH_POOL`` says otherwise; a run holds a connection only while it reads or writes."""
 ROOT = Path(__file__).resolve().parents[1]

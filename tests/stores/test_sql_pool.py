@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.pool import QueuePool
 
 from qmcp_agents.adapters.sql import SqlStore
 from qmcp_agents.domain import StoreUnavailable
@@ -41,6 +42,12 @@ async def test_a_bad_pool_option_is_refused_naming_it_and_its_value(option: str,
         SqlStore(POSTGRES_URL, **{option: value})
 
 
+def _queue_pool(store: SqlStore) -> QueuePool:
+    pool = store.engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool
+
+
 async def _burst(store: SqlStore, world: World, calls: int) -> None:
     execution_id, sender = world.execution.id, world.instance.id
 
@@ -64,15 +71,15 @@ async def test_a_burst_opens_at_most_pool_size_connections_and_keeps_them(kind: 
         world = await World(store).build()
         opened: list[Any] = []
         event.listen(store.engine.sync_engine, "connect", lambda dbapi, _record: opened.append(dbapi))
-        pool = store.engine.sync_engine.pool
+        pool = _queue_pool(store)
         before = pool.checkedin() + pool.checkedout()
         await _burst(store, world, 60)
         first = len(opened)
         assert before + first <= 3
         await _burst(store, world, 60)
         assert len(opened) == first
-        numbers = [m.sequence_number for m in (await store.messages.list(world.execution.id, limit=100)).items]
-        assert numbers == list(range(1, 41))
+        stored = await store.messages.list(world.execution.id, limit=100)
+        assert [m.sequence_number for m in stored.items] == list(range(1, 41))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -83,7 +90,7 @@ async def test_max_overflow_opens_more_under_a_burst_and_closes_them_after(kind:
         event.listen(store.engine.sync_engine, "connect", lambda dbapi, _record: opened.append(dbapi))
         await _burst(store, world, 60)
         assert 1 <= len(opened) <= 5
-        pool = store.engine.sync_engine.pool
+        pool = _queue_pool(store)
         assert pool.checkedout() == len(store._spare)  # SQLite keeps one for the next call
         assert pool.checkedin() <= 1  # the overflow ones were closed
 
@@ -114,7 +121,7 @@ async def test_a_call_that_finds_every_connection_busy_fails_after_pool_timeout_
 
         holders = [asyncio.ensure_future(hold()) for _ in range(free)]
         await holding.wait()
-        refused = r"no pooled connection came free in time \(QueuePool limit of size 2 overflow 0.*raise pool_size"
+        refused = r"no pooled connection came free in time \(QueuePool limit of size 2 overflow 0.*pool_size"
         try:
             with pytest.raises(StoreUnavailable, match=refused):
                 await store.agent_types.add(agent_type("late"))

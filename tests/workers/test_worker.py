@@ -200,6 +200,37 @@ async def test_cancel_from_elsewhere_stops_the_run_within_one_step(store: Store)
         await engine.cancel(execution_id)
 
 
+async def test_a_cancel_between_the_finishs_read_and_its_write_wins(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finish reads the execution outside a transaction: a cancel that commits between
+    that read and the write makes the write's revision stale; it is refused, the retry reads
+    the cancelled execution, and the drive ends with it (not completed, entry gone)."""
+    answering_agents = agents()
+    engine = Engine(store, answering_agents)
+    execution_id = await engine.submit("chain", {"task": 1})
+    real_get = store.executions.get
+    fired: list[ExecutionStatus] = []
+
+    async def get(id: Any) -> Any:
+        read = await real_get(id)
+        answered = sum(len(a.calls) for a in answering_agents.values())
+        if id == execution_id and answered == 3 and not fired:
+            fired.append(read.status)
+            await Engine(store, {}).cancel(execution_id)  # commits after this read
+        return read
+
+    monkeypatch.setattr(store.executions, "get", get)
+    stats = await Worker(engine, poll_seconds=0.05).run(until_idle=True)
+    assert fired == [ExecutionStatus.RUNNING]
+    stored = await real_get(execution_id)
+    assert stored.status is ExecutionStatus.CANCELLED
+    assert stored.output_data is None
+    assert stats.claimed == 1
+    assert len(await responses(store, execution_id)) == 3  # each recorded once
+    assert await store.leases.list() == []
+
+
 async def test_cancel_of_a_pending_execution_removes_its_entry(store: Store) -> None:
     engine = Engine(store, agents())
     execution_id = await engine.submit("chain", {"task": 1})

@@ -371,6 +371,20 @@ class FencedUpdater(Protocol):
         composed path, which writes it or raises the precise error."""
 
 
+@runtime_checkable
+class TopologyReader(Protocol):
+    """Optional: a store that reads a topology together with its members' agent types in
+    one step (SQL: one statement). Use
+    :func:`qmcp_agents.domain.reading.topology_with_agent_types`, which falls back on the
+    repositories; nothing else should call this."""
+
+    async def topology_with_agent_types(self, id: int) -> tuple[Topology, dict[int, AgentType]] | None:
+        """``topologies.get(id)`` and ``agent_types.get`` of each of its memberships' agent
+        types, keyed by id; ``None`` when this store cannot read them in one step here (or
+        the topology is not there): the caller then reads them one by one, which raises the
+        precise error."""
+
+
 __all__ = [
     "AgentInstanceRepository",
     "AgentTypeRepository",
@@ -384,5 +398,6 @@ __all__ = [
     "RecordedCall",
     "ResultRepository",
     "Store",
+    "TopologyReader",
     "TopologyRepository",
 ]

@@ -51,6 +51,7 @@ from .builders import World, agent_type, message, topology
 from .conformance_appends import AppendConformance
 from .conformance_fenced import FencedConformance
 from .conformance_parts import TopologyPartsConformance
+from .conformance_reading import ReadingConformance
 from .conformance_record import RecordConformance
 from .conformance_updates import UpdateConformance
 from .conformance_whole import WholeConformance
@@ -71,6 +72,7 @@ class StoreConformance(
     RecordConformance,
     FencedConformance,
     UpdateConformance,
+    ReadingConformance,
 ):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 

@@ -134,6 +134,21 @@ def topology_by(dialect: Dialect, key: str) -> Statement:
 
 
 @cache
+def topology_with_agent_types(dialect: Dialect) -> Statement:
+    """:func:`topology_by` ``id``, each membership row followed by its agent type's columns
+    (a drive reads the topology and then every member's agent type: one statement, not
+    one per member)."""
+    t, m, a = schema.topologies, schema.memberships, schema.agent_types
+    query = (
+        select(t, m, a)
+        .select_from(t.outerjoin(m, m.c.topology_id == t.c.id).outerjoin(a, a.c.id == m.c.agent_type_id))
+        .where(t.c.id == bindparam("key", type_=t.c.id.type))
+        .order_by(m.c.position, m.c.id)
+    )
+    return compile_statement(query, dialect)
+
+
+@cache
 def newest_messages(dialect: Dialect) -> Statement:
     m = schema.messages
     query = (

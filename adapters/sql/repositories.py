@@ -27,6 +27,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qmcp_agents.adapters.concurrency import settled, wrap_verbs
@@ -471,15 +472,38 @@ class SqlTopologies(_NamedRepository[Topology]):
         dialect = self._store.engine.dialect
         async with self._store.driver() as raw:
             found = await driver.fetch(raw, driver.topology_by(dialect, column), {"key": key})
-        if not found:
-            return None
-        width = len(self.table.columns)
+        return self._topology_from(found, dialect) if found else None
+
+    def _topology_from(self, found: Sequence[Any], dialect: Dialect) -> Topology:
+        """The topology of :func:`.driver.topology_by`'s rows (``found``: at least one)."""
+        width, membership_width = len(self.table.columns), len(schema.memberships.columns)
         topology, membership = (
             driver.decoder(self.table, dialect),
             driver.decoder(schema.memberships, dialect),
         )
-        members: builtins.list[RowLike] = [membership(row[width:]) for row in found if row[width] is not None]
+        members: builtins.list[RowLike] = [
+            membership(row[width : width + membership_width]) for row in found if row[width] is not None
+        ]
         return rows.topology_from(topology(found[0][:width]), members)
+
+    async def with_agent_types(self, id: int) -> tuple[Topology, dict[int, AgentType]] | None:
+        """The topology and its members' agent types in one statement
+        (:func:`.driver.topology_with_agent_types`); ``None`` when it is not there."""
+        dialect = self._store.engine.dialect
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, driver.topology_with_agent_types(dialect), {"key": self.key(id)})
+        if not found:
+            return None
+        start = len(self.table.columns) + len(schema.memberships.columns)
+        decode = driver.decoder(schema.agent_types, dialect)
+        types: dict[int, AgentType] = {}
+        for row in found:
+            if row[start] is not None and row[start] not in types:
+                types[row[start]] = rows.agent_type_from(decode(row[start:]))
+        topology = self._topology_from(found, dialect)
+        if any(m.agent_type_id not in types for m in topology.memberships):
+            return None  # (the foreign key forbids it) the composed read names what is missing
+        return topology, types
 
     async def _restore(self, conn: AsyncConnection, entity: Topology) -> None:
         stored = for_restore(entity)

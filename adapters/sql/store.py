@@ -34,12 +34,14 @@ from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wai
 from qmcp_agents.adapters.store_errors import INIT_HINT, masked, naming
 from qmcp_agents.domain import (
     AgentInstance,
+    AgentType,
     Execution,
     MessageCreate,
     Result,
     SchemaMissing,
     SchemaTooNew,
     StoreUnavailable,
+    Topology,
 )
 from qmcp_agents.domain.leases import LeaseHold
 from qmcp_agents.domain.ports import Capabilities, RecordedCall
@@ -379,6 +381,11 @@ class SqlStore:
         if not self.in_transaction:
             return True
         return self.dialect == "postgresql" and undone_whole()
+
+    async def topology_with_agent_types(self, id: int) -> tuple[Topology, dict[int, AgentType]] | None:
+        """:class:`~qmcp_agents.domain.ports.TopologyReader`: one statement
+        (``SqlTopologies.with_agent_types``)."""
+        return await self.topologies.with_agent_types(id)
 
     async def record_call(
         self,

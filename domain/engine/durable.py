@@ -16,6 +16,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from qmcp_agents.domain.agent import AgentType
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import ExecutionStatus, TopologyType
 from qmcp_agents.domain.errors import InvalidTransition
@@ -23,6 +24,7 @@ from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.leases import LeaseHold, LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
+from qmcp_agents.domain.reading import topology_with_agent_types
 from qmcp_agents.domain.recording import update_execution_fenced
 from qmcp_agents.domain.topology import Topology
 from qmcp_agents.domain.transactions import whole
@@ -48,7 +50,11 @@ class DurableRuns:
     if TYPE_CHECKING:
 
         async def _drive(
-            self, topology: Topology, execution: Execution, fence: Fence | None = None
+            self,
+            topology: Topology,
+            execution: Execution,
+            fence: Fence | None = None,
+            agent_types: Mapping[int, AgentType] | None = None,
         ) -> ExecutionRead: ...
 
         async def _answered(self, execution_id: UUID, human_input: Any) -> Execution: ...
@@ -171,8 +177,8 @@ class DurableRuns:
             return execution
 
         execution = await retried(start)
-        topology = await self.store.topologies.get(execution.topology_id)
-        return await self._drive(topology, execution, fence)
+        topology, agent_types = await topology_with_agent_types(self.store, execution.topology_id)
+        return await self._drive(topology, execution, fence, agent_types)
 
     async def cancel(self, execution_id: UUID) -> ExecutionRead:
         """Cancel an execution wherever it runs: the worker running it stops at its next step

@@ -121,15 +121,25 @@ class Engine(DurableRuns):
                     await self._check_agents(child, seen)
 
     async def _members(
-        self, topology: Topology, execution: Execution, fence: Fence | None = None
+        self,
+        topology: Topology,
+        execution: Execution,
+        fence: Fence | None = None,
+        agent_types: Mapping[int, AgentType] | None = None,
     ) -> list[Member]:
+        """The run's members, seated in order: their agent types (``agent_types``, when the
+        caller read them with the topology) and instances (the execution's, or new ones)."""
         existing = {
             i.metadata.get("slot"): i
             for i in (await self.store.agent_instances.list(execution_id=execution.id, limit=MAX_LIMIT)).items
         }
         seats = []
         for membership in sorted(topology.memberships, key=lambda m: (m.position, m.slot_name)):
-            agent_type = await self.store.agent_types.get(membership.agent_type_id)
+            agent_type = (
+                agent_types[membership.agent_type_id]
+                if agent_types is not None
+                else await self.store.agent_types.get(membership.agent_type_id)
+            )
             seats.append((membership, agent_type, existing.get(membership.slot_name)))
         fresh = [
             AgentInstance(
@@ -348,13 +358,21 @@ class Engine(DurableRuns):
             self.observer(event)
 
     async def _drive(
-        self, topology: Topology, execution: Execution, fence: Fence | None = None
+        self,
+        topology: Topology,
+        execution: Execution,
+        fence: Fence | None = None,
+        agent_types: Mapping[int, AgentType] | None = None,
     ) -> ExecutionRead:
         with self.tracer.execution(execution, topology):
-            return await self._drive_traced(topology, execution, fence)
+            return await self._drive_traced(topology, execution, fence, agent_types)
 
     async def _drive_traced(
-        self, topology: Topology, execution: Execution, fence: Fence | None
+        self,
+        topology: Topology,
+        execution: Execution,
+        fence: Fence | None,
+        agent_types: Mapping[int, AgentType] | None,
     ) -> ExecutionRead:
         members: list[Member] = []
         budget = Budget(
@@ -366,7 +384,7 @@ class Engine(DurableRuns):
             earlier_seconds=float(execution.metadata.get(RUNNING_KEY, 0.0)),
         )
         try:
-            return await self._drive_members(topology, execution, members, budget, fence)
+            return await self._drive_members(topology, execution, members, budget, fence, agent_types)
         finally:
             for member in members:
                 if member.capabilities:
@@ -381,10 +399,11 @@ class Engine(DurableRuns):
         members: list[Member],
         budget: Budget,
         fence: Fence | None,
+        agent_types: Mapping[int, AgentType] | None,
     ) -> ExecutionRead:
         finish = functools.partial(self._finish, fence=fence)
         try:
-            members.extend(await self._members(topology, execution, fence))
+            members.extend(await self._members(topology, execution, fence, agent_types))
             for member in members:
                 if member.capabilities:
                     await member.capabilities.fire("on_start")

@@ -99,3 +99,32 @@ async def test_sqlite_composes(tmp_path: Path) -> None:
         done = await update_execution_fenced(sqlite, *fenced.arguments())
         assert await sqlite.leases.find(fenced.execution.id) is None
         assert await sqlite.executions.get(done.id) == done
+
+
+async def test_a_workers_drive_of_three_members_sends_thirteen_statements(store: SqlStore) -> None:
+    """What one drive of a three-stage pipeline sends (decision "16: fewer statements per
+    drive"): the claim; the start (read, fenced update); the topology with its agent types
+    (one statement for all three); the instances (list; BEGIN, insert, lease hold, COMMIT);
+    one statement per answer; the finish (read, fenced update)."""
+    await register_topology(store, "three", "pipeline", ["s0", "s1", "s2"])
+    labelled(store)
+    engine = Engine(store, {f"s{i}": ScriptedAgent([answering]) for i in range(3)})
+    submitted = await engine.submit("three", {"n": 1})
+    with counting() as counts:
+        stats = await Worker(engine, name="w", poll_seconds=0.01).run(until_idle=True)
+    assert stats.finished.get("completed") == 1, stats
+    by_store_call: dict[str, int] = {}
+    for (_, label, _), n in counts.items():
+        by_store_call[label] = by_store_call.get(label, 0) + n
+    by_store_call.pop("leases.claim")  # (and more, finding nothing, until idle)
+    assert by_store_call == {
+        "executions.find": 2,
+        "update_execution_fenced": 2,
+        "topologies.with_agent_types": 1,
+        "agent_instances.list": 1,
+        "agent_instances.add_many": 2,  # BEGIN, the insert
+        "leases.hold": 1,
+        "transaction": 1,  # its COMMIT
+        "record_call": 3,
+    }, counts
+    assert (await store.executions.get(submitted)).status.value == "completed"

@@ -76,10 +76,8 @@ def labelled(store: SqlStore) -> None:
             if verb.startswith("_") or not inspect.iscoroutinefunction(method):
                 continue
             setattr(repository, verb, _wrapped(method, f"{name}.{verb}"))
-    store.record_call = _wrapped(store.record_call, "record_call")  # type: ignore[method-assign]
-    store.update_execution_fenced = _wrapped(  # type: ignore[method-assign]
-        store.update_execution_fenced, "update_execution_fenced"
-    )
+    for one_step in ("record_call", "update_execution_fenced", "add_instances_fenced"):
+        setattr(store, one_step, _wrapped(getattr(store, one_step), one_step))
     transaction = store.transaction
 
     @contextlib.asynccontextmanager

@@ -372,6 +372,23 @@ class FencedUpdater(Protocol):
 
 
 @runtime_checkable
+class FencedInstanceAdder(Protocol):
+    """Optional: a store that can add a run's new agent instances under a worker's lease in
+    one step (PostgreSQL: one statement). Use
+    :func:`qmcp_agents.domain.recording.add_instances_fenced`, which falls back on the
+    repositories; nothing else should call this."""
+
+    async def add_instances_fenced(
+        self, instances: Sequence[AgentInstance], lease: LeaseHold
+    ) -> builtins.list[AgentInstance] | None:
+        """Exactly what :func:`~qmcp_agents.domain.recording.add_instances_fenced_composed`
+        writes and returns when it succeeds, written all at once; ``None`` when this store
+        cannot do it in one step here (or its checks refused it): then nothing was written,
+        and the caller runs the composed path, which writes them or raises the precise
+        error."""
+
+
+@runtime_checkable
 class TopologyReader(Protocol):
     """Optional: a store that reads a topology together with its members' agent types in
     one step (SQL: one statement). Use
@@ -391,6 +408,7 @@ __all__ = [
     "CallRecorder",
     "Capabilities",
     "ExecutionRepository",
+    "FencedInstanceAdder",
     "FencedUpdater",
     "LeaseRepository",
     "MessageRepository",

@@ -11,13 +11,14 @@ by the repositories themselves, with the same error on every backend.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from .agent import AgentInstance
 from .execution import Execution
 from .leases import LeaseHold, LeaseLost
 from .message import MessageCreate, Result
-from .ports import CallRecorder, FencedUpdater, RecordedCall, Store
+from .ports import CallRecorder, FencedInstanceAdder, FencedUpdater, RecordedCall, Store
 from .transactions import whole
 
 
@@ -95,7 +96,37 @@ async def update_execution_fenced_composed(
     return updated
 
 
+async def add_instances_fenced(
+    store: Store, instances: Sequence[AgentInstance], lease: LeaseHold
+) -> list[AgentInstance]:
+    """``agent_instances.add_many(instances)`` under a worker's lease (checked, not
+    released), all or nothing; ``LeaseLost`` when ``lease`` no longer holds the entry. A
+    drive seats its new members this way; a store that can do it in one step
+    (:class:`~.ports.FencedInstanceAdder`: PostgreSQL, one statement instead of four round
+    trips) is asked first; when it writes nothing the composed form runs and raises the
+    precise error. Inside a transaction the writes join it. Returns the stored instances."""
+    if isinstance(store, FencedInstanceAdder):
+        added = await store.add_instances_fenced(instances, lease)
+        if added is not None:
+            return added
+    return await add_instances_fenced_composed(store, instances, lease)
+
+
+async def add_instances_fenced_composed(
+    store: Store, instances: Sequence[AgentInstance], lease: LeaseHold
+) -> list[AgentInstance]:
+    """:func:`add_instances_fenced` from the repository calls, in one whole transaction:
+    the definition a store's one-step form must match (the instances first, then the
+    lease checked)."""
+    async with whole(store):
+        added = await store.agent_instances.add_many(instances)
+        await store.leases.hold(lease.execution_id, lease.owner, attempt=lease.attempt)
+    return added
+
+
 __all__ = [
+    "add_instances_fenced",
+    "add_instances_fenced_composed",
     "record_call",
     "record_call_composed",
     "update_execution_fenced",

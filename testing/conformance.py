@@ -53,6 +53,7 @@ from .conformance_fenced import FencedConformance
 from .conformance_parts import TopologyPartsConformance
 from .conformance_reading import ReadingConformance
 from .conformance_record import RecordConformance
+from .conformance_seating import SeatingConformance
 from .conformance_updates import UpdateConformance
 from .conformance_whole import WholeConformance
 from .hostile import HostileConformance
@@ -73,6 +74,7 @@ class StoreConformance(
     FencedConformance,
     UpdateConformance,
     ReadingConformance,
+    SeatingConformance,
 ):
     """The conformance suite. Subclass it and implement :meth:`make_store`."""
 

@@ -338,6 +338,12 @@ def add_instances_postgres(dialect: Dialect, count: int) -> Statement:
     there: all or none of them. No rows back means nothing was written (the caller then
     finds out why on the checked path). The checks take no locks, as the checked path's
     queries take none: the insert's foreign keys lock what they reference, as there."""
+    i = schema.agent_instances
+    return compile_statement(instances_insert(count).returning(i.c.id), dialect)
+
+
+def instances_insert(count: int, *also: Any) -> Any:
+    """The insert of :func:`add_instances_postgres`, its checks and ``also`` conditions."""
     i, t, e = schema.agent_instances, schema.agent_types, schema.executions
     columns = [c.name for c in i.columns]
 
@@ -350,13 +356,13 @@ def add_instances_postgres(dialect: Dialect, count: int) -> Statement:
             for k in range(count)
         )
     ).subquery("fresh")
-    checks = [~exists().where(i.c.id.in_([bound("id", k) for k in range(count)]))]
+    checks = [~exists().where(i.c.id.in_([bound("id", k) for k in range(count)])), *also]
     for k in range(count):
         checks.append(exists().where(t.c.id == bound("agent_type_id", k)))
         execution = bound("execution_id", k)
         checks.append(or_(execution.is_(None), exists().where(e.c.id == execution)))
     source = select(*(rows.c[name] for name in columns)).where(*checks)
-    return compile_statement(insert(i).from_select(columns, source).returning(i.c.id), dialect)
+    return insert(i).from_select(columns, source)
 
 
 __all__ = [
@@ -372,6 +378,7 @@ __all__ = [
     "compile_statement",
     "decoder",
     "fetch",
+    "instances_insert",
     "messages_page",
     "newest_messages",
     "topology_by",

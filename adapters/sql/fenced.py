@@ -1,5 +1,6 @@
 """An execution updated under a worker's lease in one statement on PostgreSQL (issue 16; the
-store's side of :func:`qmcp_agents.domain.recording.update_execution_fenced`).
+store's side of :func:`qmcp_agents.domain.recording.update_execution_fenced`); likewise a
+drive's new agent instances (:func:`add_instances_fenced`, at the end).
 
 Every drive writes its execution twice this way: at its start (the status move and the
 claim noted in the metadata, the lease checked) and at its end (the final status, the
@@ -29,13 +30,16 @@ the precise error (or writes, if a race resolved it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Dialect, bindparam, delete, exists, select, update
 
 from qmcp_agents.adapters.concurrency import settled
+from qmcp_agents.domain.agent import AgentInstance
 from qmcp_agents.domain.execution import Execution
+from qmcp_agents.domain.integrity import for_insert
 from qmcp_agents.domain.leases import LeaseHold
 
 from . import driver, rows, schema
@@ -77,6 +81,68 @@ def fenced_update_postgres(
     return driver.compile_statement(select(updated.c.id), dialect)
 
 
+@cache
+def fenced_instances_postgres(dialect: Dialect, count: int, with_attempt: bool) -> driver.Statement:
+    """``count`` agent instances of one execution added under a worker's lease in one
+    statement: the execution's row locked ``FOR KEY SHARE`` (what the insert's foreign key
+    takes first in the composed path), then the lease's no-op update (hold) if the owner
+    holds it by that claim, then :func:`.driver.add_instances_postgres`'s checked insert on
+    it. Binds: those of the insert, ``instances_execution_id``, ``lease_execution_id``,
+    ``held_by``, ``claim``. No rows back: nothing was written."""
+    e, t, i = schema.executions, schema.leases, schema.agent_instances
+    locked = (
+        select(e.c.id)
+        .where(e.c.id == bindparam("instances_execution_id", type_=e.c.id.type))
+        .with_for_update(read=True, key_share=True, of=e)  # FOR KEY SHARE
+        .cte("execution")
+    )
+    held = [*held_entry(True, with_attempt, "lease_execution_id"), exists(select(locked.c.id))]
+    fence = update(t).where(*held).values(owner=t.c.owner).returning(t.c.execution_id).cte("fence")
+    inserted = (
+        driver.instances_insert(count, exists(select(fence.c.execution_id))).returning(i.c.id).cte("inserted")
+    )
+    return driver.compile_statement(select(inserted.c.id), dialect)
+
+
+@settled
+async def add_instances_fenced(
+    store: SqlStore, instances: Sequence[AgentInstance], lease: LeaseHold
+) -> list[AgentInstance] | None:
+    """:class:`~qmcp_agents.domain.ports.FencedInstanceAdder` on PostgreSQL, where one
+    statement may go to the driver: a few new instances of one execution (distinct ids);
+    ``None`` for anything else and when the statement's checks refused it."""
+    count = len(instances)
+    executions = {instance.execution_id for instance in instances}
+    if (
+        store.dialect != "postgresql"
+        or not store.one_statement_fits()
+        or not 0 < count <= driver.INSTANCES_IN_ONE
+        or len({instance.id for instance in instances}) < count
+        or len(executions) != 1
+        or None in executions
+    ):
+        return None
+    try:
+        stored = [for_insert(instance) for instance in instances]
+    except Exception:  # refused here: the composed path raises it where it would
+        return None
+    values: dict[str, Any] = {
+        f"{name}_{k}": value
+        for k, entity in enumerate(stored)
+        for name, value in rows.instance_row(entity).items()
+    }
+    values.update(
+        instances_execution_id=stored[0].execution_id,
+        lease_execution_id=lease.execution_id,
+        held_by=lease.owner,
+        claim=lease.attempt,
+    )
+    statement = fenced_instances_postgres(store.engine.dialect, count, lease.attempt is not None)
+    async with store.driver() as raw:
+        found = await driver.fetch(raw, statement, values)
+    return stored if found else None
+
+
 @settled
 async def update_execution_fenced(
     store: SqlStore, execution: Execution, lease: LeaseHold, release: bool
@@ -101,4 +167,9 @@ async def update_execution_fenced(
     return written if found else None
 
 
-__all__ = ["fenced_update_postgres", "update_execution_fenced"]
+__all__ = [
+    "add_instances_fenced",
+    "fenced_instances_postgres",
+    "fenced_update_postgres",
+    "update_execution_fenced",
+]

@@ -19,7 +19,7 @@ import functools
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, nullcontext, suppress
 from types import TracebackType
 from typing import Any, Self
@@ -381,6 +381,13 @@ class SqlStore:
         if not self.in_transaction:
             return True
         return self.dialect == "postgresql" and undone_whole()
+
+    async def add_instances_fenced(
+        self, instances: Sequence[AgentInstance], lease: LeaseHold
+    ) -> list[AgentInstance] | None:
+        """:class:`~qmcp_agents.domain.ports.FencedInstanceAdder`: one statement on
+        PostgreSQL (:mod:`.fenced`); ``None`` on SQLite, whose composed form is cheap."""
+        return await fenced.add_instances_fenced(self, instances, lease)
 
     async def topology_with_agent_types(self, id: int) -> tuple[Topology, dict[int, AgentType]] | None:
         """:class:`~qmcp_agents.domain.ports.TopologyReader`: one statement

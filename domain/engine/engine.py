@@ -33,7 +33,7 @@ from qmcp_agents.domain.execution import Execution, ExecutionRead
 from qmcp_agents.domain.leases import LeaseLost
 from qmcp_agents.domain.ports import Store
 from qmcp_agents.domain.queries import MAX_LIMIT
-from qmcp_agents.domain.recording import update_execution_fenced
+from qmcp_agents.domain.recording import add_instances_fenced, update_execution_fenced
 from qmcp_agents.domain.topology import Topology
 from qmcp_agents.domain.transactions import whole
 
@@ -330,6 +330,8 @@ class Engine(DurableRuns):
         async def write() -> list[AgentInstance]:
             nonlocal tries
             tries += 1
+            if tries == 1 and isinstance(fence, LeaseFence):  # the first try has no earlier one
+                return await add_instances_fenced(self.store, instances, fence.hold)
             async with self._fenced(fence):
                 found: dict[UUID, AgentInstance] = {}
                 if tries > 1:  # the first try has no earlier one to look for

@@ -14,8 +14,10 @@ import pytest_asyncio
 
 from benchmarks.worker_statements import answering, counting, labelled
 from qmcp_agents.adapters.sql import SqlStore
+from qmcp_agents.domain import AgentInstance
 from qmcp_agents.domain.engine import Engine, ScriptedAgent
 from qmcp_agents.domain.engine.worker import Worker
+from qmcp_agents.domain.leases import LeaseHold
 from qmcp_agents.domain.ports import FencedUpdater
 from qmcp_agents.domain.recording import update_execution_fenced
 from qmcp_agents.domain.transactions import whole
@@ -101,11 +103,11 @@ async def test_sqlite_composes(tmp_path: Path) -> None:
         assert await sqlite.executions.get(done.id) == done
 
 
-async def test_a_workers_drive_of_three_members_sends_thirteen_statements(store: SqlStore) -> None:
+async def test_a_workers_drive_of_three_members_sends_ten_statements(store: SqlStore) -> None:
     """What one drive of a three-stage pipeline sends (decision "16: fewer statements per
     drive"): the claim; the start (read, fenced update); the topology with its agent types
-    (one statement for all three); the instances (list; BEGIN, insert, lease hold, COMMIT);
-    one statement per answer; the finish (read, fenced update)."""
+    (one statement for all three); the instances (list, then the fenced insert); one
+    statement per answer; the finish (read, fenced update)."""
     await register_topology(store, "three", "pipeline", ["s0", "s1", "s2"])
     labelled(store)
     engine = Engine(store, {f"s{i}": ScriptedAgent([answering]) for i in range(3)})
@@ -122,9 +124,26 @@ async def test_a_workers_drive_of_three_members_sends_thirteen_statements(store:
         "update_execution_fenced": 2,
         "topologies.with_agent_types": 1,
         "agent_instances.list": 1,
-        "agent_instances.add_many": 2,  # BEGIN, the insert
-        "leases.hold": 1,
-        "transaction": 1,  # its COMMIT
+        "add_instances_fenced": 1,
         "record_call": 3,
     }, counts
     assert (await store.executions.get(submitted)).status.value == "completed"
+
+
+async def test_instances_added_under_a_lease_are_one_statement(store: SqlStore) -> None:
+    world = await World(store).build()
+    await store.leases.enqueue(world.execution.id)
+    (lease,) = await store.leases.claim("w1", limit=1, lease_seconds=60)
+    hold = LeaseHold(world.execution.id, "w1", lease.attempts)
+    assert world.agent_type.id is not None
+    seat = {"agent_type_id": world.agent_type.id, "execution_id": world.execution.id}
+    fresh = [AgentInstance(**seat) for _ in range(3)]
+    with sent() as counts:
+        added = await store.add_instances_fenced(fresh, hold)
+    assert counts == {"WITH": 1}, counts
+    assert added is not None
+    assert [a.id for a in added] == [f.id for f in fresh]
+    lost = LeaseHold(world.execution.id, "w2", lease.attempts)
+    refused = [AgentInstance(**seat)]
+    assert await store.add_instances_fenced(refused, lost) is None
+    assert await store.agent_instances.find(refused[0].id) is None

@@ -76,15 +76,15 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 """BSON bytes of messages per document at most: half of MongoDB's 16 MiB document limit.
 A single message always fits (the domain caps its content, see ``MAX_MESSAGE_BYTES``)."""
 
-PAUSE_GC_FROM = 64
-"""Messages from which building an append pauses the cyclic garbage collector
-(:func:`paused_gc`). A few messages allocate too little to trigger a collection, and
-pausing and resuming costs more than building one message does (issue 15)."""
-_NO_PAUSE = contextlib.nullcontext()
+CACHE_LIMIT = 10_000
+"""Entries each of this repository's caches holds at most: they are hints (see
+:meth:`MongoMessages._remember`, :meth:`~MongoMessages._remember_top`,
+:meth:`~MongoMessages._binary`), so a full one simply starts over."""
 
 
-def _paused(count: int) -> contextlib.AbstractContextManager[None]:
-    return paused_gc() if count >= PAUSE_GC_FROM else _NO_PAUSE
+def _room(cache: dict[Any, Any]) -> None:
+    if len(cache) > CACHE_LIMIT:
+        cache.clear()
 
 
 class MongoMessages:
@@ -109,7 +109,7 @@ class MongoMessages:
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
         execution_id = uuid_id(execution_id, "execution_id")
-        with _paused(len(messages)):
+        with paused_gc(len(messages)):
             drafts = [MessageCreate.model_validate(m) for m in messages]
         await self._store.connect()
         session = self._store.session()
@@ -190,8 +190,7 @@ class MongoMessages:
             return value
         binary = self._binaries.get(value)
         if binary is None:
-            if len(self._binaries) > 10_000:
-                self._binaries.clear()
+            _room(self._binaries)
             binary = self._binaries[value] = Binary.from_uuid(value)
         return binary
 
@@ -208,8 +207,7 @@ class MongoMessages:
         known = self._tops.get(execution_id)
         if known is not None and known[0] == incarnation and known[1] > last:
             return  # a concurrent append of this store got further
-        if len(self._tops) > 10_000:
-            self._tops.clear()
+        _room(self._tops)
         self._tops[execution_id] = (incarnation, last)
 
     def _remember(self, execution_id: UUID, incarnation: Any, bound: dict[UUID, Any]) -> None:
@@ -224,8 +222,7 @@ class MongoMessages:
         bound to an execution are always read (they can be deleted once their messages are).
         Inside a transaction nothing is remembered (it may roll back).
         """
-        if len(self._known) > 10_000:
-            self._known.clear()
+        _room(self._known)
         for instance_id, bound_to in bound.items():
             if bound_to == execution_id:
                 self._known[(instance_id, execution_id)] = incarnation
@@ -233,7 +230,7 @@ class MongoMessages:
     async def _write(
         self, execution_id: UUID, drafts: Sequence[MessageCreate], incarnation: UUID, last: int, session: Any
     ) -> builtins.list[Message]:
-        with _paused(len(drafts)):
+        with paused_gc(len(drafts)):
             out = build_messages(execution_id, drafts, 1)
         if len(out) <= MAX_BATCH_ITEMS:
             try:
@@ -296,7 +293,7 @@ class MongoMessages:
         head_id = Binary.from_uuid(out[0].id)
         while True:
             first = last + 1
-            with _paused(len(out)):
+            with paused_gc(len(out)):
                 for offset, message in enumerate(out):
                     message.__dict__["sequence_number"] = first + offset
                 items = [documents.message_item(m) for m in out[:in_head]]

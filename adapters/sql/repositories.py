@@ -903,7 +903,7 @@ class SqlMessages:
 
     async def append(self, execution_id: UUID, messages: Sequence[MessageCreate]) -> builtins.list[Message]:
         execution_id = uuid_id(execution_id, "execution_id")
-        with paused_gc():
+        with paused_gc(len(messages)):
             drafts = [MessageCreate.model_validate(m) for m in messages]
         if len(drafts) == 1 and self._store.one_statement_fits():
             appended = await self._append_one(execution_id, drafts[0])
@@ -936,7 +936,7 @@ class SqlMessages:
             refuse_if_final(execution_id, ExecutionStatus(bumped.status), "messages")
             await self._check_participants(conn, execution_id, drafts)
             first = bumped.last_sequence_number - len(drafts) + 1
-            with paused_gc():
+            with paused_gc(len(drafts)):
                 out = build_messages(execution_id, drafts, first)
             await self._write(conn, out)
             return out

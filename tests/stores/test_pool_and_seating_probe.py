@@ -293,19 +293,7 @@ async def test_a_pool_of_one_with_a_transaction_and_concurrent_driver_calls_does
         assert [m.sequence_number for m in listed.items] == list(range(1, 21))
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            "sqlite",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="SQLite keeps a spare connection checked out that engine-level calls never get",
-            ),
-        ),
-        "postgresql",
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_read_beside_a_transaction_gets_the_second_connection_of_a_pool_of_two(
     kind: str, tmp_path: Path
 ) -> None:
@@ -326,19 +314,7 @@ async def test_a_read_beside_a_transaction_gets_the_second_connection_of_a_pool_
             await bounded(holder)
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            "sqlite",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="SQLite keeps a spare connection checked out that engine-level calls never get",
-            ),
-        ),
-        "postgresql",
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_read_in_a_context_of_its_own_while_a_transaction_waits_for_it(
     kind: str, tmp_path: Path
 ) -> None:

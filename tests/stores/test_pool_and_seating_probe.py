@@ -579,3 +579,52 @@ async def test_a_drive_of_a_topology_changed_under_it_never_fails_with_a_key_err
         finally:
             stop.set()
             await bounded(churning)
+
+
+async def test_seating_the_same_instances_in_opposite_orders_at_once(tmp_path: Path) -> None:
+    """Two drives seat the same two instances, in opposite orders: each insert may wait on
+    the other's uncommitted row (a deadlock for the server). Exactly one seats them; the
+    other is refused with a library error (AlreadyExists, or a ConcurrencyError to retry),
+    never the driver's deadlock error, and nothing is half-written."""
+    from qmcp_agents.domain import ConcurrencyError
+
+    async with sql_store("postgresql", tmp_path, pool_size=6) as store:
+        world = await World(store).build()
+        for _ in range(10):
+            hold = await leased(store, world)
+            pair = seats(world, hold, 2)
+            outcomes = await bounded(
+                asyncio.gather(
+                    add_instances_fenced(store, pair, hold),
+                    add_instances_fenced(store, pair[::-1], hold),
+                    return_exceptions=True,
+                )
+            )
+            won = [o for o in outcomes if not isinstance(o, BaseException)]
+            lost = [o for o in outcomes if isinstance(o, BaseException)]
+            assert len(won) == 1, outcomes
+            for error in lost:
+                assert isinstance(error, AlreadyExists | ConcurrencyError), repr(error)
+            assert await seated(store, pair) == 2 * len(won)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_one_statement_topology_read_equals_the_composed_one_for_odd_shapes(
+    kind: str, tmp_path: Path
+) -> None:
+    """No members; one agent type in several slots; members listed out of position order."""
+    async with sql_store(kind, tmp_path) as store:
+        a = await store.agent_types.add(agent_type("a"))
+        b = await store.agent_types.add(agent_type("b"))
+        shapes = [
+            topology("empty", members=[]),
+            topology("shared", members=[a, a, b, a], slots=["x", "y", "z", "w"]),
+        ]
+        reordered = topology("reordered", members=[a, b, a], slots=["p", "q", "r"])
+        reordered.memberships.reverse()
+        for shape in [*shapes, reordered]:
+            stored = await store.topologies.add(shape)
+            assert stored.id is not None
+            one = await store.topology_with_agent_types(stored.id)
+            composed = await topology_with_agent_types_composed(store, stored.id)
+            assert one == composed, shape.name

@@ -628,3 +628,34 @@ async def test_the_one_statement_topology_read_equals_the_composed_one_for_odd_s
             one = await store.topology_with_agent_types(stored.id)
             composed = await topology_with_agent_types_composed(store, stored.id)
             assert one == composed, shape.name
+
+
+@pytest.mark.parametrize("pool_size", [1, 2])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_workers_on_a_tiny_pool_finish_every_drive_without_a_hang(
+    kind: str, pool_size: int, tmp_path: Path
+) -> None:
+    """Two workers of concurrency 4 (heartbeats, claims, drives with their transactions and
+    one-statement writes) on a pool of one or two connections: everything queues, nothing
+    waits for a connection held by what waits for it."""
+    from benchmarks.worker_statements import answering
+    from qmcp_agents.domain.engine import ScriptedAgent
+    from qmcp_agents.domain.engine.worker import Worker
+    from qmcp_agents.testing.builders import register_topology
+
+    async with sql_store(kind, tmp_path, pool_size=pool_size, pool_timeout=4.0) as store:
+        await register_topology(store, "three", "pipeline", ["s0", "s1", "s2"])
+        engine = Engine(store, {f"s{i}": ScriptedAgent([answering] * 20) for i in range(3)})
+        submitted = [await engine.submit("three", {"n": n}) for n in range(6)]
+        await store.close()
+        pool_engine = store.engine
+        workers = [
+            Worker(engine, name=f"w{k}", concurrency=4, poll_seconds=0.01, lease_seconds=5) for k in range(2)
+        ]
+        await bounded(asyncio.gather(*(w.run(until_idle=True) for w in workers)), 4.5)
+        for execution_id in submitted:
+            assert (await store.executions.get(execution_id)).status.value == "completed"
+            assert await store.leases.find(execution_id) is None
+        assert checked_out(pool_engine) == len(store._spare)
+        await store.close()
+        await all_let_go(store, pool_engine)

@@ -659,3 +659,34 @@ async def test_workers_on_a_tiny_pool_finish_every_drive_without_a_hang(
         assert checked_out(pool_engine) == len(store._spare)
         await store.close()
         await all_let_go(store, pool_engine)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_calls_that_wait_out_pool_timeout_after_close_let_go_and_the_last_user_disposes(
+    kind: str, tmp_path: Path
+) -> None:
+    from qmcp_agents.domain import StoreUnavailable
+
+    async with sql_store(kind, tmp_path, pool_size=1, pool_timeout=0.3) as store:
+        world = await World(store).build()
+        before = await dump_store(store)
+        await store.close()
+        engine = store.engine
+        started, release = asyncio.Event(), asyncio.Event()
+        holder = asyncio.ensure_future(holding_driver(store, started, release))
+        await bounded(started.wait())
+        waiting = [
+            asyncio.ensure_future(store.agent_types.add(agent_type("late"))),
+            asyncio.ensure_future(store.messages.last(world.execution.id, 1)),
+            asyncio.ensure_future(store.executions.get(world.execution.id)),
+        ]
+        await asyncio.sleep(0.05)
+        await bounded(store.close())
+        outcomes = await bounded(asyncio.gather(*waiting, return_exceptions=True))
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+        assert store._users == {engine: 1}  # the holder only
+        assert checked_out(engine) == 1
+        release.set()
+        await bounded(holder)
+        await all_let_go(store, engine)
+        assert await dump_store(store) == before

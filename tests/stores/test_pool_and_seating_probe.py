@@ -690,3 +690,43 @@ async def test_calls_that_wait_out_pool_timeout_after_close_let_go_and_the_last_
         await bounded(holder)
         await all_let_go(store, engine)
         assert await dump_store(store) == before
+
+
+async def test_calls_on_killed_connections_let_go_of_the_engine(tmp_path: Path) -> None:
+    """The server ends the store's pooled connections: the calls that meet them fail or
+    reconnect, and none of them stays counted as a user of the engine (else a close()
+    would never dispose of it)."""
+    async with sql_store("postgresql", tmp_path, pool_size=3, pool_timeout=2.0) as store:
+        world = await World(store).build()
+        await asyncio.gather(*(store.messages.last(world.execution.id, 1) for _ in range(6)))
+        await asyncio.gather(*(store.agent_types.count() for _ in range(6)))
+        engine = store.engine
+        observer = SqlStore(POSTGRES_URL, pool_size=1)
+        try:
+            async with observer.engine.connect() as conn:
+                await conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :l"
+                    ),
+                    {"l": store.label},
+                )
+        finally:
+            await observer.close()
+        await asyncio.sleep(0.1)
+        outcomes = await bounded(
+            asyncio.gather(
+                *(store.messages.last(world.execution.id, 1) for _ in range(3)),
+                *(store.agent_types.count() for _ in range(3)),
+                *(store.executions.get(world.execution.id) for _ in range(3)),
+                return_exceptions=True,
+            )
+        )
+        from qmcp_agents.domain import StoreUnavailable
+
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                assert isinstance(outcome, StoreUnavailable), repr(outcome)
+        assert engine not in store._users, store._users
+        assert await bounded(store.agent_types.count()) == 1
+        await store.close()
+        await all_let_go(store, engine)

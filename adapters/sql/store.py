@@ -27,7 +27,7 @@ from typing import Any, Self
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 from sqlalchemy.util import greenlet_spawn
 
 from qmcp_agents.adapters.concurrency import Frame, in_settled_call, settle, wait_out
@@ -282,9 +282,24 @@ class SqlStore:
         if engine is not self._engine:
             await settle(engine.dispose())
 
+    def _pool_full(self, engine: AsyncEngine) -> bool:
+        """Whether every connection ``engine``'s pool may open is checked out (a call
+        asking for one now waits)."""
+        pool = engine.sync_engine.pool
+        capacity = self._options["pool_size"] + self._options["max_overflow"]
+        return isinstance(pool, QueuePool) and pool.checkedout() >= capacity
+
+    async def _spare_back_if_full(self, engine: AsyncEngine) -> None:
+        """The kept SQLite connection given back to the pool when the pool has no other
+        free one: a call would otherwise wait (up to ``pool_timeout``, or for good if what
+        holds the others waits for it) while a connection sits idle."""
+        if self._spare and engine is self._engine and self._pool_full(engine):
+            await greenlet_spawn(self._spare.pop().close)
+
     async def _open(self, read: bool, alone: bool = False) -> AsyncConnection:
         engine = self._enter()
         try:
+            await self._spare_back_if_full(engine)
             conn = await engine.connect()
         except BaseException:
             await self._leave(engine)
@@ -484,6 +499,7 @@ class SqlStore:
             and self._options["pool_size"] + self._options["max_overflow"] > 1  # never the last one
             and self._engine is not None
             and not isinstance(self._engine.sync_engine.pool, StaticPool)
+            and not self._pool_full(self._engine)  # else another call may be waiting for it
             and pooled.is_valid
             and not pooled.driver_connection.in_transaction
         )

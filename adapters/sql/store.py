@@ -314,8 +314,10 @@ class SqlStore:
                 conn.sync_connection.execution_options(qmcp_read=True)  # type: ignore[union-attr]  # no I/O
             await conn.begin()
         except BaseException:
-            await conn.close()
-            await self._leave(engine)
+            try:
+                await conn.close()
+            finally:
+                await self._leave(engine)
             raise
         return conn
 

@@ -52,6 +52,13 @@ def checked_out(engine: Any) -> int:
     return int(engine.sync_engine.pool.checkedout())
 
 
+async def closed_and_let_go(store: SqlStore, engine: Any) -> None:
+    """Only the kept SQLite connection still out; then closed, and everything let go."""
+    assert checked_out(engine) == len(store._spare)
+    await bounded(store.close())
+    await all_let_go(store, engine)
+
+
 async def all_let_go(store: SqlStore, engine: Any) -> None:
     """No call uses ``engine`` any more, its pool is empty, and (PostgreSQL) no server
     connection of the store is left."""
@@ -150,9 +157,7 @@ async def test_a_call_cancelled_while_waiting_for_a_connection_leaves_the_count_
         # A settled call runs to its end (issue 14): each write was made whole or not at all.
         assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
         assert store._users.get(engine, 0) == 0, store._users
-        assert checked_out(engine) == len(store._spare)
-        await bounded(store.close())
-        await all_let_go(store, engine)
+        await closed_and_let_go(store, engine)
         after = await dump_store(store)
         assert len(after["messages"]) in (0, 1)
         assert len(after["agent_types"]) in (1, 2)
@@ -185,9 +190,7 @@ async def test_a_waiter_cancelled_just_as_a_connection_comes_free_does_not_lose_
             other.cancel()
             await bounded(asyncio.gather(holder, waiter, other, return_exceptions=True))
             assert await bounded(store.agent_types.count()) == 1
-        assert checked_out(engine) == len(store._spare)
-        await store.close()
-        await all_let_go(store, engine)
+        await closed_and_let_go(store, engine)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -656,9 +659,7 @@ async def test_workers_on_a_tiny_pool_finish_every_drive_without_a_hang(
         for execution_id in submitted:
             assert (await store.executions.get(execution_id)).status.value == "completed"
             assert await store.leases.find(execution_id) is None
-        assert checked_out(pool_engine) == len(store._spare)
-        await store.close()
-        await all_let_go(store, pool_engine)
+        await closed_and_let_go(store, pool_engine)
 
 
 @pytest.mark.parametrize("kind", KINDS)

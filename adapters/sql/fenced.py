@@ -44,7 +44,7 @@ from qmcp_agents.domain.leases import LeaseHold
 
 from . import driver, rows, schema
 from .leases import held_entry
-from .repositories import CheckedShape, checked_update_binds
+from .repositories import CheckedShape, checked_update_binds, instances_in_one_binds
 
 if TYPE_CHECKING:
     from .store import SqlStore
@@ -111,33 +111,23 @@ async def add_instances_fenced(
     """:class:`~qmcp_agents.domain.ports.FencedInstanceAdder` on PostgreSQL, where one
     statement may go to the driver: a few new instances of one execution (distinct ids);
     ``None`` for anything else and when the statement's checks refused it."""
-    count = len(instances)
     executions = {instance.execution_id for instance in instances}
-    if (
-        store.dialect != "postgresql"
-        or not store.one_statement_fits()
-        or not 0 < count <= driver.INSTANCES_IN_ONE
-        or len({instance.id for instance in instances}) < count
-        or len(executions) != 1
-        or None in executions
-    ):
+    if len(executions) != 1 or None in executions:
         return None
     try:
         stored = [for_insert(instance) for instance in instances]
     except Exception:  # refused here: the composed path raises it where it would
         return None
-    values: dict[str, Any] = {
-        f"{name}_{k}": value
-        for k, entity in enumerate(stored)
-        for name, value in rows.instance_row(entity).items()
-    }
+    values = instances_in_one_binds(store, stored)
+    if values is None:
+        return None
     values.update(
         instances_execution_id=stored[0].execution_id,
         lease_execution_id=lease.execution_id,
         held_by=lease.owner,
         claim=lease.attempt,
     )
-    statement = fenced_instances_postgres(store.engine.dialect, count, lease.attempt is not None)
+    statement = fenced_instances_postgres(store.engine.dialect, len(stored), lease.attempt is not None)
     async with store.driver() as raw:
         found = await driver.fetch(raw, statement, values)
     return stored if found else None

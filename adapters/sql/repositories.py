@@ -294,6 +294,25 @@ def checked_update_binds(
     return written, values, shape
 
 
+def instances_in_one_binds(store: SqlStore, stored: Sequence[AgentInstance]) -> dict[str, Any] | None:
+    """The binds (``<column>_<k>``) of :func:`.driver.add_instances_postgres` for ``stored``
+    where that one statement fits them: on PostgreSQL where one statement may go to the
+    driver, a few instances with distinct ids; ``None`` otherwise (the checked path then)."""
+    count = len(stored)
+    if (
+        not 0 < count <= driver.INSTANCES_IN_ONE
+        or len({s.id for s in stored}) < count
+        or store.dialect != "postgresql"
+        or not store.one_statement_fits()
+    ):
+        return None
+    return {
+        f"{name}_{k}": value
+        for k, entity in enumerate(stored)
+        for name, value in rows.instance_row(entity).items()
+    }
+
+
 class _NamedRepository(_Repository[int, E]):
     cursor = staticmethod(int_cursor)
     key = staticmethod(int_id)
@@ -658,22 +677,12 @@ class SqlAgentInstances(_UuidRepository[AgentInstance]):
         instances with distinct ids as one statement (:func:`.driver.add_instances_postgres`).
         Whether they were written: if not, nothing was, and the checked path says why (or
         adds them, if a race resolved it)."""
-        count = len(stored)
-        if (
-            not 0 < count <= driver.INSTANCES_IN_ONE
-            or len({s.id for s in stored}) < count
-            or self._store.dialect != "postgresql"
-            or not self._store.one_statement_fits()
-        ):
+        values = instances_in_one_binds(self._store, stored)
+        if values is None:
             return False
-        values = {
-            f"{name}_{k}": value
-            for k, entity in enumerate(stored)
-            for name, value in rows.instance_row(entity).items()
-        }
-        dialect = self._store.engine.dialect
+        statement = driver.add_instances_postgres(self._store.engine.dialect, len(stored))
         async with self._store.driver() as raw:
-            found = await driver.fetch(raw, driver.add_instances_postgres(dialect, count), values)
+            found = await driver.fetch(raw, statement, values)
         return bool(found)
 
     async def update(self, instance: AgentInstance) -> AgentInstance:

@@ -282,12 +282,16 @@ class SqlStore:
         if engine is not self._engine:
             await settle(engine.dispose())
 
+    @property
+    def _capacity(self) -> int:
+        """The most connections the pool may have out at once."""
+        return int(self._options["pool_size"]) + int(self._options["max_overflow"])
+
     def _pool_full(self, engine: AsyncEngine) -> bool:
         """Whether every connection ``engine``'s pool may open is checked out (a call
         asking for one now waits)."""
         pool = engine.sync_engine.pool
-        capacity = self._options["pool_size"] + self._options["max_overflow"]
-        return isinstance(pool, QueuePool) and pool.checkedout() >= capacity
+        return isinstance(pool, QueuePool) and pool.checkedout() >= self._capacity
 
     async def _spare_back_if_full(self, engine: AsyncEngine) -> None:
         """The kept SQLite connection given back to the pool when the pool has no other
@@ -498,7 +502,7 @@ class SqlStore:
         return (
             self.dialect == "sqlite"
             and not self._spare
-            and self._options["pool_size"] + self._options["max_overflow"] > 1  # never the last one
+            and self._capacity > 1  # never the last one
             and self._engine is not None
             and not isinstance(self._engine.sync_engine.pool, StaticPool)
             and not self._pool_full(self._engine)  # else another call may be waiting for it

@@ -11,12 +11,12 @@ on the file, so a claim is atomic by construction (one machine, several processe
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, insert, literal_column, or_, select, update
 
 from qmcp_agents.domain.clock import utc_now
 from qmcp_agents.domain.enums import FINAL_STATUSES
@@ -32,15 +32,15 @@ SCHEMA_VERSION = 1
 _FINAL = sorted(s.value for s in FINAL_STATUSES)
 
 
-def _lease(row: Any) -> Lease:
+def _lease(row: Mapping[Any, Any]) -> Lease:
     return Lease(
-        execution_id=row.execution_id,
-        owner=row.owner,
-        ready=bool(row.ready),
-        attempts=row.attempts,
-        claimed_at=row.claimed_at,
-        heartbeat_at=row.heartbeat_at,
-        expires_at=row.expires_at,
+        execution_id=row["execution_id"],
+        owner=row["owner"],
+        ready=bool(row["ready"]),
+        attempts=row["attempts"],
+        claimed_at=row["claimed_at"],
+        heartbeat_at=row["heartbeat_at"],
+        expires_at=row["expires_at"],
     )
 
 
@@ -88,6 +88,56 @@ def _fenced_write(dialect: Any, kind: str, with_owner: bool, with_attempt: bool)
     return driver.compile_statement(statement.returning(t.c.execution_id), dialect)
 
 
+@cache
+def _claim_statements(with_for_update: bool) -> tuple[Any, Any]:
+    """The claim of up to ``:limit`` claimable entries by ``:owner`` at ``:now`` (their
+    leases until ``:expires_at``), rows back; and the clean-up of claimable entries whose
+    execution ended anyway (cancelled meanwhile, or handed back as it was cancelled), which
+    nobody would ever claim. Each stands alone (on PostgreSQL, no transaction around
+    them): the claim is one statement, and the clean-up commits on its own."""
+    t, e = schema.leases, schema.executions
+    now = bindparam("now", type_=t.c.claimed_at.type)
+    claimable = or_(and_(t.c.owner.is_(None), t.c.ready), t.c.expires_at <= now)
+    picked = (
+        select(t.c.execution_id)
+        .join(e, e.c.id == t.c.execution_id)
+        .where(claimable, *(e.c.status != literal_column(f"'{status}'") for status in _FINAL))
+        .order_by(t.c.execution_id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    if with_for_update:
+        picked = picked.with_for_update(skip_locked=True, of=t)
+    claim = (
+        update(t)
+        .where(t.c.execution_id.in_(picked.scalar_subquery()))
+        .values(
+            owner=bindparam("owner", type_=t.c.owner.type),
+            ready=False,
+            attempts=t.c.attempts + 1,
+            claimed_at=now,
+            heartbeat_at=now,
+            expires_at=bindparam("expires_at", type_=t.c.expires_at.type),
+        )
+        .returning(*t.c)
+    )
+    stale = delete(t).where(
+        claimable,
+        t.c.execution_id.in_(
+            select(e.c.id).where(
+                e.c.id == t.c.execution_id, or_(*(e.c.status == literal_column(f"'{s}'") for s in _FINAL))
+            )
+        ),
+    )
+    return claim, stale
+
+
+@cache
+def _claim_postgres(dialect: Any) -> tuple[driver.Statement, driver.Statement]:
+    """:func:`_claim_statements` compiled once, its picks locked ``FOR UPDATE SKIP LOCKED``."""
+    claim, stale = _claim_statements(with_for_update=True)
+    return driver.compile_statement(claim, dialect), driver.compile_statement(stale, dialect)
+
+
 class SqlLeases:
     table = schema.leases
 
@@ -120,46 +170,24 @@ class SqlLeases:
         span = lease_span(lease_seconds)
         if limit <= 0:
             return []
-        t, e = self.table, schema.executions
         now = utc_now()
-        picked = (
-            select(t.c.execution_id)
-            .join(e, e.c.id == t.c.execution_id)
-            .where(
-                or_(and_(t.c.owner.is_(None), t.c.ready), t.c.expires_at <= now),
-                e.c.status.not_in(_FINAL),
-            )
-            .order_by(t.c.execution_id)
-            .limit(limit)
-        )
+        values = {"owner": owner, "now": now, "expires_at": now + span, "limit": limit}
         if self._store.dialect == "postgresql":
-            picked = picked.with_for_update(skip_locked=True, of=t)
-        statement = (
-            update(t)
-            .where(t.c.execution_id.in_(picked.scalar_subquery()))
-            .values(
-                owner=owner,
-                ready=False,
-                attempts=t.c.attempts + 1,
-                claimed_at=now,
-                heartbeat_at=now,
-                expires_at=now + span,
-            )
-            .returning(*t.c)
-        )
-        # Entries a dead worker left on executions that ended anyway (cancelled meanwhile),
-        # or handed back as they were cancelled: nobody would ever claim them.
-        stale = delete(t).where(
-            or_(and_(t.c.owner.is_(None), t.c.ready), t.c.expires_at <= now),
-            t.c.execution_id.in_(select(e.c.id).where(e.c.id == t.c.execution_id, e.c.status.in_(_FINAL))),
-        )
-        # Each statement stands alone (on PostgreSQL, no transaction around them): the claim
-        # is one statement, and the clean-up commits on its own.
-        async with self._store.connection(alone=True) as conn:
-            rows = (await conn.execute(statement)).all()
-            if len(rows) < limit:
-                await conn.execute(stale)
-        return sorted((_lease(r) for r in rows), key=lambda lease: lease.execution_id)
+            # Compiled once and sent to the driver (a worker claims about once per run).
+            claim, stale = _claim_postgres(self._store.engine.dialect)
+            decode = driver.decoder(self.table, self._store.engine.dialect)
+            async with self._store.driver() as raw:
+                found = [decode(row) for row in await driver.fetch(raw, claim, values)]
+                if len(found) < limit:
+                    await driver.fetch(raw, stale, values)
+        else:
+            claim_sql, stale_sql = _claim_statements(with_for_update=False)
+            # One BEGIN IMMEDIATE transaction on SQLite: one writer at a time on the file.
+            async with self._store.connection(alone=True) as conn:
+                found = [dict(r._mapping) for r in (await conn.execute(claim_sql, values)).all()]
+                if len(found) < limit:
+                    await conn.execute(stale_sql, values)
+        return sorted((_lease(r) for r in found), key=lambda lease: lease.execution_id)
 
     async def heartbeat(
         self, owner: str, execution_ids: Sequence[UUID], *, lease_seconds: float
@@ -233,7 +261,7 @@ class SqlLeases:
         t = self.table
         async with self._store.connection(read=True, alone=True) as conn:
             row = (await conn.execute(select(t).where(t.c.execution_id == execution_id))).first()
-        return None if row is None else _lease(row)
+        return None if row is None else _lease(row._mapping)
 
     async def list(self, *, owner: str | None = None) -> builtins.list[Lease]:
         t = self.table
@@ -241,7 +269,7 @@ class SqlLeases:
         if owner is not None:
             query = query.where(t.c.owner == owner)
         async with self._store.connection(read=True, alone=True) as conn:
-            return [_lease(r) for r in (await conn.execute(query)).all()]
+            return [_lease(r._mapping) for r in (await conn.execute(query)).all()]
 
 
 __all__ = ["SqlLeases"]

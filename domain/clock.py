@@ -20,6 +20,9 @@ def to_utc_ms(value: datetime) -> datetime:
     A value whose offset puts it outside years 1..9999 in UTC (``datetime.max`` at -05:00)
     raises ``ValueError`` (a validation error) rather than the conversion's ``OverflowError``.
     """
+    if value.tzinfo is UTC:  # how the stores and utc_now hand them over: nothing to convert
+        excess = value.microsecond % 1000
+        return value if excess == 0 else value.replace(microsecond=value.microsecond - excess)
     if value.tzinfo is None or value.utcoffset() is None:
         value = value.replace(tzinfo=UTC)
     else:

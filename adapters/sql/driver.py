@@ -379,6 +379,7 @@ __all__ = [
     "decoder",
     "fetch",
     "instances_insert",
+    "keyset_page",
     "messages_page",
     "newest_messages",
     "topology_by",
@@ -397,19 +398,21 @@ _RANGES = {"started_after": ">=", "started_before": "<"}
 
 
 @cache
-def executions_page(dialect: Dialect, filters: tuple[str, ...], after: bool) -> Statement:
-    """A keyset page of executions for one combination of filters (each an index range)."""
-    e = schema.executions
+def keyset_page(table: Table, dialect: Dialect, filters: tuple[str, ...], after: bool) -> Statement:
+    """A keyset page of ``table`` (ordered by ``id``) for one combination of filters: each a
+    column's value, or an execution's ``started_after``/``started_before`` range."""
     conditions = []
     for name in filters:
         if name in _RANGES:
-            bound = bindparam(name, type_=e.c.started_at.type)
-            conditions.append(e.c.started_at >= bound if _RANGES[name] == ">=" else e.c.started_at < bound)
+            bound = bindparam(name, type_=table.c.started_at.type)
+            conditions.append(
+                table.c.started_at >= bound if _RANGES[name] == ">=" else table.c.started_at < bound
+            )
         else:
-            conditions.append(e.c[name] == bindparam(name, type_=e.c[name].type))
+            conditions.append(table.c[name] == bindparam(name, type_=table.c[name].type))
     if after:
-        conditions.append(e.c.id > bindparam("after", type_=e.c.id.type))
-    query = select(e).where(*conditions).order_by(e.c.id).limit(bindparam("limit", type_=Integer()))
+        conditions.append(table.c.id > bindparam("after", type_=table.c.id.type))
+    query = select(table).where(*conditions).order_by(table.c.id).limit(bindparam("limit", type_=Integer()))
     return compile_statement(query, dialect)
 
 

@@ -168,6 +168,20 @@ class _Repository(Generic[K, E]):
         more = len(found) > limit
         return Page(items, str(found[limit - 1]["id"]) if more else None)
 
+    async def _keyset_page(self, values: dict[str, Any], limit: int, after: str | None) -> Page[E]:
+        """:meth:`_page` where each filter is a column's value (or an execution's start
+        range), in one statement on the driver's connection (:func:`.driver.keyset_page`)."""
+        check_limit(limit)
+        start = self.cursor(after)
+        dialect = self._store.engine.dialect
+        statement = driver.keyset_page(self.table, dialect, tuple(sorted(values)), start is not None)
+        async with self._store.driver() as raw:
+            found = await driver.fetch(raw, statement, {**values, "after": start, "limit": limit + 1})
+        decode = driver.decoder(self.table, dialect)
+        decoded = [decode(row) for row in found[:limit]]
+        more = len(found) > limit
+        return Page([self._load(row) for row in decoded], str(decoded[-1]["id"]) if more else None)
+
     async def _count(self, conditions: builtins.list[ColumnElement[bool]]) -> int:
         async with self._store.connection(read=True, alone=True) as conn:
             return int(
@@ -260,9 +274,7 @@ class _Repository(Generic[K, E]):
             raise IntegrityError(f"{describe(stored)} changed while it was being updated")
 
 
-CheckedShape = tuple[
-    tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...] | None, bool
-]
+CheckedShape = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...] | None, bool]
 """The shape of :func:`.driver.checked_update`'s statement: written columns, columns equal
 to their ``where_`` bind, columns null, statuses allowed, whether ``updated_at`` is checked."""
 
@@ -722,7 +734,8 @@ class SqlAgentInstances(_UuidRepository[AgentInstance]):
         after: str | None = None,
     ) -> Page[AgentInstance]:
         flt = AgentInstanceFilter(agent_type_id=agent_type_id, execution_id=execution_id)
-        return await self._page(self._where(**flt.model_dump()), limit, after)
+        # On the driver: every drive lists its execution's instances.
+        return await self._keyset_page(flt.model_dump(exclude_none=True), limit, after)
 
     async def count(self, *, agent_type_id: int | None = None, execution_id: UUID | None = None) -> int:
         flt = AgentInstanceFilter(agent_type_id=agent_type_id, execution_id=execution_id)
@@ -814,19 +827,10 @@ class SqlExecutions(_UuidRepository[Execution]):
             started_after=started_after,
             started_before=started_before,
         )
-        check_limit(limit)
-        start = self.cursor(after)
         values: dict[str, Any] = {k: v for k, v in flt.model_dump(exclude_none=True).items() if k != "status"}
         if flt.status is not None:
             values["status"] = flt.status.value
-        dialect = self._store.engine.dialect
-        statement = driver.executions_page(dialect, tuple(sorted(values)), start is not None)
-        values.update(after=start, limit=limit + 1)
-        async with self._store.driver() as raw:
-            found = await driver.fetch(raw, statement, values)
-        decode = driver.decoder(self.table, dialect)
-        items = [self._load(decode(row)) for row in found[:limit]]
-        return Page(items, str(items[-1].id) if len(found) > limit else None)
+        return await self._keyset_page(values, limit, after)
 
     async def count(
         self,

@@ -403,7 +403,13 @@ class Engine(DurableRuns):
         fence: Fence | None,
         agent_types: Mapping[int, AgentType] | None,
     ) -> ExecutionRead:
-        finish = functools.partial(self._finish, fence=fence)
+        run: Run | None = None
+
+        def latest() -> Execution:
+            """The drive's last written copy of its execution (a checkpoint writes a newer one)."""
+            return execution if run is None else run.execution
+
+        finish = functools.partial(self._finish, fence=fence, latest=latest)
         try:
             members.extend(await self._members(topology, execution, fence, agent_types))
             for member in members:
@@ -466,8 +472,10 @@ class Engine(DurableRuns):
         budget: Budget,
         move: Callable[[Execution], None],
         fence: Fence | None = None,
+        latest: Callable[[], Execution] | None = None,
     ) -> ExecutionRead:
-        """Write the drive's totals and make the status move, in one update."""
+        """Write the drive's totals and make the status move, in one update. ``latest``: the
+        drive's last written copy of the execution, which a worker's first try starts from."""
 
         tries = 0
 
@@ -484,10 +492,12 @@ class Engine(DurableRuns):
                 if done.is_final and await self.store.leases.find(execution_id) is None:
                     return ExecutionRead.from_entity(done)  # an earlier attempt went through
             if isinstance(fence, LeaseFence):  # the update and the lease's end in one step where it can
-                # Read outside a transaction: the update refuses a revision that changed since
-                # (a cancel, a takeover), and the retry reads again (decision "16: fewer
-                # statements per drive").
-                current = moved(await self.store.executions.get(execution_id))
+                # The first try starts from the drive's own last write, unread: the update
+                # refuses a revision that changed since (a cancel, a takeover, anyone's
+                # update), and the retry reads it (decision "16: fewer statements per drive").
+                first = latest() if tries == 1 and latest is not None else None
+                stored = first.model_copy(deep=True) if first is not None else None
+                current = moved(stored or await self.store.executions.get(execution_id))
                 release = not fence.child  # a child's last write only checks its parent's lease
                 finished = await update_execution_fenced(self.store, current, fence.hold, release)
                 return ExecutionRead.from_entity(finished)

@@ -103,11 +103,11 @@ async def test_sqlite_composes(tmp_path: Path) -> None:
         assert await sqlite.executions.get(done.id) == done
 
 
-async def test_a_workers_drive_of_three_members_sends_ten_statements(store: SqlStore) -> None:
+async def test_a_workers_drive_of_three_members_sends_nine_statements(store: SqlStore) -> None:
     """What one drive of a three-stage pipeline sends (decision "16: fewer statements per
     drive"): the claim; the start (read, fenced update); the topology with its agent types
     (one statement for all three); the instances (list, then the fenced insert); one
-    statement per answer; the finish (read, fenced update)."""
+    statement per answer; the finish (its fenced update, from the drive's own copy)."""
     await register_topology(store, "three", "pipeline", ["s0", "s1", "s2"])
     labelled(store)
     engine = Engine(store, {f"s{i}": ScriptedAgent([answering]) for i in range(3)})
@@ -120,7 +120,7 @@ async def test_a_workers_drive_of_three_members_sends_ten_statements(store: SqlS
         by_store_call[label] = by_store_call.get(label, 0) + n
     by_store_call.pop("leases.claim")  # (and more, finding nothing, until idle)
     assert by_store_call == {
-        "executions.find": 2,
+        "executions.find": 1,
         "update_execution_fenced": 2,
         "topologies.with_agent_types": 1,
         "agent_instances.list": 1,

@@ -21,6 +21,7 @@ from qmcp_agents.domain import (
     recording,
 )
 from qmcp_agents.domain.engine import AgentContext, AgentReply, Engine, ScriptedAgent, reply
+from qmcp_agents.domain.engine import engine as engine_module
 from qmcp_agents.domain.engine import run as run_module
 from qmcp_agents.domain.engine.durable import WORKERS_KEY
 from qmcp_agents.domain.engine.worker import Worker
@@ -200,29 +201,39 @@ async def test_cancel_from_elsewhere_stops_the_run_within_one_step(store: Store)
         await engine.cancel(execution_id)
 
 
-async def test_a_cancel_between_the_finishs_read_and_its_write_wins(
+async def test_a_cancel_between_the_finishs_copy_and_its_write_wins(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The finish reads the execution outside a transaction: a cancel that commits between
-    that read and the write makes the write's revision stale; it is refused, the retry reads
-    the cancelled execution, and the drive ends with it (not completed, entry gone)."""
+    """The finish's first try starts from the drive's own copy of the execution, unread: a
+    cancel that commits after that copy and before the write makes its revision stale; it is
+    refused, the retry reads the cancelled execution, and the drive ends with it (not
+    completed, entry gone)."""
     answering_agents = agents()
     engine = Engine(store, answering_agents)
     execution_id = await engine.submit("chain", {"task": 1})
-    real_get = store.executions.get
+    real_update = recording.update_execution_fenced
     fired: list[ExecutionStatus] = []
+    reads: list[Any] = []
+    real_get = store.executions.get
 
     async def get(id: Any) -> Any:
-        read = await real_get(id)
-        answered = sum(len(a.calls) for a in answering_agents.values())
-        if id == execution_id and answered == 3 and not fired:
-            fired.append(read.status)
-            await Engine(store, {}).cancel(execution_id)  # commits after this read
-        return read
+        reads.append(id)
+        return await real_get(id)
 
+    async def update(store: Store, execution: Any, hold: Any, release: bool) -> Any:
+        if execution.id == execution_id and execution.is_final and not fired:
+            fired.append(execution.status)
+            assert reads.count(execution_id) == 1  # the start's read only: this copy is unread
+            await Engine(real_store, {}).cancel(execution_id)  # commits before this write
+            reads.clear()
+        return await real_update(store, execution, hold, release)
+
+    real_store = store
+    monkeypatch.setattr(engine_module, "update_execution_fenced", update)
     monkeypatch.setattr(store.executions, "get", get)
     stats = await Worker(engine, poll_seconds=0.05).run(until_idle=True)
-    assert fired == [ExecutionStatus.RUNNING]
+    assert fired == [ExecutionStatus.COMPLETED]
+    assert execution_id in reads  # the retry read the execution
     stored = await real_get(execution_id)
     assert stored.status is ExecutionStatus.CANCELLED
     assert stored.output_data is None

@@ -325,3 +325,56 @@ async def test_the_kept_sqlite_connection_under_concurrent_cancelled_calls(tmp_p
     finally:
         await store.close()
         await other.close()
+
+
+async def test_postgres_keeps_connections_between_driver_calls_under_cancelled_calls() -> None:
+    """PostgreSQL keeps connections between driver-level calls while the pool has room (no
+    checkout and return per call). Three hundred reads and appends at once, forty cancelled
+    at random moments: a kept connection is taken by one call at a time, never kept inside
+    a transaction, never more than the pool may have out, and the numbers have no gap."""
+    async with postgres_store(pool_size=4) as store:
+        world = await World(store).build()
+        execution_id, sender = world.execution.id, world.instance.id
+        original = store._keeps_spare
+
+        def keeps(pooled: Any) -> bool:
+            assert all(p is not pooled for p in store._spare)  # never kept twice
+            return original(pooled)
+
+        store._keeps_spare = keeps  # type: ignore[method-assign]
+
+        async def call(i: int) -> object:
+            if i % 3 == 0:
+                return await store.messages.append(execution_id, [message(sender, {"i": i})])
+            if i % 3 == 1:
+                return await store.messages.last(execution_id, 5)
+            return await store.messages.list(execution_id, limit=3)
+
+        rng = random.Random(11)
+        calls = [asyncio.ensure_future(call(i)) for i in range(300)]
+        for _ in range(40):
+            await asyncio.sleep(rng.random() * 0.002)
+            rng.choice(calls).cancel()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert [o for o in outcomes if isinstance(o, Exception)] == []
+        assert 1 <= len(store._spare) <= 3  # never the last of the pool's four
+        assert not any(p.driver_connection.is_in_transaction() for p in store._spare)
+        numbers = [m.sequence_number for m in (await store.messages.list(execution_id, limit=500)).items]
+        assert numbers == list(range(1, len(numbers) + 1))
+
+
+async def test_a_kept_postgres_connection_the_driver_knows_is_closed_is_not_handed_out() -> None:
+    """As the pool's checkout refuses a connection asyncpg knows is closed (a killed
+    backend), a kept one is dropped when taken: the call takes another and succeeds."""
+    async with postgres_store() as store:
+        world = await World(store).build()
+        await asyncio.gather(*(store.messages.last(world.execution.id, 5) for _ in range(4)))
+        kept = list(store._spare)
+        assert kept
+        for pooled in kept:
+            pooled.driver_connection.terminate()
+        for _ in range(len(kept) + 1):
+            assert await store.messages.last(world.execution.id, 5) == []
+        assert store._spare
+        assert not any(p.driver_connection.is_closed() for p in store._spare)
+        assert all(p not in store._spare for p in kept)

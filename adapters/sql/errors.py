@@ -54,12 +54,18 @@ def _opening_error(error: BaseException) -> BaseException | None:
     return None
 
 
+_UNUSABLE = asyncpg.InterfaceError | asyncpg.PostgresConnectionError | asyncpg.InternalClientError
+"""asyncpg's errors for a connection it can no longer use. ``InternalClientError``: its
+protocol is stuck in another state, as when the server ended the connection (a killed
+backend's ``FATAL``) before asyncpg saw the socket close ("cannot switch to state 12;
+another operation (2) is in progress"); nothing was sent."""
+
+
 def connection_lost(error: BaseException) -> bool:
     """Whether a driver-level call failed because its connection is unusable."""
-    return isinstance(
-        error,
-        asyncpg.InterfaceError | asyncpg.PostgresConnectionError | ConnectionError | OSError,
-    ) or (isinstance(error, sqlite3.ProgrammingError) and "closed" in str(error))
+    return isinstance(error, _UNUSABLE | ConnectionError | OSError) or (
+        isinstance(error, sqlite3.ProgrammingError) and "closed" in str(error)
+    )
 
 
 def _driver_error(error: BaseException) -> BaseException | None:
@@ -70,9 +76,9 @@ def _driver_error(error: BaseException) -> BaseException | None:
         if unique:
             return AlreadyExists(f"a unique key is already taken: {text}")
         return IntegrityError(f"the database refused a reference: {text}")
-    if isinstance(
-        error, asyncpg.InterfaceError | asyncpg.PostgresConnectionError | sqlite3.OperationalError
-    ) or (isinstance(error, sqlite3.ProgrammingError) and "closed" in str(error)):
+    if isinstance(error, _UNUSABLE | sqlite3.OperationalError) or (
+        isinstance(error, sqlite3.ProgrammingError) and "closed" in str(error)
+    ):
         return StoreUnavailable(f"the database is unavailable: {short(repr(error))}")
     return None  # OSError and the like: "unreachable", below
 

@@ -173,10 +173,8 @@ class SqlStore:
         self._users: dict[AsyncEngine, int] = {}
         """Calls using each engine (waiting for a connection or holding one): see _leave."""
         self._spare: list[Any] = []
-        """Connections kept checked out between driver-level calls (SQLite: at most one;
-        PostgreSQL: while the pool has room): the next call takes one without the pool's
-        checkout and return, two greenlet switches and the pool's events (about 70 us of
-        CPU, most of a one-statement call's own cost on asyncpg)."""
+        """A SQLite connection kept checked out between driver-level calls (at most one): the
+        next call takes it without the pool's checkout and return, two greenlet switches."""
         self.agent_types = SqlAgentTypes(self)
         self.topologies = SqlTopologies(self)
         self.agent_instances = SqlAgentInstances(self)
@@ -296,9 +294,9 @@ class SqlStore:
         return isinstance(pool, QueuePool) and pool.checkedout() >= self._capacity
 
     async def _spare_back_if_full(self, engine: AsyncEngine) -> None:
-        """A kept connection given back to the pool when the pool has no other free one: a
-        call would otherwise wait (up to ``pool_timeout``, or for good if what holds the
-        others waits for it) while a connection sits idle."""
+        """The kept SQLite connection given back to the pool when the pool has no other
+        free one: a call would otherwise wait (up to ``pool_timeout``, or for good if what
+        holds the others waits for it) while a connection sits idle."""
         if self._spare and engine is self._engine and self._pool_full(engine):
             await greenlet_spawn(self._spare.pop().close)
 
@@ -474,14 +472,9 @@ class SqlStore:
     @asynccontextmanager
     async def _pooled(self, engine: AsyncEngine) -> AsyncIterator[Any]:
         """A connection of ``engine``'s pool (or the kept one), given back or kept after."""
-        pooled: Any = None
-        while pooled is None and self._spare:
+        if self._spare:
             pooled = self._spare.pop()
-            if self.dialect == "postgresql" and pooled.driver_connection.is_closed():
-                # As the pool's checkout listener would (_refuse_closed_connections).
-                await greenlet_spawn(pooled.invalidate, exc.DisconnectionError("the connection was closed"))
-                pooled = None
-        if pooled is None:
+        else:
             try:
                 pooled = await greenlet_spawn(engine.sync_engine.pool.connect)
             except BaseException as error:
@@ -502,23 +495,19 @@ class SqlStore:
 
     def _keeps_spare(self, pooled: Any) -> bool:
         """Whether a connection a driver-level call is done with is kept for the next one
-        instead of going back to the pool: on a SQLite file if none is kept already, on
-        PostgreSQL (its closed-connection check is made when it is taken again); only while
-        the pool is not full (else another call may be waiting for it: with every
-        connection out, what comes back goes back), the engine still open, and no
-        transaction left open on it (what the pool's reset would roll back)."""
-        if self.dialect == "sqlite":
-            kept, in_transaction = not self._spare, pooled.driver_connection.in_transaction
-        else:
-            kept, in_transaction = True, pooled.driver_connection.is_in_transaction()
+        instead of going back to the pool: SQLite files only (asyncpg connections go back,
+        so the checkout's closed-connection check sees each one), none kept already, the
+        engine still open, and no transaction left open on it (what the pool's reset
+        would roll back)."""
         return (
-            kept
+            self.dialect == "sqlite"
+            and not self._spare
             and self._capacity > 1  # never the last one
             and self._engine is not None
             and not isinstance(self._engine.sync_engine.pool, StaticPool)
-            and not self._pool_full(self._engine)
+            and not self._pool_full(self._engine)  # else another call may be waiting for it
             and pooled.is_valid
-            and not in_transaction
+            and not pooled.driver_connection.in_transaction
         )
 
     @asynccontextmanager

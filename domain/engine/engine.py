@@ -492,12 +492,13 @@ class Engine(DurableRuns):
                 if done.is_final and await self.store.leases.find(execution_id) is None:
                     return ExecutionRead.from_entity(done)  # an earlier attempt went through
             if isinstance(fence, LeaseFence):  # the update and the lease's end in one step where it can
-                # The first try starts from the drive's own last write, unread: the update
-                # refuses a revision that changed since (a cancel, a takeover, anyone's
-                # update), and the retry reads it (decision "16: fewer statements per drive").
-                first = latest() if tries == 1 and latest is not None else None
-                stored = first.model_copy(deep=True) if first is not None else None
-                current = moved(stored or await self.store.executions.get(execution_id))
+                # The first try starts from (a copy of) the drive's own last write, unread: the
+                # update refuses a revision that changed since (a cancel, a takeover, anyone's
+                # update), and the retry reads it (decision "16: a drive's client CPU").
+                if tries == 1 and latest is not None:
+                    current = moved(latest().model_copy(deep=True))
+                else:
+                    current = moved(await self.store.executions.get(execution_id))
                 release = not fence.child  # a child's last write only checks its parent's lease
                 finished = await update_execution_fenced(self.store, current, fence.hold, release)
                 return ExecutionRead.from_entity(finished)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from qmcp_agents.adapters.sql import SqlStore
-from qmcp_agents.domain import AgentInstance, AlreadyExists, IntegrityError, NotFound
+from qmcp_agents.domain import AgentInstance, AlreadyExists, IntegrityError, NotFound, StoreUnavailable
 from qmcp_agents.domain.engine import Engine
 from qmcp_agents.domain.leases import LeaseHold, LeaseLost
 from qmcp_agents.domain.reading import topology_with_agent_types, topology_with_agent_types_composed
@@ -89,6 +89,16 @@ async def holding_driver(store: SqlStore, started: asyncio.Event, release: async
         await release.wait()
 
 
+async def held(store: SqlStore, hold: Any = holding) -> tuple[asyncio.Future[None], asyncio.Event]:
+    """One pooled connection taken by ``hold`` (:func:`holding`, or :func:`holding_driver`)
+    and kept until the event returned is set: the holding task, once it holds it, and that
+    event."""
+    started, release = asyncio.Event(), asyncio.Event()
+    holder = asyncio.ensure_future(hold(store, started, release))
+    await bounded(started.wait())
+    return holder, release
+
+
 # --- 1. the pool and close() ------------------------------------------------------------------
 
 
@@ -139,9 +149,7 @@ async def test_a_call_cancelled_while_waiting_for_a_connection_leaves_the_count_
         before = await dump_store(store)
         await store.close()
         engine = store.engine
-        started, release = asyncio.Event(), asyncio.Event()
-        holder = asyncio.ensure_future(holding(store, started, release))
-        await bounded(started.wait())
+        holder, release = await held(store)
         waiting = [
             asyncio.ensure_future(store.agent_types.add(agent_type("late"))),
             asyncio.ensure_future(store.messages.last(execution_id, 3)),
@@ -178,9 +186,7 @@ async def test_a_waiter_cancelled_just_as_a_connection_comes_free_does_not_lose_
         await store.close()
         engine = store.engine
         for _ in range(5):
-            started, release = asyncio.Event(), asyncio.Event()
-            holder = asyncio.ensure_future(holding(store, started, release))
-            await bounded(started.wait())
+            holder, release = await held(store)
             waiter = asyncio.ensure_future(store.messages.last(world.execution.id, 1))
             other = asyncio.ensure_future(store.agent_types.count())
             await asyncio.sleep(0.05)
@@ -202,9 +208,7 @@ async def test_a_transaction_cancelled_while_waiting_for_a_connection_leaves_not
         before = await dump_store(store)
         await store.close()
         engine = store.engine
-        started, release = asyncio.Event(), asyncio.Event()
-        holder = asyncio.ensure_future(holding_driver(store, started, release))
-        await bounded(started.wait())
+        holder, release = await held(store, holding_driver)
         entered = asyncio.Event()
 
         async def late() -> None:
@@ -233,9 +237,7 @@ async def test_close_twice_and_concurrently_under_waiting_calls(kind: str, tmp_p
         world = await World(store).build()
         await store.close()
         engine = store.engine
-        started, release = asyncio.Event(), asyncio.Event()
-        holder = asyncio.ensure_future(holding(store, started, release))
-        await bounded(started.wait())
+        holder, release = await held(store)
         waiting = [asyncio.ensure_future(store.messages.last(world.execution.id, 1)) for _ in range(3)]
         await asyncio.sleep(0.05)
         await bounded(asyncio.gather(store.close(), store.close()))
@@ -306,9 +308,7 @@ async def test_a_read_beside_a_transaction_gets_the_second_connection_of_a_pool_
     async with sql_store(kind, tmp_path, pool_size=2, pool_timeout=0.5) as store:
         world = await World(store).build()
         await store.messages.last(world.execution.id, 1)  # SQLite keeps its spare now
-        started, release = asyncio.Event(), asyncio.Event()
-        holder = asyncio.ensure_future(holding(store, started, release))
-        await bounded(started.wait())
+        holder, release = await held(store)
         try:
             assert await bounded(store.executions.get(world.execution.id)) == world.execution
             assert await bounded(store.agent_types.count()) == 1
@@ -666,16 +666,12 @@ async def test_workers_on_a_tiny_pool_finish_every_drive_without_a_hang(
 async def test_calls_that_wait_out_pool_timeout_after_close_let_go_and_the_last_user_disposes(
     kind: str, tmp_path: Path
 ) -> None:
-    from qmcp_agents.domain import StoreUnavailable
-
     async with sql_store(kind, tmp_path, pool_size=1, pool_timeout=0.3) as store:
         world = await World(store).build()
         before = await dump_store(store)
         await store.close()
         engine = store.engine
-        started, release = asyncio.Event(), asyncio.Event()
-        holder = asyncio.ensure_future(holding_driver(store, started, release))
-        await bounded(started.wait())
+        holder, release = await held(store, holding_driver)
         waiting = [
             asyncio.ensure_future(store.agent_types.add(agent_type("late"))),
             asyncio.ensure_future(store.messages.last(world.execution.id, 1)),
@@ -722,8 +718,6 @@ async def test_calls_on_killed_connections_let_go_of_the_engine(tmp_path: Path) 
                 return_exceptions=True,
             )
         )
-        from qmcp_agents.domain import StoreUnavailable
-
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 assert isinstance(outcome, StoreUnavailable), repr(outcome)

@@ -220,15 +220,14 @@ async def test_a_cancel_between_the_finishs_copy_and_its_write_wins(
         reads.append(id)
         return await real_get(id)
 
-    async def update(store: Store, execution: Any, hold: Any, release: bool) -> Any:
+    async def update(target: Store, execution: Any, hold: Any, release: bool) -> Any:
         if execution.id == execution_id and execution.is_final and not fired:
             fired.append(execution.status)
             assert reads.count(execution_id) == 1  # the start's read only: this copy is unread
-            await Engine(real_store, {}).cancel(execution_id)  # commits before this write
+            await Engine(store, {}).cancel(execution_id)  # commits before this write
             reads.clear()
-        return await real_update(store, execution, hold, release)
+        return await real_update(target, execution, hold, release)
 
-    real_store = store
     monkeypatch.setattr(engine_module, "update_execution_fenced", update)
     monkeypatch.setattr(store.executions, "get", get)
     stats = await Worker(engine, poll_seconds=0.05).run(until_idle=True)

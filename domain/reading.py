@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .agent import AgentType
-from .ports import Store, TopologyReader
+from .ports import Store, TopologyReader, supports
 from .topology import Topology
 
 
@@ -12,7 +12,7 @@ async def topology_with_agent_types(store: Store, topology_id: int) -> tuple[Top
     drive reads before it seats its members. A store that reads them in one step
     (:class:`~.ports.TopologyReader`: SQL, one statement instead of one per member) is asked
     first; otherwise, or when it finds nothing, :func:`topology_with_agent_types_composed`."""
-    if isinstance(store, TopologyReader):
+    if supports(store, TopologyReader):  # type: ignore[type-abstract]
         found = await store.topology_with_agent_types(topology_id)
         if found is not None:
             return found

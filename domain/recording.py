@@ -18,7 +18,7 @@ from .agent import AgentInstance
 from .execution import Execution
 from .leases import LeaseHold, LeaseLost
 from .message import MessageCreate, Result
-from .ports import CallRecorder, FencedInstanceAdder, FencedUpdater, RecordedCall, Store
+from .ports import CallRecorder, FencedInstanceAdder, FencedUpdater, RecordedCall, Store, supports
 from .transactions import whole
 
 
@@ -34,7 +34,7 @@ async def record_call(
     read: its revision is checked, as ``agent_instances.update`` checks it), all or
     nothing, and with ``lease`` only while that claim still holds the entry (``LeaseLost``
     otherwise). Inside a transaction the writes join it. Returns what was stored."""
-    if isinstance(store, CallRecorder):
+    if supports(store, CallRecorder):  # type: ignore[type-abstract]
         recorded = await store.record_call(execution_id, message, result, instance, lease)
         if recorded is not None:
             return recorded
@@ -73,7 +73,7 @@ async def update_execution_fenced(
     statement instead of four or five round trips) is asked first; when it writes nothing
     the composed form runs and raises the precise error. Inside a transaction the writes
     join it. Returns the stored execution."""
-    if isinstance(store, FencedUpdater):
+    if supports(store, FencedUpdater):  # type: ignore[type-abstract]
         updated = await store.update_execution_fenced(execution, lease, release)
         if updated is not None:
             return updated
@@ -105,7 +105,7 @@ async def add_instances_fenced(
     (:class:`~.ports.FencedInstanceAdder`: PostgreSQL, one statement instead of four round
     trips) is asked first; when it writes nothing the composed form runs and raises the
     precise error. Inside a transaction the writes join it. Returns the stored instances."""
-    if isinstance(store, FencedInstanceAdder):
+    if supports(store, FencedInstanceAdder):  # type: ignore[type-abstract]
         added = await store.add_instances_fenced(instances, lease)
         if added is not None:
             return added

@@ -31,8 +31,12 @@ typecheck: install
 	$(VENV)/bin/mypy -p qmcp_agents
 	$(VENV)/bin/mypy tests benchmarks
 
+# Two pytest-xdist workers: the suite waits on servers and subprocesses about half the time
+# (docs/decisions.md, "The test suite on two workers"); PYTEST_WORKERS= runs it in one process.
+PYTEST_WORKERS ?= -n 2 --dist loadgroup
+
 unit: install
-	tests/run-with-services $(PY) -m pytest $(PYTEST_ARGS)
+	tests/run-with-services $(PY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck unit
 

@@ -1,9 +1,11 @@
 """Shared test settings: Hypothesis profiles (no deadlines: this machine is shared and noisy),
-and Motor's thread pool."""
+Motor's thread pool, and the MongoDB tests kept on one pytest-xdist worker."""
 
 from __future__ import annotations
 
 import os
+
+import pytest
 
 # Motor runs every PyMongo call on a pool of cpu_count * 5 threads (10 here). The tests' wire
 # server makes a transaction wait while another is open (tests/services/mongo_wire_server.py),
@@ -22,3 +24,17 @@ settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True, derandomize=False
 )
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "default")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``make test`` runs the suite on two pytest-xdist workers (``--dist loadgroup``): it
+    waits on servers and subprocesses about half the time. Every MongoDB test goes to one
+    of them: the tests' wire server makes a transaction wait while another is open, so
+    MongoDB tests on two workers would wait on each other's transactions (a real MongoDB
+    would not)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        name = item.nodeid.lower()
+        if "mongo" in name or "motor" in name:
+            item.add_marker(pytest.mark.xdist_group("mongodb"))

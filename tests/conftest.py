@@ -31,10 +31,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     waits on servers and subprocesses about half the time. Every MongoDB test goes to one
     of them: the tests' wire server makes a transaction wait while another is open, so
     MongoDB tests on two workers would wait on each other's transactions (a real MongoDB
-    would not)."""
+    would not). A MongoDB test is one whose id or one of whose fixtures names MongoDB or Motor."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
-        name = item.nodeid.lower()
-        if "mongo" in name or "motor" in name:
+        names = [item.nodeid, *getattr(item, "fixturenames", ())]
+        if any("mongo" in name.lower() or "motor" in name.lower() for name in names):
             item.add_marker(pytest.mark.xdist_group("mongodb"))

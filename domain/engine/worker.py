@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -139,21 +140,25 @@ class Worker:
             task = asyncio.create_task(self._run_one(lease.execution_id, lease.attempts))
             self._running[lease.execution_id] = task
             self._attempts[task] = (lease.execution_id, lease.attempts)
+            task.add_done_callback(functools.partial(self._forget, lease.execution_id))
         return len(leases)
 
+    def _forget(self, execution_id: UUID, task: asyncio.Task[None]) -> None:
+        """A drive's task is done: its slot frees. A done callback, not the drive's own
+        ``finally``: a task cancelled before its first step never runs its body, and a
+        slot kept by it would be heartbeated for ever (the execution held and never run)."""
+        if self._running.get(execution_id) is task:
+            del self._running[execution_id]
+        self._dropped.discard(task)
+        self._attempts.pop(task, None)
+        self._changed.set()
+
     async def _run_one(self, execution_id: UUID, attempt: int) -> None:
-        try:
-            requeue = await self._drive(execution_id, attempt)
-            if requeue is not None:  # before the slot frees: the entry is claimable by then
-                await self._release(execution_id, attempt, requeue)
-        finally:
-            this = asyncio.current_task()
-            if this is not None:
-                if self._running.get(execution_id) is this:
-                    del self._running[execution_id]
-                self._dropped.discard(this)
-                self._attempts.pop(this, None)
-            self._changed.set()
+        """Drive, then let go of the entry if the drive says so, before the slot frees
+        (:meth:`_forget`, once the task is done): the entry is claimable by then."""
+        requeue = await self._drive(execution_id, attempt)
+        if requeue is not None:
+            await self._release(execution_id, attempt, requeue)
 
     async def _drive(self, execution_id: UUID, attempt: int) -> bool | None:
         """Drive one execution; then whether to hand its entry back (True), delete it
@@ -213,17 +218,21 @@ class Worker:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
-            ids = list(self._running)
-            if not ids:
+            asked = dict(self._running)
+            if not asked:
                 continue
             try:
-                held = await self.store.leases.heartbeat(self.name, ids, lease_seconds=self.lease_seconds)
+                held = await self.store.leases.heartbeat(
+                    self.name, list(asked), lease_seconds=self.lease_seconds
+                )
             except Exception as error:
                 log.warning("worker %s: heartbeat failed: %s", self.name, error)
                 continue
-            for execution_id in ids:
-                task = self._running.get(execution_id)
-                if execution_id not in held and task is not None:
+            for execution_id, task in asked.items():
+                # Only the drive the answer is about: one started meanwhile (this worker
+                # claimed the execution again while the heartbeat was on its way) holds a
+                # newer claim, which this heartbeat did not see.
+                if execution_id not in held and self._running.get(execution_id) is task:
                     self._dropped.add(task)
                     task.cancel()
 

@@ -172,6 +172,60 @@ async def test_a_worker_that_outlived_its_own_lease_and_claimed_again_runs_once(
     assert await store.leases.list() == []
 
 
+async def test_a_heartbeat_answer_about_an_earlier_claim_leaves_a_newer_drive_running(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the two-worker stall probe on a loaded machine: while a heartbeat is on its
+    way, the drive it asks about ends and the worker claims the execution again. The answer
+    (about the earlier claim: not held) must not stop the newer drive; it stopped it before
+    its first step, so its slot was never freed and its lease was renewed for ever, the
+    execution never run. Here the heartbeat itself makes that happen, at the worst moment."""
+    engine = Engine(store, agents(delay=0.05))
+    execution_id = await engine.submit("chain", {"task": 1})
+    worker = Worker(engine, name="w", lease_seconds=0.4, poll_seconds=0.02)
+    real_heartbeat = store.leases.heartbeat
+    raced: list[asyncio.Task[None]] = []
+
+    async def racing(owner: str, ids: Any, *, lease_seconds: float) -> set[Any]:
+        if raced or execution_id not in ids:
+            return await real_heartbeat(owner, ids, lease_seconds=lease_seconds)
+        earlier = worker._running[execution_id]
+        earlier.cancel()  # handed back (as at a shutdown): the entry is claimable again
+        await asyncio.wait([earlier])
+        assert await worker._claim(1) == 1
+        raced.append(worker._running[execution_id])
+        return set()  # the answer about the earlier claim
+
+    monkeypatch.setattr(store.leases, "heartbeat", racing)
+    stats = await asyncio.wait_for(worker.run(until_idle=True), 30)
+    assert raced
+    assert not raced[0].cancelled()
+    assert stats.finished == {"completed": 1}, stats
+    assert len(await responses(store, execution_id)) == 3
+    assert await store.results.count(execution_id=execution_id) == 3
+    assert await store.leases.list() == []
+
+
+async def test_a_drive_stopped_before_its_first_step_frees_its_slot(store: Store) -> None:
+    """A drive's task cancelled before it ever ran (its body, and so any ``finally`` in
+    it, never runs): the worker lets go of the slot anyway, and once the claim's lease is
+    over the execution is claimed and run."""
+    engine = Engine(store, agents())
+    execution_id = await engine.submit("chain", {"task": 1})
+    worker = Worker(engine, name="w", lease_seconds=0.3, poll_seconds=0.02)
+    assert await worker._claim(1) == 1
+    task = worker._running[execution_id]
+    task.cancel()
+    await asyncio.wait([task])
+    await asyncio.sleep(0)  # the done callbacks
+    assert worker.running == set()
+    await asyncio.sleep(0.4)  # the claim's lease is over
+    stats = await asyncio.wait_for(worker.run(until_idle=True), 30)
+    assert stats.finished == {"completed": 1}, stats
+    assert len(await responses(store, execution_id)) == 3
+    assert await store.leases.list() == []
+
+
 async def test_cancel_from_elsewhere_stops_the_run_within_one_step(store: Store) -> None:
     slow = agents(delay=0.1)
     engine = Engine(store, slow)

@@ -144,13 +144,16 @@ async def test_a_worker_that_outlived_its_own_lease_and_claimed_again_runs_once(
     """A stall longer than the lease (here: heartbeats that renew nothing for a while) lets
     the worker claim its own running execution again; the earlier drive, same owner name,
     must be fenced off by the claim's attempt and stopped, not run on beside the new one."""
-    slow = agents(delay=0.15)
+    # Each call outlasts the lease, and the drive (three calls) outlasts it several times
+    # over: a loaded machine slows the claim loop too (a run at 0.15 s per call and 0.5 s
+    # of stall once finished before any claim after the expiry got through).
+    slow = agents(delay=0.3)
     engine = Engine(store, slow)
     execution_id = await engine.submit("chain", {"task": 1})
     worker = Worker(engine, name="w", lease_seconds=0.2, poll_seconds=0.02)
     real_heartbeat = store.leases.heartbeat
     loop = asyncio.get_running_loop()
-    stalled_until = loop.time() + 0.5
+    stalled_until = loop.time() + 1.2
 
     async def stalled(owner: str, ids: Any, *, lease_seconds: float) -> set[Any]:
         if loop.time() < stalled_until:

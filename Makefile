@@ -34,7 +34,6 @@ typecheck: install
 # Two pytest-xdist workers: the suite waits on servers and subprocesses about half the time
 # (docs/decisions.md, "The test suite on two workers"); PYTEST_WORKERS= runs it in one process.
 PYTEST_WORKERS ?= -n 2 --dist loadgroup
-export QMCP_TEST_MONGODB_SERVERS ?= 2
 
 unit: install
 	tests/run-with-services $(PY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
